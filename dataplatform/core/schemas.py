@@ -1,0 +1,59 @@
+"""Arrow schemas of the datasets every stage reads and writes.
+
+These are the contract between stages and with users' notebooks: add columns, never rename.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+FETCH_TIME = pa.timestamp("us", tz="UTC")
+
+RAW_PAGES = pa.schema(
+    [
+        pa.field("warc_record_id", pa.string(), nullable=False),
+        pa.field("url", pa.string(), nullable=False),
+        pa.field("snapshot", pa.string(), nullable=False),
+        pa.field("warc_file", pa.string(), nullable=False),
+        pa.field("warc_offset", pa.int64(), nullable=False),
+        pa.field("fetch_time", FETCH_TIME),
+        pa.field("http_status", pa.int16()),
+        pa.field("content_type", pa.string()),
+        pa.field("http_headers", pa.string()),  # header block as sent, one "Name: value" per line
+        pa.field("payload", pa.large_binary()),
+        pa.field("payload_bytes", pa.int64(), nullable=False),
+    ]
+)
+
+# Records that never became a page: kept with the reason so "why is this record gone?" has an answer.
+QUARANTINE = pa.schema(
+    [
+        pa.field("snapshot", pa.string(), nullable=False),
+        pa.field("warc_file", pa.string(), nullable=False),
+        pa.field("warc_offset", pa.int64()),
+        pa.field("warc_record_id", pa.string()),
+        pa.field("warc_type", pa.string()),
+        pa.field("url", pa.string()),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string()),
+        pa.field("payload_bytes", pa.int64()),
+        pa.field("payload_head", pa.binary()),  # first bytes only, for inspection
+    ]
+)
+
+DOCUMENTS = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("url", pa.string(), nullable=False),
+        pa.field("snapshot", pa.string(), nullable=False),
+        pa.field("warc_record_id", pa.string(), nullable=False),
+        pa.field("warc_file", pa.string(), nullable=False),
+        pa.field("fetch_time", FETCH_TIME),
+        pa.field("text", pa.large_string()),
+        pa.field("title", pa.string()),
+        pa.field("language", pa.string()),
+        pa.field("language_score", pa.float32()),
+        pa.field("n_chars", pa.int64(), nullable=False),
+        pa.field("drop_reason", pa.string()),  # null when kept
+    ]
+)
