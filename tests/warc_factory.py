@@ -55,3 +55,47 @@ def html_page(title: str, paragraphs: list[str]) -> bytes:
 
 def record_id_for(url: str, warc_type: str = "response") -> str:
     return f"<urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, warc_type + url)}>"
+
+
+ENGLISH = (
+    "The river valley was settled by farmers who grew barley and kept sheep on the hills above the town. "
+    "Over the centuries the market grew, and merchants built stone warehouses along the northern bank. "
+    "Today the old quarter is a quiet place where visitors walk between the cathedral and the bridge."
+)
+GERMAN = (
+    "Das Dorf liegt am Rande eines großen Waldes, und im Sommer kommen viele Wanderer hierher. "
+    "Die Bewohner verkaufen Käse und Brot auf dem kleinen Markt, der jeden Samstag stattfindet."
+)
+
+
+def build_snapshot_warcs(folder, snapshot: str, *, n_files: int = 2, pages_per_file: int = 6, broken: bool = True) -> list[str]:
+    """Write ``n_files`` WARCs for one snapshot in Common Crawl layout under ``folder``.
+
+    Each file holds English pages (unique URLs), one German page, and, when ``broken``, a 404,
+    a non-HTML response, a revisit and a record with a bad digest. Returns the URLs of the pages.
+    """
+    from pathlib import Path
+
+    warc_dir = Path(folder) / "crawl-data" / snapshot / "segments" / "0001" / "warc"
+    warc_dir.mkdir(parents=True, exist_ok=True)
+    urls = []
+    for f in range(n_files):
+        records = [warc_record(f"https://{snapshot.lower()}.example/", b"software: test\r\n", warc_type="warcinfo",
+                               content_type="application/warc-fields")]
+        for p in range(pages_per_file):
+            url = f"https://site{f}.example/{snapshot}/article-{p}"
+            urls.append(url)
+            records.append(warc_record(url, http_response(html_page(f"Article {f}-{p}", [ENGLISH, f"Page {p} of file {f}."]))))
+        de = f"https://site{f}.example/{snapshot}/de"
+        urls.append(de)
+        records.append(warc_record(de, http_response(html_page("Das Dorf", [GERMAN]))))
+        if broken:
+            records.append(warc_record(f"https://site{f}.example/{snapshot}/missing", http_response(b"gone", status="404 Not Found")))
+            records.append(warc_record(f"https://site{f}.example/{snapshot}/logo.png",
+                                       http_response(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, content_type="image/png")))
+            records.append(warc_record(f"https://site{f}.example/{snapshot}/again", b"HTTP/1.1 200 OK\r\n\r\n",
+                                       warc_type="revisit", extra_headers={"WARC-Profile": "http://netpreserve.org/warc/1.0/revisit/identical-payload-digest"}))
+            records.append(warc_record(f"https://site{f}.example/{snapshot}/tampered",
+                                       http_response(html_page("T", [ENGLISH])), bad_digest=True))
+        (warc_dir / f"file-{f:03d}.warc.gz").write_bytes(b"".join(records))
+    return urls

@@ -1,0 +1,24 @@
+"""The one Definitions object of the code location: assets, jobs, sensors and resources."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from dataplatform.assets import ingest
+from dataplatform.assets.partitions import crawl_snapshots
+from dataplatform.assets.sensors import build_snapshot_sensor
+from dataplatform.resources.settings import resources_from_env
+
+snapshot_pipeline_job = dg.define_asset_job(
+    "snapshot_pipeline",
+    selection=dg.AssetSelection.groups("ingest") - dg.AssetSelection.assets("crawl_warc_files"),
+    partitions_def=crawl_snapshots,
+    description="Everything one crawl snapshot flows through, for the sensor and for manual backfills.",
+)
+
+defs = dg.Definitions(
+    assets=[ingest.crawl_warc_files, ingest.raw_pages, ingest.documents],
+    jobs=[snapshot_pipeline_job],
+    sensors=[build_snapshot_sensor(snapshot_pipeline_job)],
+    resources=resources_from_env(),
+)
