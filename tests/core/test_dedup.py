@@ -1,0 +1,200 @@
+"""Unit tests of the dedup core (exact + MinHash LSH + cross-snapshot index)."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from dataplatform.core.dedup import (
+    DedupConfig,
+    SignatureIndex,
+    connected_components,
+    deduplicate,
+    minhash_signatures,
+    normalize_text,
+)
+
+_RNG = np.random.default_rng(1234)
+_VOCAB = ["".join(chr(97 + c) for c in _RNG.integers(0, 26, _RNG.integers(3, 9))) for _ in range(4000)]
+
+
+def doc(seed: int, n_words: int = 300) -> str:
+    rng = np.random.default_rng(seed)
+    return " ".join(_VOCAB[i] for i in rng.integers(0, len(_VOCAB), n_words))
+
+
+def edit(text: str, n_changes: int, seed: int = 0) -> str:
+    words = text.split()
+    rng = np.random.default_rng(seed)
+    for pos in rng.choice(len(words), n_changes, replace=False):
+        words[pos] = "zzq" + _VOCAB[rng.integers(len(_VOCAB))]
+    return " ".join(words)
+
+
+def frame(ids, texts, snapshot="CC-MAIN-2024-10", drop_reason=None) -> pl.DataFrame:
+    data = {"doc_id": ids, "text": texts, "snapshot": [snapshot] * len(ids)}
+    if drop_reason is not None:
+        data["drop_reason"] = drop_reason
+    return pl.DataFrame(data, schema_overrides={"drop_reason": pl.Utf8} if drop_reason else None)
+
+
+def by_id(df: pl.DataFrame) -> dict[str, tuple[str | None, str | None]]:
+    return {r["doc_id"]: (r["drop_reason"], r["duplicate_of"]) for r in df.iter_rows(named=True)}
+
+
+def test_normalisation_folds_case_punctuation_digits_and_unicode():
+    got = normalize_text(["Hello,  WORLD!! don't 3.14", "hello world dont", "ＦＵＬＬ\u00a0width ﬁne", None])
+    assert got.to_list() == ["hello world dont", "hello world dont", "full width fine", ""]
+
+
+def test_exact_duplicate_keeper_is_smallest_doc_id_regardless_of_row_order():
+    t = doc(1)
+    variants = [t, t.upper(), t.replace(" ", "  ,  ") + " 42."]  # equal after normalisation
+    for perm in ([0, 1, 2], [2, 0, 1], [1, 2, 0]):
+        ids = ["c", "a", "b"]
+        df = frame([ids[i] for i in perm], [variants[i] for i in perm])
+        res = deduplicate(df)
+        got = by_id(res.frame)
+        assert got["a"] == (None, None)
+        assert got["b"] == ("duplicate:exact", "a")
+        assert got["c"] == ("duplicate:exact", "a")
+        assert res.stats["duplicate:exact"] == 2
+        assert res.frame["doc_id"].to_list() == df["doc_id"].to_list()  # row order kept
+
+
+def test_near_duplicate_is_detected():
+    t = doc(2, 400)
+    df = frame(["b-copy", "a-orig"], [edit(t, 3), t])
+    res = deduplicate(df)
+    assert by_id(res.frame)["b-copy"] == ("duplicate:minhash", "a-orig")
+    assert by_id(res.frame)["a-orig"] == (None, None)
+    assert res.stats["duplicate:minhash"] == 1
+
+
+@pytest.mark.parametrize("verify", ["exact", "signature", "none"])
+def test_unrelated_documents_are_not_merged(verify):
+    texts = [doc(100 + i) for i in range(50)]
+    res = deduplicate(frame([f"d{i:02d}" for i in range(50)], texts), config=DedupConfig(verify=verify))
+    assert res.frame["drop_reason"].null_count() == 50
+    assert res.frame["duplicate_of"].null_count() == 50
+
+
+def test_heavily_edited_copy_below_threshold_is_kept():
+    t = doc(3, 400)
+    far = edit(t, 60, seed=1)  # ~60 of 400 words changed -> word-5-gram Jaccard ~0.35
+    res = deduplicate(frame(["a", "b"], [t, far]))
+    assert by_id(res.frame)["b"] == (None, None)
+
+
+def test_cross_snapshot_index_flags_copies_and_keeps_earlier_snapshot():
+    a_texts = [doc(200 + i) for i in range(20)]
+    snap_a = frame([f"a{i}" for i in range(20)], a_texts, snapshot="CC-MAIN-2024-10")
+    idx = SignatureIndex()
+    res_a, stats_a = idx.deduplicate(snap_a)
+    assert stats_a["kept"] == 20 and len(idx) > 0
+    b_texts = [a_texts[0], edit(a_texts[1], 2), doc(999)]
+    # 'a'-ids would sort before B's own ids anyway; use ids that sort first to prove the
+    # index wins even when the new doc_id is smaller
+    snap_b = frame(["0-b0", "0-b1", "0-b2"], b_texts, snapshot="CC-MAIN-2024-18")
+    res_b = idx.query(snap_b)
+    got = by_id(res_b)
+    assert got["0-b0"] == ("duplicate:exact", "a0")
+    assert got["0-b1"] == ("duplicate:minhash", "a1")
+    assert got["0-b2"] == (None, None)
+    # the same through the plain function and an Arrow table
+    res = deduplicate(snap_b, index=idx.table)
+    assert res.stats["cross_snapshot"] == 2
+    assert by_id(res.frame) == got
+    # only the kept doc is indexed: 1 exact row + 14 band rows
+    assert res.index_rows.num_rows == 15
+    assert set(res.index_rows["doc_id"].to_pylist()) == {"0-b2"}
+
+
+def test_index_roundtrips_through_parquet(tmp_path):
+    t = doc(5)
+    idx = SignatureIndex()
+    idx.deduplicate(frame(["x"], [t]))
+    idx.write_parquet(tmp_path / "index.parquet")
+    again = SignatureIndex.read_parquet(tmp_path / "index.parquet")
+    assert again.table.equals(idx.table)
+    got = by_id(again.query(frame(["y"], [edit(t, 2)], snapshot="CC-MAIN-2025-01")))
+    assert got["y"] == ("duplicate:minhash", "x")
+
+
+def test_deterministic_output():
+    base = [doc(300 + i) for i in range(30)]
+    texts = base + [edit(t, 2, seed=i) for i, t in enumerate(base[:10])] + base[:5]
+    ids = [f"id{i:03d}" for i in range(len(texts))]
+    df = frame(ids, texts)
+    r1, r2 = deduplicate(df), deduplicate(df)
+    assert r1.frame.equals(r2.frame)
+    assert r1.index_rows.equals(r2.index_rows)
+    assert r1.stats == r2.stats
+    # permuting input rows changes nothing but row order
+    perm = np.random.default_rng(0).permutation(len(ids))
+    r3 = deduplicate(df[perm])
+    assert by_id(r3.frame) == by_id(r1.frame)
+    assert r1.stats == {**r3.stats}
+    assert r1.stats["duplicate:minhash"] == 10 and r1.stats["duplicate:exact"] == 5
+
+
+def test_signatures_are_stable_across_calls_and_batches():
+    texts = [doc(400 + i) for i in range(5)]
+    s_all = minhash_signatures(normalize_text(texts))
+    s_one = minhash_signatures(normalize_text(texts[2:3]))
+    assert s_all.dtype == np.uint32 and s_all.shape == (5, 112)
+    assert np.array_equal(s_all[2], s_one[0])
+
+
+def test_rows_with_existing_drop_reason_are_untouched_and_not_indexed():
+    t = doc(6)
+    df = frame(["a", "b", "c"], [t, t, t], drop_reason=["quality:below_threshold", None, None])
+    res = deduplicate(df)
+    got = by_id(res.frame)
+    assert got["a"] == ("quality:below_threshold", None)
+    assert got["b"] == (None, None)  # 'a' was already dropped, so 'b' is the keeper
+    assert got["c"] == ("duplicate:exact", "b")
+    assert set(res.index_rows["doc_id"].to_pylist()) == {"b"}
+
+
+def test_empty_input_and_empty_texts():
+    empty = pl.DataFrame(schema={"doc_id": pl.Utf8, "text": pl.Utf8, "snapshot": pl.Utf8})
+    res = deduplicate(empty)
+    assert res.frame.height == 0 and {"duplicate_of", "drop_reason"} <= set(res.frame.columns)
+    assert res.index_rows.num_rows == 0
+    # texts that normalise to nothing are neither deduplicated nor indexed
+    res = deduplicate(frame(["a", "b", "c"], ["", "123 !!!", None]))
+    assert res.frame["drop_reason"].null_count() == 3
+    assert res.index_rows.num_rows == 0
+
+
+def test_transitive_cluster_points_every_member_at_one_keeper():
+    t = doc(7, 500)
+    texts = [t, edit(t, 2, 1), edit(t, 4, 2), edit(t, 3, 3)]
+    res = deduplicate(frame(["k", "m1", "m2", "m3"], texts))
+    got = by_id(res.frame)
+    assert got["k"] == (None, None)
+    assert all(got[m] == ("duplicate:minhash", "k") for m in ("m1", "m2", "m3"))
+
+
+def test_snapshot_order_decides_keeper_before_doc_id():
+    t = doc(8)
+    df = pl.DataFrame({"doc_id": ["a", "z"], "text": [t, t], "snapshot": ["new", "old"]})
+    got = by_id(deduplicate(df, config=DedupConfig(snapshot_order=["old", "new"])).frame)
+    assert got["z"] == (None, None) and got["a"] == ("duplicate:exact", "z")
+
+
+def test_connected_components_labels_with_smallest_node():
+    lab = connected_components(7, np.array([5, 1, 3]), np.array([6, 3, 6]))
+    assert lab.tolist() == [0, 1, 2, 1, 4, 1, 1]
+
+
+def test_bad_config_names_the_field():
+    with pytest.raises(ValueError, match="DedupConfig.bands"):
+        DedupConfig(bands=20, rows=8, num_perm=112)
+    with pytest.raises(ValueError, match="DedupConfig.threshold"):
+        DedupConfig(threshold=1.5)
+    with pytest.raises(ValueError, match="missing column"):
+        deduplicate(pl.DataFrame({"doc_id": ["a"]}))
