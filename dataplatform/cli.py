@@ -16,6 +16,10 @@ from pathlib import Path
 from dataplatform.core.snapshot_keys import InvalidSnapshotKey, validate_snapshot_key
 
 
+# Step logs go to the instance; the terminal gets the summary table (and errors).
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 def _summary_table(rows: list[dict]) -> str:
     headers = ["stage", "snapshot", "in", "out", "set aside", "top reasons", "seconds"]
     body = []
@@ -72,7 +76,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from dataplatform.assets.partitions import crawl_snapshots
-    from dataplatform.definitions import defs
+    from dataplatform.definitions import all_assets, defs
     from dataplatform.io.datasets import DatasetStore
     from dataplatform.resources.settings import resources_from_env
     from dataplatform.sample_data import SAMPLE_SNAPSHOTS
@@ -83,17 +87,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     graph = defs.resolve_asset_graph()
     partitioned = [k for k in graph.materializable_asset_keys if graph.get(k).partitions_def is not None]
     unpartitioned = [k for k in graph.materializable_asset_keys if graph.get(k).partitions_def is None]
-    assets = [defs.resolve_assets_def(k) for k in graph.materializable_asset_keys]
+    assets = all_assets
     rows = []
     with tempfile.TemporaryDirectory(prefix="dataplatform-demo-") as home:
         with dg.DagsterInstance.local_temp(home) as instance:
             instance.add_dynamic_partitions(crawl_snapshots.name, list(SAMPLE_SNAPSHOTS))
             for snapshot in SAMPLE_SNAPSHOTS:
                 result = dg.materialize(assets, selection=partitioned, partition_key=snapshot, instance=instance,
-                                        resources=resources, raise_on_error=True)
+                                        resources=resources, raise_on_error=True, run_config=QUIET)
                 assert result.success
             if unpartitioned:
-                dg.materialize(assets, selection=unpartitioned, instance=instance, resources=resources)
+                dg.materialize(assets, selection=unpartitioned, instance=instance, resources=resources, run_config=QUIET)
     store = DatasetStore.local(data_root)
     stages = [k.to_user_string() for k in graph.toposorted_asset_keys if k in graph.materializable_asset_keys]
     for stage in stages:

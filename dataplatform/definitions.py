@@ -16,8 +16,10 @@ snapshot_pipeline_job = dg.define_asset_job(
     description="Everything one crawl snapshot flows through, for the sensor and for manual backfills.",
 )
 
+all_assets = [ingest.crawl_warc_files, ingest.raw_pages, ingest.documents]
+
 defs = dg.Definitions(
-    assets=[ingest.crawl_warc_files, ingest.raw_pages, ingest.documents],
+    assets=all_assets,
     jobs=[snapshot_pipeline_job],
     sensors=[build_snapshot_sensor(snapshot_pipeline_job)],
     resources=resources_from_env(),

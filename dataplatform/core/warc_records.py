@@ -169,7 +169,12 @@ def iter_raw_page_batches(
                                f"(Content-Type: {headers.get('Content-Type')})", payload=payload,
                                payload_bytes=len(payload), **common)
                 continue
+            expected = record.content_length  # after parse_http(): the payload length the record declares
             payload = record.reader.read()
+            if len(payload) < expected:
+                quarantine_row(R.TRUNCATED_WARC, f"payload has {len(payload)} of {expected} declared bytes",
+                               payload=payload, payload_bytes=len(payload), **common)
+                continue
             status = http.status_code
             content_type = http.get("Content-Type")
             if status != 200:
@@ -211,19 +216,20 @@ def iter_raw_page_batches(
         problem = (R.TRUNCATED_WARC, f"WARC stream unreadable after offset {last_offset}: {exc}")
     if problem:
         # fastwarc stops quietly at a gzip member cut short; the last record it returned may be a
-        # fragment. Re-label that record instead of keeping half a page.
+        # fragment. That record is re-labelled (keeping its id and URL) instead of kept as half a page.
+        reason, detail = problem
+        fragment: dict = {"offset": last_offset}
         if last_offset is not None and pages.rows and pages.columns["warc_offset"][-1] == last_offset:
-            for values in pages.columns.values():
-                values.pop()
+            row = {name: values.pop() for name, values in pages.columns.items()}
             pages.rows -= 1
             stats.pages -= 1
-        elif quarantine.rows and quarantine.columns["warc_offset"][-1] == last_offset:
-            stats.quarantined[quarantine.columns["reason"][-1]] -= 1
-            for values in quarantine.columns.values():
-                values.pop()
+            fragment = {"offset": last_offset, "record_id": row["warc_record_id"], "url": row["url"], "wtype": "response"}
+        elif last_offset is not None and quarantine.rows and quarantine.columns["warc_offset"][-1] == last_offset:
+            row = {name: values.pop() for name, values in quarantine.columns.items()}
             quarantine.rows -= 1
-        reason, detail = problem
-        quarantine_row(reason, detail, offset=last_offset)
+            stats.quarantined[row["reason"]] -= 1
+            fragment = {"offset": last_offset, "record_id": row["warc_record_id"], "url": row["url"], "wtype": row["warc_type"]}
+        quarantine_row(reason, detail, **fragment)
     if pages.rows:
         yield "pages", pages.flush()
     if quarantine.rows:

@@ -287,3 +287,19 @@ def test_roc_auc_matches_pairwise_definition():
     pairwise = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum())
     assert roc_auc(y, s) == pytest.approx(pairwise / (pos.size * neg.size))
     assert np.isnan(roc_auc(np.ones(3), np.array([0.1, 0.2, 0.3])))
+
+
+def test_scoring_independent_of_chunking_and_whitespace_collapse(classifier):
+    texts = (EXTRA_POSITIVES + make_negatives(40, seed=8)) * 3
+    texts[5] = None
+    texts[7] = "Tabs\tand\u00a0non-breaking\u2003spaces\n\nand  Newlines  "
+    whole = score_documents(classifier, texts, chunk_bytes=1 << 30)
+    for chunk_bytes in (1, 100, 5000):
+        np.testing.assert_array_equal(score_documents(classifier, texts, chunk_bytes=chunk_bytes),
+                                      whole)
+    assert np.isnan(whole[5]) and not np.isnan(whole[7])
+    valid = [t for t in texts if t is not None]
+    collapsed = normalize_for_fasttext(valid).to_list()
+    direct = classifier.model.predict(collapsed, k=2)
+    probs = np.array([p[list(lab).index("__label__hq")] for lab, p in zip(*direct)])
+    np.testing.assert_allclose(np.delete(whole, 5), np.clip(probs, 0, 1), rtol=0, atol=1e-7)
