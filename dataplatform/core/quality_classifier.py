@@ -28,6 +28,7 @@ import math
 import os
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -73,22 +74,39 @@ class QualityModelError(ValueError):
 # ------------------------------------------------------------------------------ normalisation
 
 
-def normalize_for_fasttext(texts: pl.Series | Sequence[str | None]) -> pl.Series:
-    """Lowercase, turn every whitespace run (newlines included) into one space, strip.
+# Unicode White_Space characters that fastText's tokenizer does NOT treat as separators (it splits
+# on ' ', '\t', '\r', '\v', '\f', '\0' itself) plus '\n', which fastText reads as end-of-sentence
+# and which ``predict`` refuses. They are mapped to a space.
+_FOREIGN_WHITESPACE = [
+    "\n", "\x85", "\xa0", "\u1680", *[chr(c) for c in range(0x2000, 0x200B)],
+    "\u2028", "\u2029", "\u202f", "\u205f", "\u3000",
+]
+_LABEL_PREFIX = "__label__"
 
-    The literal ``__label__`` is defused (fastText would read it as a label). Vectorised; nulls
-    stay null. The same function is used for training and scoring.
+
+def normalize_for_fasttext(
+    texts: pl.Series | Sequence[str | None], *, collapse_whitespace: bool = True
+) -> pl.Series:
+    """Lowercase, map every whitespace character (newlines included) to a space, defuse labels.
+
+    The literal ``__label__`` becomes `` label `` (fastText would read it as a label). With
+    ``collapse_whitespace`` runs of whitespace become one space and the ends are stripped; without
+    it the text has the same fastText tokens (its tokenizer treats a run of separators as one), so
+    scoring skips that pass. Vectorised; nulls stay null.
     """
     s = texts if isinstance(texts, pl.Series) else pl.Series("text", list(texts), dtype=pl.String)
     if s.dtype not in (pl.String, pl.Null):
         raise ValueError(f"texts must be strings, got {s.dtype}")
-    return (
+    patterns = [*_FOREIGN_WHITESPACE, _LABEL_PREFIX]
+    out = (
         s.cast(pl.String)
         .str.to_lowercase()
-        .str.replace_all("__label__", " label ", literal=True)
-        .str.replace_all(r"\s+", " ")
-        .str.strip_chars(" ")
+        .str.replace_many(patterns, [" "] * len(_FOREIGN_WHITESPACE) + [" label "])
     )
+    if collapse_whitespace:
+        out = out.str.replace_all(r"[ \t\r\x0B\x0C\x00]{2,}|[\t\r\x0B\x0C\x00]", " ")
+        out = out.str.strip_chars(" ")
+    return out
 
 
 # ------------------------------------------------------------------------------------ metrics
@@ -341,7 +359,7 @@ def train_quality_classifier(
     seed: int = 0,
     word_ngrams: int = 2,
     epoch: int = 10,
-    lr: float = 0.1,
+    lr: float = 0.5,
     dim: int = 64,
     bucket: int = 200_000,
     min_count: int = 1,
@@ -354,6 +372,10 @@ def train_quality_classifier(
     class (chosen by a seeded hash, independent of input order) is held out for precision,
     recall and F1 at ``threshold`` and ROC AUC; the returned model is trained on the rest.
     Empty documents (after normalisation) are ignored. Deterministic for a given seed.
+
+    Defaults: ``lr=0.5`` / ``epoch=10`` (fastText's supervised default ``lr=0.1`` underfits a
+    few hundred examples: held-out AUC 0.73 vs 0.995 with Python-docs negatives), ``dim=64`` and
+    ``bucket=200_000`` keep the model file around 50 MB; raise them for DCLM-sized training sets.
     """
     if not 0.0 <= holdout_fraction < 1.0:
         raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
@@ -381,7 +403,7 @@ def train_quality_classifier(
         "threshold": threshold,
         "loss": "softmax",
         "thread": 1,
-        "normalization": "lowercase+collapse_whitespace+defuse_label_v1",
+        "normalization": "lowercase+whitespace_to_space+defuse_label+collapse_v1",
         "labels": [HQ_LABEL, CC_LABEL],
     }
 
@@ -468,16 +490,54 @@ def _predict_normalized(model: TrainedQualityClassifier, texts: list[str]) -> np
 
 
 def score_documents(
-    model: TrainedQualityClassifier, texts: pl.Series | Sequence[str | None]
+    model: TrainedQualityClassifier,
+    texts: pl.Series | Sequence[str | None],
+    *,
+    chunk_bytes: int = 4 << 20,
 ) -> np.ndarray:
-    """Probability of the high-quality label per text, float32 in [0, 1]; NaN for null texts."""
-    normalized = normalize_for_fasttext(texts)
-    out = np.full(len(normalized), np.nan, dtype=np.float32)
-    if normalized.null_count():
-        valid = normalized.is_not_null().to_numpy()
-        out[valid] = _predict_normalized(model, normalized.drop_nulls().to_list())
-    else:
-        out[:] = _predict_normalized(model, normalized.to_list())
+    """Probability of the high-quality label per text, float32 in [0, 1]; NaN for null texts.
+
+    Texts are processed in chunks of about ``chunk_bytes`` of UTF-8: one fastText batch
+    ``predict(list, k=2)`` per chunk, while the next chunk is normalised by Polars on a worker
+    thread (Polars releases the GIL, fastText's predict holds it), so normalisation hides behind
+    prediction and the extra memory is bounded by a chunk. Results do not depend on chunking.
+    """
+    s = texts if isinstance(texts, pl.Series) else pl.Series("text", list(texts), dtype=pl.String)
+    n = len(s)
+    out = np.full(n, np.nan, dtype=np.float32)
+    if n == 0:
+        return out
+    if s.dtype not in (pl.String, pl.Null):
+        raise ValueError(f"texts must be strings, got {s.dtype}")
+    if chunk_bytes < 1:
+        raise ValueError(f"chunk_bytes must be >= 1, got {chunk_bytes}")
+    cum = s.cast(pl.String).str.len_bytes().fill_null(0).cast(pl.UInt64).cum_sum().to_numpy()
+    cuts = np.searchsorted(cum, np.arange(chunk_bytes, int(cum[-1]) + 1, chunk_bytes), "left")
+    edges = sorted({0, n, *(int(c) + 1 for c in cuts if c + 1 < n)})
+    bounds = list(zip(edges[:-1], edges[1:]))
+
+    def prepare(bound: tuple[int, int]) -> pl.Series:
+        lo, hi = bound
+        return normalize_for_fasttext(s.slice(lo, hi - lo), collapse_whitespace=False)
+
+    def predict(bound: tuple[int, int], part: pl.Series) -> None:
+        lo, hi = bound
+        if part.null_count():
+            valid = part.is_not_null().to_numpy()
+            out[lo:hi][valid] = _predict_normalized(model, part.drop_nulls().to_list())
+        else:
+            out[lo:hi] = _predict_normalized(model, part.to_list())
+
+    if len(bounds) == 1:
+        predict(bounds[0], prepare(bounds[0]))
+        return out
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quality-normalize") as pool:
+        pending = pool.submit(prepare, bounds[0])
+        for i, bound in enumerate(bounds):
+            part = pending.result()
+            if i + 1 < len(bounds):
+                pending = pool.submit(prepare, bounds[i + 1])
+            predict(bound, part)
     return out
 
 
