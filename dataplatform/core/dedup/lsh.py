@@ -30,6 +30,18 @@ __all__ = [
 _U64 = np.uint64
 
 
+def _sorted_unique(x: np.ndarray) -> np.ndarray:
+    """``np.unique`` by sort + neighbour compare (numpy 2.x's hash-based unique is far slower on
+    large integer arrays)."""
+    x = np.sort(x)
+    if len(x) < 2:
+        return x
+    keep = np.empty(len(x), dtype=bool)
+    keep[0] = True
+    np.not_equal(x[1:], x[:-1], out=keep[1:])
+    return x[keep]
+
+
 def band_hashes(sig: np.ndarray, bands: int = 14, rows: int = 8) -> np.ndarray:
     """``(n, bands)`` uint64: a 64-bit hash of each band's ``rows`` signature values.
 
@@ -69,7 +81,7 @@ def candidate_pairs(
     if len(u) == 0:
         return u, v
     span = int(v.max()) + 1  # u < v
-    key = np.unique(u * span + v)
+    key = _sorted_unique(u * span + v)
     return key // span, key % span
 
 
@@ -83,25 +95,49 @@ def estimated_jaccard(sig_u: np.ndarray, sig_v: np.ndarray) -> np.ndarray:
 def shingle_jaccard(sh: Shingles, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Exact Jaccard of the 64-bit shingle-hash sets of document pairs ``(u[i], v[i])``.
 
-    A loop per *candidate pair* (not per shingle), each a C-level sorted-set intersection; sets
-    are built once per document involved.
+    Vectorised over all pairs: the shingles of both members of every pair are tagged with the
+    pair number, sorted by ``(pair, hash)`` after de-duplicating within each document, and equal
+    neighbours counted as the intersection. Hashes are compared on their top 40+ bits.
     """
-    out = np.zeros(len(u))
-    cache: dict[int, np.ndarray] = {}
+    u = np.asarray(u, dtype=np.int64)
+    v = np.asarray(v, dtype=np.int64)
+    if len(u) == 0:
+        return np.zeros(0)
+    docs = np.unique(np.concatenate([u, v]))
+    # Sort keys pack a small id (document / pair number) above the top bits of the 64-bit hash,
+    # so one single-key sort replaces a two-key lexsort. Keeping >= 40 hash bits makes a false
+    # match between two shingles of a pair ~1e-12.
+    def shift_for(n: int) -> int:
+        bits = max(int(n).bit_length(), 1)
+        if bits > 24:
+            raise ValueError("shingle_jaccard: too many documents/pairs in one call (> 2^24)")
+        return bits
 
-    def get(d: int) -> np.ndarray:
-        s = cache.get(d)
-        if s is None:
-            s = cache[d] = np.unique(sh.of(d))
-        return s
-
-    for i, (a, b) in enumerate(zip(u.tolist(), v.tolist())):
-        sa, sb = get(a), get(b)
-        if len(sa) == 0 or len(sb) == 0:
-            continue
-        inter = len(np.intersect1d(sa, sb, assume_unique=True))
-        out[i] = inter / (len(sa) + len(sb) - inter)
-    return out
+    sd = shift_for(len(docs))
+    lens = sh.offsets[docs + 1] - sh.offsets[docs]
+    sel = np.repeat(sh.offsets[docs] - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
+    sel += np.arange(int(lens.sum()))
+    d = np.repeat(np.arange(len(docs), dtype=np.uint64), lens)
+    key = _sorted_unique((d << _U64(64 - sd)) | (sh.hashes[sel] >> _U64(sd)))  # per-doc sets
+    d = (key >> _U64(64 - sd)).astype(np.int64)
+    h = key << _U64(sd)  # the hash bits, realigned to the top
+    ulen = np.bincount(d, minlength=len(docs))
+    ustart = np.concatenate(([0], np.cumsum(ulen)[:-1]))
+    du, dv = np.searchsorted(docs, u), np.searchsorted(docs, v)
+    la, lb = ulen[du], ulen[dv]
+    # concatenate, per pair, the unique shingles of u then v; equal neighbours = intersection
+    sp = shift_for(len(u))
+    tot = la + lb
+    base = np.concatenate(([0], np.cumsum(tot)[:-1]))
+    pos = np.arange(int(tot.sum())) - np.repeat(base, tot)
+    src = np.where(pos < np.repeat(la, tot), np.repeat(ustart[du], tot) + pos,
+                   np.repeat(ustart[dv] - la, tot) + pos)
+    pair = np.repeat(np.arange(len(u), dtype=np.uint64), tot)
+    x = np.sort((pair << _U64(64 - sp)) | (h[src] >> _U64(sp)))
+    same = x[1:] == x[:-1]
+    inter = np.bincount((x[1:][same] >> _U64(64 - sp)).astype(np.int64), minlength=len(u))
+    union = la + lb - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 
 
 def connected_components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:

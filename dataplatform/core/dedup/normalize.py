@@ -142,14 +142,14 @@ def normalize_buffers(texts: pl.Series | pa.Array | list[str | None]) -> Buffers
     ends = offsets[1:]
     nxt_word[ends[ends > 0] - 1] = False  # the next byte belongs to the next document
     keep = word | nxt_word  # word bytes + the last separator of each run followed by a word
-    # drop the kept separator of a leading run (it sits right before the doc's first word byte)
-    word_pos = np.flatnonzero(word)
-    starts = offsets[:-1]
-    i = np.searchsorted(word_pos, starts)
-    fw = word_pos[np.minimum(i, len(word_pos) - 1)] if len(word_pos) else starts
-    lead = (i < len(word_pos)) & (fw < ends) & (fw > starts)
-    keep[fw[lead] - 1] = False
     out, offsets = _compact(data, offsets, keep)
+    # a leading separator run left one separator at the start of its document: drop it
+    nz = np.flatnonzero(np.diff(offsets) > 0)
+    lead = offsets[:-1][nz][~_is_word(out[offsets[:-1][nz]])]
+    if len(lead):
+        keep = np.ones(len(out), dtype=bool)
+        keep[lead] = False
+        out, offsets = _compact(out, offsets, keep)
     out[~_is_word(out)] = 32
     return out, offsets
 

@@ -125,15 +125,8 @@ def deduplicate(
     snaps_all = df["snapshot"].cast(pl.Utf8).to_numpy()
     order = _priority_order(ids_all[rows_c].astype(str), snaps_all[rows_c].astype(str), config)
     rows_c = rows_c[order]  # node i of the batch = input row rows_c[i]
-    sel = np.flatnonzero(nonempty)[order]
-    lens = np.diff(offsets)[sel]
-    starts = offsets[:-1][sel]
-    # gather the considered documents' bytes in priority order
-    new_offsets = np.zeros(len(sel) + 1, dtype=np.int64)
-    np.cumsum(lens, out=new_offsets[1:])
-    idx = np.repeat(starts - new_offsets[:-1], lens) + np.arange(int(new_offsets[-1]))
-    data = data[idx]
-    offsets = new_offsets
+    # node i's bytes: document ``doc_of_node[i]`` of the (data, offsets) buffers
+    doc_of_node = np.flatnonzero(nonempty)[order]
     m = len(rows_c)
     stats["considered"] = m
     ids = ids_all[rows_c].astype(str)
@@ -146,7 +139,7 @@ def deduplicate(
         prior = _index_order_key(prior, config)
 
     # ---- exact --------------------------------------------------------------------------
-    hashes = content_hash((data, offsets))
+    hashes = content_hash((data, offsets))[doc_of_node]
     exact_keeper = np.arange(m)  # batch node that each node is an exact copy of (self = none)
     exact_prior: np.ndarray = np.full(m, None, dtype=object)  # index doc_id matched, if any
     alive = np.ones(m, dtype=bool)  # survives exact dedup
@@ -176,16 +169,22 @@ def deduplicate(
     live = np.flatnonzero(alive)
     sig = bh = None
     if config.minhash and len(live):
-        lens_l = np.diff(offsets)[live]
-        off_l = np.zeros(len(live) + 1, dtype=np.int64)
-        np.cumsum(lens_l, out=off_l[1:])
-        if len(live) == m:
-            dl = data
+        # bytes of the live documents, in buffer order (a byte mask: no per-byte index array)
+        buf_docs = np.sort(doc_of_node[live])
+        lens_all = np.diff(offsets)
+        pick = np.zeros(len(lens_all), dtype=bool)
+        pick[buf_docs] = True
+        if pick.all():
+            dl, off_l = data, offsets
         else:
-            dl = data[np.repeat(offsets[:-1][live] - off_l[:-1], lens_l)
-                      + np.arange(int(off_l[-1]))]
+            dl = data[np.repeat(pick, lens_all)]
+            off_l = np.zeros(len(buf_docs) + 1, dtype=np.int64)
+            np.cumsum(lens_all[buf_docs], out=off_l[1:])
         sh = shingle_hashes((dl, off_l), config.ngram)
         sig = signatures_from_shingles(sh, config.num_perm, config.seed)
+        # row r of sig/sh is buffer doc buf_docs[r]; live node j is row live_row[j]
+        live_row = np.searchsorted(buf_docs, doc_of_node[live])
+        sig = sig[live_row]
         bh = lsh.band_hashes(sig, config.bands, config.rows)
         nl = len(live)
         # prior documents sharing a band with this batch become nodes 0..k-1 (they win ties)
@@ -240,7 +239,7 @@ def deduplicate(
             both = u >= k
             bu, bv = u[both] - k, v[both] - k
             if config.verify == "exact":
-                j = lsh.shingle_jaccard(sh, bu, bv)
+                j = lsh.shingle_jaccard(sh, live_row[bu], live_row[bv])
             else:
                 j = lsh.estimated_jaccard(sig[bu], sig[bv])
             ok[both] = j >= config.threshold
