@@ -113,7 +113,7 @@ def main() -> None:
     print(f"| resiliparse (ours) | {ours['pages']} | {ours['docs_per_s']:.0f} | {ours['mb_per_s']:.2f} | {ours['peak_rss_mb']:.0f} | 1.0 |")
     if peer:
         print(f"| trafilatura 2.x | {peer['pages']} | {peer['docs_per_s']:.0f} | {peer['mb_per_s']:.2f} | {peer['peak_rss_mb']:.0f} | "
-              f"ours {ours["docs_per_s"] / peer["docs_per_s"]:.1f}x faster |")
+              f"ours {ours['docs_per_s'] / peer['docs_per_s']:.1f}x faster |")
     else:
         print("| trafilatura | not installed (`pip install -e .[bench]`) | | | | |")
 

@@ -85,23 +85,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     env = {"DATAPLATFORM_DATA_ROOT": str(data_root), "DATAPLATFORM_MAX_WORKERS": str(args.workers or 0)}
     resources = resources_from_env(env)
     graph = defs.resolve_asset_graph()
-    partitioned = [k for k in graph.materializable_asset_keys if graph.get(k).partitions_def is not None]
-    unpartitioned = [k for k in graph.materializable_asset_keys if graph.get(k).partitions_def is None]
-    assets = all_assets
+    order = [k for k in graph.toposorted_asset_keys if k in graph.materializable_asset_keys]
+    # Phases alternate between per-snapshot and unpartitioned assets in dependency order, e.g.
+    # ingest+filter per snapshot, then the classifier trained on all snapshots, then scoring.
+    phases: list[tuple[bool, list]] = []
+    for key in order:
+        partitioned = graph.get(key).partitions_def is not None
+        if phases and phases[-1][0] == partitioned:
+            phases[-1][1].append(key)
+        else:
+            phases.append((partitioned, [key]))
     rows = []
     with tempfile.TemporaryDirectory(prefix="dataplatform-demo-") as home:
         with dg.DagsterInstance.local_temp(home) as instance:
             instance.add_dynamic_partitions(crawl_snapshots.name, list(SAMPLE_SNAPSHOTS))
-            for snapshot in SAMPLE_SNAPSHOTS:
-                result = dg.materialize(assets, selection=partitioned, partition_key=snapshot, instance=instance,
-                                        resources=resources, raise_on_error=True, run_config=QUIET)
-                assert result.success
-            if unpartitioned:
-                dg.materialize(assets, selection=unpartitioned, instance=instance, resources=resources, run_config=QUIET)
+            for partitioned, keys in phases:
+                for snapshot in SAMPLE_SNAPSHOTS if partitioned else [None]:
+                    dg.materialize(all_assets, selection=keys, partition_key=snapshot, instance=instance,
+                                   resources=resources, raise_on_error=True, run_config=QUIET)
     store = DatasetStore.local(data_root)
-    stages = [k.to_user_string() for k in graph.toposorted_asset_keys if k in graph.materializable_asset_keys]
-    for stage in stages:
-        for snapshot in SAMPLE_SNAPSHOTS:
+    for key in order:
+        stage = key.to_user_string()
+        for snapshot in SAMPLE_SNAPSHOTS if graph.get(key).partitions_def is not None else []:
             manifest = store.manifest(stage, snapshot)
             if manifest is not None:
                 rows.append(_row(stage, snapshot, manifest["metadata"]))

@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dataplatform.assets import ingest
+from dataplatform.assets import filtering, ingest
 from dataplatform.assets.partitions import crawl_snapshots
 from dataplatform.assets.sensors import build_snapshot_sensor
 from dataplatform.resources.settings import resources_from_env
 
 snapshot_pipeline_job = dg.define_asset_job(
     "snapshot_pipeline",
-    selection=dg.AssetSelection.groups("ingest") - dg.AssetSelection.assets("crawl_warc_files"),
+    # Every partitioned asset downstream of the crawl; unpartitioned ones (the classifier) are
+    # refreshed by their own schedule or by hand.
+    selection=dg.AssetSelection.all().materializable() - dg.AssetSelection.assets("quality_classifier"),
     partitions_def=crawl_snapshots,
     description="Everything one crawl snapshot flows through, for the sensor and for manual backfills.",
 )
 
-all_assets = [ingest.crawl_warc_files, ingest.raw_pages, ingest.documents]
+all_assets = [
+    ingest.crawl_warc_files,
+    ingest.raw_pages,
+    ingest.documents,
+    filtering.filtered,
+    filtering.quality_classifier,
+    filtering.scored,
+]
 
 defs = dg.Definitions(
     assets=all_assets,

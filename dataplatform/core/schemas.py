@@ -57,3 +57,28 @@ DOCUMENTS = pa.schema(
         pa.field("drop_reason", pa.string()),  # null when kept
     ]
 )
+
+FILTER_FLAGS = ("passes_gopher_repetition", "passes_gopher_quality", "passes_c4", "passes_fineweb")
+
+FILTERED = pa.schema(
+    list(DOCUMENTS)
+    + [pa.field(name, pa.bool_()) for name in FILTER_FLAGS]
+    + [pa.field("c4_lines_removed", pa.uint32()), pa.field("pii_count", pa.int32())]
+)
+
+QUALITY_LABELS = ("high_quality", "rewrite_candidate", "low_quality")
+
+SCORED = pa.schema(
+    list(FILTERED) + [pa.field("quality_score", pa.float32()), pa.field("quality_label", pa.string())]
+)
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns, in order, cast to its types (missing -> null)."""
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            columns.append(table.column(field.name).cast(field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=schema)

@@ -134,6 +134,7 @@ class PartitionWriter:
         self.version = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
         self.shards: list[ShardInfo] = []
         self.schemas: dict[str, pa.Schema] = {}
+        self.files: dict[str, dict[str, Any]] = {}
         self.committed: dict[str, Any] | None = None
 
     @property
@@ -159,6 +160,15 @@ class PartitionWriter:
         self.add(info)
         return info
 
+    def add_file(self, local_path: str | Path, name: str | None = None) -> str:
+        """Store a non-tabular artifact (a model file) with this version; returns its key."""
+        name = name or Path(local_path).name
+        key = f"{self.prefix}/v{self.version}/files/{name}"
+        data = Path(local_path).read_bytes()
+        self.store.object_store.put_bytes(key, data)
+        self.files[name] = {"path": key[len(self.prefix) + 1 :], "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        return key
+
     def commit(self, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
         tables: dict[str, dict[str, Any]] = {}
         for name, schema in self.schemas.items():
@@ -175,6 +185,7 @@ class PartitionWriter:
             "version": self.version,
             "committed_at": dt.datetime.now(dt.timezone.utc).isoformat(),
             "tables": tables,
+            "files": self.files,
             "metadata": metadata or {},
         }
         body = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
@@ -250,6 +261,17 @@ class DatasetStore:
         if entry is None:
             return []
         return [f"{asset}/{partition}/{s['path']}" for s in entry["shards"]]
+
+    def table_bytes(self, asset: str, partition: str, table: str = DEFAULT_TABLE) -> int:
+        entry = self.require_manifest(asset, partition)["tables"].get(table)
+        return int(entry["bytes"]) if entry else 0
+
+    def file_key(self, asset: str, partition: str, name: str) -> str:
+        manifest = self.require_manifest(asset, partition)
+        entry = manifest.get("files", {}).get(name)
+        if entry is None:
+            raise PartitionNotFound(f"{asset}/{partition} has no file {name!r}; files: {sorted(manifest.get('files', {}))}")
+        return f"{asset}/{partition}/{entry['path']}"
 
     def read_table(self, asset: str, partition: str, table: str = DEFAULT_TABLE, columns: list[str] | None = None) -> pa.Table:
         """Read a whole table of a partition (for small tables and tests; stages stream shards)."""
