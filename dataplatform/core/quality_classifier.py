@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow.compute as pc
 
 __all__ = [
     "HIGH_QUALITY",
@@ -98,11 +99,10 @@ def normalize_for_fasttext(
     if s.dtype not in (pl.String, pl.Null):
         raise ValueError(f"texts must be strings, got {s.dtype}")
     patterns = [*_FOREIGN_WHITESPACE, _LABEL_PREFIX]
-    out = (
-        s.cast(pl.String)
-        .str.to_lowercase()
-        .str.replace_many(patterns, [" "] * len(_FOREIGN_WHITESPACE) + [" label "])
-    )
+    # pyarrow's utf8_lower is several times faster than Polars' to_lowercase (same-length
+    # simple case mapping via utf8proc); it is used for training and scoring alike.
+    lowered = pl.Series(s.name, pc.utf8_lower(s.cast(pl.String).to_arrow()), dtype=pl.String)
+    out = lowered.str.replace_many(patterns, [" "] * len(_FOREIGN_WHITESPACE) + [" label "])
     if collapse_whitespace:
         out = out.str.replace_all(r"[ \t\r\x0B\x0C\x00]{2,}|[\t\r\x0B\x0C\x00]", " ")
         out = out.str.strip_chars(" ")
@@ -403,7 +403,7 @@ def train_quality_classifier(
         "threshold": threshold,
         "loss": "softmax",
         "thread": 1,
-        "normalization": "lowercase+whitespace_to_space+defuse_label+collapse_v1",
+        "normalization": "utf8_lower+whitespace_to_space+defuse_label+collapse_v2",
         "labels": [HQ_LABEL, CC_LABEL],
     }
 
