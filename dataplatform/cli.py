@@ -72,7 +72,13 @@ def cmd_process(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def materialize_sample(data_root: Path, workers: int = 0, snapshots: tuple[str, ...] | None = None) -> list[dict]:
+    """Materialize the whole graph for the bundled sample snapshots in a temporary Dagster instance.
+
+    Returns one summary row per (stage, snapshot). Phases alternate between per-snapshot and
+    unpartitioned assets in dependency order (e.g. ingest and filters per snapshot, then the
+    classifier trained on all snapshots, then scoring and dedup per snapshot).
+    """
     import dagster as dg
 
     from dataplatform.assets.partitions import crawl_snapshots
@@ -81,13 +87,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from dataplatform.resources.settings import resources_from_env
     from dataplatform.sample_data import SAMPLE_SNAPSHOTS
 
-    data_root = Path(args.data_root).resolve()
-    env = {"DATAPLATFORM_DATA_ROOT": str(data_root), "DATAPLATFORM_MAX_WORKERS": str(args.workers or 0)}
-    resources = resources_from_env(env)
+    snapshots = snapshots or SAMPLE_SNAPSHOTS
+    resources = resources_from_env({"DATAPLATFORM_DATA_ROOT": str(data_root), "DATAPLATFORM_MAX_WORKERS": str(workers)})
     graph = defs.resolve_asset_graph()
     order = [k for k in graph.toposorted_asset_keys if k in graph.materializable_asset_keys]
-    # Phases alternate between per-snapshot and unpartitioned assets in dependency order, e.g.
-    # ingest+filter per snapshot, then the classifier trained on all snapshots, then scoring.
     phases: list[tuple[bool, list]] = []
     for key in order:
         partitioned = graph.get(key).partitions_def is not None
@@ -95,21 +98,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
             phases[-1][1].append(key)
         else:
             phases.append((partitioned, [key]))
-    rows = []
     with tempfile.TemporaryDirectory(prefix="dataplatform-demo-") as home:
         with dg.DagsterInstance.local_temp(home) as instance:
-            instance.add_dynamic_partitions(crawl_snapshots.name, list(SAMPLE_SNAPSHOTS))
+            instance.add_dynamic_partitions(crawl_snapshots.name, list(snapshots))
             for partitioned, keys in phases:
-                for snapshot in SAMPLE_SNAPSHOTS if partitioned else [None]:
+                for snapshot in snapshots if partitioned else [None]:
                     dg.materialize(all_assets, selection=keys, partition_key=snapshot, instance=instance,
                                    resources=resources, raise_on_error=True, run_config=QUIET)
     store = DatasetStore.local(data_root)
+    rows = []
     for key in order:
         stage = key.to_user_string()
-        for snapshot in SAMPLE_SNAPSHOTS if graph.get(key).partitions_def is not None else []:
+        for snapshot in snapshots if graph.get(key).partitions_def is not None else []:
             manifest = store.manifest(stage, snapshot)
-            if manifest is not None:
+            if manifest is not None and "rows_in" in manifest["metadata"]:
                 rows.append(_row(stage, snapshot, manifest["metadata"]))
+    return rows
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    data_root = Path(args.data_root).resolve()
+    rows = materialize_sample(data_root, args.workers)
     print(_summary_table(rows))
     print(f"\ndatasets under {data_root}; open them with polars.scan_parquet or run `dagster dev` to browse.")
     return 0

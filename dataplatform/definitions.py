@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dataplatform.assets import filtering, ingest
+from dataplatform.assets import dedup, filtering, ingest
 from dataplatform.assets.partitions import crawl_snapshots
 from dataplatform.assets.sensors import build_snapshot_sensor
 from dataplatform.resources.settings import resources_from_env
@@ -25,6 +25,7 @@ all_assets = [
     filtering.filtered,
     filtering.quality_classifier,
     filtering.scored,
+    dedup.deduplicate_snapshot,
 ]
 
 defs = dg.Definitions(

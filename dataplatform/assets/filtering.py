@@ -7,6 +7,8 @@ from pydantic import Field
 from dataplatform.assets.ingest import documents
 from dataplatform.assets.metadata import counts_table, report_metadata
 from dataplatform.assets.partitions import OWNERS, crawl_snapshots, snapshot_of
+from dataplatform.assets.quality_gates import gx_check_spec, run_gx_check
+from dataplatform.checks import filtered_expectations, scored_expectations
 from dataplatform.core.language_routing import LanguageRouting
 from dataplatform.core.pii import PIIConfig
 from dataplatform.core.schemas import FILTERED, SCORED
@@ -26,6 +28,8 @@ class FilteredConfig(dg.Config):
     target_languages: list[str] = Field(default=["en"], description="languages kept; others go to `dropped` as language:<code>")
     min_language_score: float = Field(default=0.65, ge=0, le=1, description="FineWeb's fastText LID threshold")
     redact_pii: bool = Field(default=True, description="replace e-mails, IPs and phone numbers with placeholders")
+    min_drop_fraction: float = Field(default=0.01, ge=0, le=1, description="check: fail if fewer documents are dropped")
+    max_drop_fraction: float = Field(default=0.99, ge=0, le=1, description="check: fail if more documents are dropped")
 
 
 @dg.asset(
@@ -36,6 +40,7 @@ class FilteredConfig(dg.Config):
     owners=OWNERS,
     tags={"stage": "filter"},
     description="English documents passing Gopher, C4 and FineWeb rules, PII redacted; rejects kept in table `dropped`.",
+    check_specs=[gx_check_spec("filtered", "schema, unique doc_id, scores in range, drop fraction within the configured band")],
 )
 def filtered(
     context: dg.AssetExecutionContext,
@@ -54,7 +59,11 @@ def filtered(
     metadata["rule_family_failures"] = dg.MetadataValue.md(
         counts_table(report.extra["rule_family_failures"], report.rows_in, "rule family")
     )
-    return dg.MaterializeResult(metadata=metadata)
+    drop_fraction = report.dropped / report.rows_in if report.rows_in else None
+    check = run_gx_check("filtered", store.scan(FILTERED_ASSET, snapshot), filtered_expectations(
+        drop_fraction, required_columns=set(FILTERED.names), min_drop_fraction=config.min_drop_fraction,
+        max_drop_fraction=config.max_drop_fraction), f"filtered/{snapshot}")
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
 
 class QualityClassifierConfig(dg.Config):
@@ -63,6 +72,7 @@ class QualityClassifierConfig(dg.Config):
     seed: int = 0
     epoch: int = Field(default=10, gt=0)
     lr: float = Field(default=0.5, gt=0)
+    min_auc: float = Field(default=0.8, ge=0, le=1, description="check: held-out ROC AUC below this blocks scoring")
 
 
 @dg.asset(
@@ -72,6 +82,8 @@ class QualityClassifierConfig(dg.Config):
     owners=OWNERS,
     tags={"stage": "filter"},
     description="DCLM-style fastText bigram quality classifier, versioned by its training-data hash.",
+    check_specs=[dg.AssetCheckSpec("min_heldout_auc", asset="quality_classifier", blocking=True,
+                                   description="held-out ROC AUC of the classifier is at least `min_auc`")],
 )
 def quality_classifier(config: QualityClassifierConfig, dataset_storage: DatasetStorageResource) -> dg.MaterializeResult:
     store = dataset_storage.dataset_store()
@@ -82,7 +94,13 @@ def quality_classifier(config: QualityClassifierConfig, dataset_storage: Dataset
     summary = (f"**{info['model_file']}** trained on {info['positives']} positives / {info['negatives']} negatives from "
                f"{', '.join(info['snapshots'])}; held-out AUC {metrics.get('roc_auc')}, precision {metrics.get('precision')}, "
                f"recall {metrics.get('recall')}.")
-    return dg.MaterializeResult(metadata={
+    auc = metrics.get("roc_auc")
+    check = dg.AssetCheckResult(
+        check_name="min_heldout_auc", passed=auc is not None and auc >= config.min_auc, severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"roc_auc": dg.MetadataValue.float(float(auc if auc is not None else float("nan"))), "min_auc": config.min_auc,
+                  "n_test": metrics.get("n_test", 0)},
+    )
+    return dg.MaterializeResult(check_results=[check], metadata={
         "summary": dg.MetadataValue.md(summary),
         "model_file": info["model_file"],
         "training_hash": info["training_hash"],
@@ -110,6 +128,7 @@ class ScoredConfig(dg.Config):
     owners=OWNERS,
     tags={"stage": "filter"},
     description="Quality-scored documents: top fraction in `data`, REWIRE pool in `rewrite_candidates`, rest in `dropped`.",
+    check_specs=[gx_check_spec("scored", "schema, unique doc_id, quality_score in [0, 1], drop fraction within band")],
 )
 def scored(
     context: dg.AssetExecutionContext,
@@ -129,4 +148,7 @@ def scored(
     metadata["quality_score_histogram"] = dg.MetadataValue.md(
         "| score | docs |\n|---|---:|\n" + "\n".join(f"| {k} | {'#' * min(v, 40)} {v} |" for k, v in histogram.items())
     )
-    return dg.MaterializeResult(metadata=metadata)
+    drop_fraction = report.dropped / report.rows_in if report.rows_in else None
+    check = run_gx_check("scored", store.scan(SCORED_ASSET, snapshot), scored_expectations(
+        drop_fraction, required_columns=set(SCORED.names)), f"scored/{snapshot}")
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])

@@ -82,3 +82,5 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
         else:
             columns.append(pa.nulls(table.num_rows, field.type))
     return pa.Table.from_arrays(columns, schema=schema)
+
+DEDUPLICATED = pa.schema(list(SCORED) + [pa.field("duplicate_of", pa.string())])

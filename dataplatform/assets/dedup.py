@@ -1,0 +1,53 @@
+"""Dedup assets: ``deduplicated`` (kept documents, REWIRE pool, duplicates with ``duplicate_of``)
+and ``dedup_signature_index`` (the per-snapshot MinHash band index later snapshots are checked against)."""
+
+import dagster as dg
+from pydantic import Field
+
+from dataplatform.assets.filtering import scored
+from dataplatform.assets.metadata import report_metadata
+from dataplatform.assets.partitions import OWNERS, crawl_snapshots, snapshot_of
+from dataplatform.core.dedup import DedupConfig
+from dataplatform.core.schemas import DEDUPLICATED
+from dataplatform.resources.storage import DatasetStorageResource
+from dataplatform.stages.dedup import DEDUPLICATED_ASSET, SIGNATURE_INDEX_ASSET, materialize_deduplicated
+
+
+class DeduplicatedConfig(dg.Config):
+    ngram: int = Field(default=5, gt=0, description="word n-gram shingle size")
+    num_perm: int = Field(default=112, gt=0, description="MinHash permutations (= bands x rows)")
+    bands: int = Field(default=14, gt=0)
+    rows: int = Field(default=8, gt=0)
+    threshold: float = Field(default=0.8, gt=0, le=1, description="Jaccard at or above which documents are duplicates")
+    verify: str = Field(default="exact", description="'exact' (shingle Jaccard), 'signature' (estimate) or 'none'")
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(DEDUPLICATED_ASSET, deps=[scored], group_name="dedup", kinds={"parquet", "numpy"}, owners=OWNERS,
+                     tags={"stage": "dedup"},
+                     description="Kept documents after exact + MinHash dedup across snapshots; REWIRE pool in `rewrite_pool`, "
+                                 "duplicates in `dropped` with `duplicate_of`."),
+        dg.AssetSpec(SIGNATURE_INDEX_ASSET, deps=[scored], group_name="dedup", kinds={"parquet"}, owners=OWNERS,
+                     tags={"stage": "dedup"},
+                     description="MinHash band hashes of the documents each snapshot kept; later snapshots dedup against it."),
+    ],
+    partitions_def=crawl_snapshots,
+)
+def deduplicate_snapshot(context: dg.AssetExecutionContext, config: DeduplicatedConfig, dataset_storage: DatasetStorageResource):
+    snapshot = snapshot_of(context)
+    store = dataset_storage.dataset_store()
+    try:
+        dedup_config = DedupConfig(ngram=config.ngram, num_perm=config.num_perm, bands=config.bands, rows=config.rows,
+                                   threshold=config.threshold, verify=config.verify)
+    except ValueError as exc:
+        raise dg.Failure(description=f"DeduplicatedConfig: {exc}") from exc
+    report, index_info = materialize_deduplicated(store, snapshot, dedup_config)
+    yield dg.MaterializeResult(asset_key=DEDUPLICATED_ASSET, metadata=report_metadata(
+        report, DEDUPLICATED, store.object_store.uri(f"{DEDUPLICATED_ASSET}/{snapshot}")))
+    yield dg.MaterializeResult(asset_key=SIGNATURE_INDEX_ASSET, metadata={
+        "dagster/row_count": index_info["rows"],
+        "documents_indexed": index_info["documents"],
+        "prior_index_rows": index_info["prior_index_rows"],
+        "dagster/uri": store.object_store.uri(f"{SIGNATURE_INDEX_ASSET}/{snapshot}"),
+    })

@@ -1,0 +1,80 @@
+"""Deduplication stage: ``scored`` (high quality + REWIRE candidates) -> ``deduplicated``.
+
+Exact (normalised-text hash) and MinHash-LSH dedup within the snapshot and against every
+earlier snapshot, through the ``dedup_signature_index`` dataset: one index segment per
+snapshot, holding the band hashes of the documents that snapshot kept. Snapshot N reads the
+segments of the snapshots whose names sort before N (Common Crawl names sort chronologically),
+so earlier snapshots are never reprocessed and their copy of a document is the one kept.
+
+The LSH clustering needs all band hashes of a snapshot at once; only ``doc_id``, ``text`` and
+``snapshot`` are loaded for it (the text is needed for exact Jaccard verification).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from dataplatform.core.dedup import INDEX_SCHEMA, DedupConfig, deduplicate, empty_index
+from dataplatform.core.schemas import DEDUPLICATED, conform
+from dataplatform.io.datasets import DatasetStore
+from dataplatform.stages.filtering import DROPPED_TABLE
+from dataplatform.stages.ingest import StageReport
+from dataplatform.stages.scoring import REWRITE_TABLE, SCORED_ASSET
+
+DEDUPLICATED_ASSET = "deduplicated"
+SIGNATURE_INDEX_ASSET = "dedup_signature_index"
+REWRITE_POOL_TABLE = "rewrite_pool"
+
+
+def prior_index(store: DatasetStore, snapshot: str) -> tuple[pa.Table, list[str]]:
+    earlier = [s for s in store.partitions(SIGNATURE_INDEX_ASSET) if s < snapshot]
+    tables = [store.read_table(SIGNATURE_INDEX_ASSET, s) for s in earlier]
+    tables = [t.cast(INDEX_SCHEMA) for t in tables if t.num_rows]
+    return (pa.concat_tables(tables) if tables else empty_index()), earlier
+
+
+def materialize_deduplicated(store: DatasetStore, snapshot: str, config: DedupConfig = DedupConfig()) -> tuple[StageReport, dict[str, Any]]:
+    started = time.perf_counter()
+    report = StageReport("deduplicated", snapshot)
+    high = store.read_frame(SCORED_ASSET, snapshot, "data")
+    pool = store.read_frame(SCORED_ASSET, snapshot, REWRITE_TABLE)
+    frame = pl.concat([f for f in (high, pool) if f.width], how="diagonal_relaxed") if (high.width or pool.width) else pl.DataFrame()
+    index, earlier = prior_index(store, snapshot)
+    if frame.is_empty():
+        frame = pl.from_arrow(DEDUPLICATED.empty_table())
+    result = deduplicate(frame, index=index, config=config)
+    out, index_rows = result
+    kept = out["drop_reason"].is_null()
+    with store.write_partition(DEDUPLICATED_ASSET, snapshot) as writer:
+        for table, rows in (
+            ("data", out.filter(kept & (pl.col("quality_label") == "high_quality"))),
+            (REWRITE_POOL_TABLE, out.filter(kept & (pl.col("quality_label") == "rewrite_candidate"))),
+            (DROPPED_TABLE, out.filter(~kept)),
+        ):
+            info = writer.write_table(table, conform(rows.to_arrow(), DEDUPLICATED))
+            if table == "data":
+                report.rows_out, report.bytes_out = info.rows, info.bytes
+        report.rows_in = frame.height
+        report.drop_counts = {k: int(v) for k, v in result.stats.items() if k.startswith("duplicate:") and v}
+        report.bytes_in = store.table_bytes(SCORED_ASSET, snapshot) + store.table_bytes(SCORED_ASSET, snapshot, REWRITE_TABLE)
+        report.shards = 1
+        report.wall_seconds = time.perf_counter() - started
+        report.extra = {
+            "rewrite_pool": int((kept & (out["quality_label"] == "rewrite_candidate")).sum()),
+            "cross_snapshot_duplicates": int(result.stats["cross_snapshot"]),
+            "duplicate_rate": round((frame.height - int(kept.sum())) / max(frame.height, 1), 4),
+            "compared_with_snapshots": earlier,
+            "candidate_pairs": int(result.stats["candidate_pairs"]),
+            "dedup_config": dataclasses.asdict(config),
+        }
+        writer.commit(report.as_metadata())
+    index_info = {"rows": index_rows.num_rows, "documents": int(kept.sum()), "prior_index_rows": index.num_rows}
+    with store.write_partition(SIGNATURE_INDEX_ASSET, snapshot) as writer:
+        writer.write_table("data", index_rows.cast(INDEX_SCHEMA))
+        writer.commit(index_info)
+    return report, index_info

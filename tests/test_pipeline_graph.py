@@ -1,0 +1,99 @@
+"""The whole asset graph materialized on the bundled sample crawl, checked against ground truth."""
+
+import dagster as dg
+import polars as pl
+import pytest
+from warc_factory import ENGLISH, build_snapshot_warcs, html_page, http_response, warc_record
+
+from dataplatform.assets.partitions import crawl_snapshots
+from dataplatform.cli import materialize_sample
+from dataplatform.definitions import all_assets
+from dataplatform.io.datasets import DatasetStore
+from dataplatform.resources.storage import CrawlSourceResource, DatasetStorageResource, ShardExecutionResource
+from dataplatform.sample_data import SAMPLE_SNAPSHOTS, load_ground_truth
+
+OLD, NEW = SAMPLE_SNAPSHOTS
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sample-graph")
+    rows = materialize_sample(root, workers=1)
+    truth = pl.DataFrame(load_ground_truth(), infer_schema_length=None)
+    return DatasetStore.local(root), rows, truth
+
+
+def test_every_stage_reports_both_snapshots(sample):
+    _, rows, _ = sample
+    stages = {(r["stage"], r["snapshot"]) for r in rows}
+    for stage in ("raw_pages", "documents", "filtered", "scored", "deduplicated"):
+        assert {(stage, OLD), (stage, NEW)} <= stages
+
+
+def test_non_english_pages_are_routed_not_deleted(sample):
+    store, _, truth = sample
+    dropped = store.read_frame("filtered", OLD, "dropped")
+    foreign = truth.filter((pl.col("snapshot") == OLD) & (pl.col("category") == "non_english"))
+    routed = dropped.join(foreign.select("warc_record_id", "language"), on="warc_record_id", suffix="_truth")
+    assert routed.height == foreign.height
+    assert (routed["drop_reason"] == "language:" + routed["language_truth"]).all()
+    # The dropped table keeps the original text for later stages (REWIRE, multilingual).
+    assert routed["text"].null_count() == 0
+
+
+def test_spam_and_boilerplate_do_not_survive_filters(sample):
+    store, _, truth = sample
+    kept = store.read_frame("filtered", OLD)
+    junk = truth.filter((pl.col("snapshot") == OLD) & pl.col("category").is_in(["spam", "boilerplate"]))
+    survivors = kept.join(junk.select("warc_record_id"), on="warc_record_id")
+    assert survivors.height <= 0.2 * junk.height, survivors.select("url")
+
+
+def test_scored_keeps_top_tenth_and_pools_the_band(sample):
+    store, _, _ = sample
+    manifest = store.manifest("scored", OLD)
+    meta = manifest["metadata"]
+    assert meta["rows_out"] == round(0.10 * meta["rows_in"])
+    assert meta["rewrite_candidates"] == round(0.50 * meta["rows_in"]) - meta["rows_out"]
+    high = store.read_frame("scored", OLD)
+    pool = store.read_frame("scored", OLD, "rewrite_candidates")
+    assert high["quality_score"].min() >= pool["quality_score"].max()
+    classifier = store.manifest("quality_classifier", "unpartitioned")["metadata"]
+    assert classifier["metrics"]["roc_auc"] >= 0.8
+
+
+def test_cross_snapshot_duplicates_point_to_the_earlier_copy(sample):
+    store, _, truth = sample
+    dropped = store.read_frame("deduplicated", NEW, "dropped")
+    old_ids = set(store.read_frame("deduplicated", OLD)["doc_id"]) | set(store.read_frame("deduplicated", OLD, "rewrite_pool")["doc_id"])
+    cross = dropped.filter(pl.col("duplicate_of").is_in(list(old_ids)))
+    assert cross.height >= 3
+    assert set(cross["drop_reason"]) <= {"duplicate:exact", "duplicate:minhash"}
+    labelled = truth.filter((pl.col("snapshot") == NEW) & pl.col("category").is_in(["exact_duplicate", "near_duplicate"]))
+    assert set(cross["warc_record_id"]) <= set(labelled["warc_record_id"])
+    meta = store.manifest("deduplicated", NEW)["metadata"]
+    assert meta["cross_snapshot_duplicates"] == cross.height
+    assert meta["compared_with_snapshots"] == [OLD]
+
+
+def test_blocking_check_stops_a_bad_shard(tmp_path):
+    """A WARC that repeats the same record gives duplicate doc_ids: the documents check fails and
+    `filtered` is not materialized in that run."""
+    crawl = tmp_path / "crawl"
+    build_snapshot_warcs(crawl, "CC-BAD-2026-01", n_files=1, broken=False)
+    warc = next(crawl.rglob("*.warc.gz"))
+    record = warc_record("https://repeat.example/a", http_response(html_page("Repeat", [ENGLISH])))
+    warc.write_bytes(warc.read_bytes() + record + record)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(crawl_snapshots.name, ["CC-BAD-2026-01"])
+        result = dg.materialize(all_assets, selection=["raw_pages", "documents", "filtered"], partition_key="CC-BAD-2026-01",
+                                instance=instance, raise_on_error=False, resources={
+                                    "crawl_source": CrawlSourceResource(local_root=str(crawl)),
+                                    "dataset_storage": DatasetStorageResource(local_root=str(tmp_path / "data")),
+                                    "shard_execution": ShardExecutionResource(engine="inline"),
+                                })
+    [check] = result.get_asset_check_evaluations()
+    assert check.asset_key == dg.AssetKey("documents") and not check.passed
+    assert "doc_id" in str(check.metadata["failed_rules"].value)
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "documents" in materialized and "filtered" not in materialized
