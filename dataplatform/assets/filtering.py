@@ -13,7 +13,7 @@ from dataplatform.core.language_routing import LanguageRouting
 from dataplatform.core.pii import PIIConfig
 from dataplatform.core.schemas import FILTERED, SCORED
 from dataplatform.resources.storage import DatasetStorageResource, ShardExecutionResource
-from dataplatform.stages.filtering import FILTERED_ASSET, FilterOptions, materialize_filtered
+from dataplatform.stages.filtering import FILTERED_ASSET, FilterOptions, examples_markdown, materialize_filtered
 from dataplatform.stages.scoring import (
     QUALITY_CLASSIFIER_ASSET,
     SCORED_ASSET,
@@ -59,6 +59,7 @@ def filtered(
     metadata["rule_family_failures"] = dg.MetadataValue.md(
         counts_table(report.extra["rule_family_failures"], report.rows_in, "rule family")
     )
+    metadata["drop_examples"] = dg.MetadataValue.md(examples_markdown(report.extra["drop_examples"]))
     drop_fraction = report.dropped / report.rows_in if report.rows_in else None
     check = run_gx_check("filtered", store.scan(FILTERED_ASSET, snapshot), filtered_expectations(
         drop_fraction, required_columns=set(FILTERED.names), min_drop_fraction=config.min_drop_fraction,

@@ -61,8 +61,31 @@ class FilterTask:
     options: FilterOptions
 
 
+EXAMPLES_PER_REASON = 3
+EXAMPLE_CHARS = 160
+
+
+def _add_examples(examples: dict[str, list[dict]], dropped: pl.DataFrame) -> None:
+    """Keep the first few (url, text head) per drop reason, so the UI shows *why*, not just how many."""
+    heads = dropped.group_by("drop_reason", maintain_order=True).head(EXAMPLES_PER_REASON)
+    for reason, url, text in heads.select("drop_reason", "url", "text").iter_rows():
+        bucket = examples.setdefault(reason, [])
+        if len(bucket) < EXAMPLES_PER_REASON:
+            bucket.append({"url": url, "text": " ".join((text or "").split())[:EXAMPLE_CHARS]})
+
+
+def examples_markdown(examples: dict[str, list[dict]]) -> str:
+    lines = ["| reason | url | text (start) |", "|---|---|---|"]
+    for reason in sorted(examples):
+        for ex in examples[reason]:
+            text = ex["text"].replace("|", "\\|")
+            lines.append(f"| `{reason}` | {ex['url']} | {text} |")
+    return "\n".join(lines)
+
+
 def run_filter_task(task: FilterTask) -> dict[str, Any]:
-    stats: dict[str, Any] = {"rows": 0, "kept": 0, "drop_counts": {}, "pii": 0, "flags_failed": {}, "chars_kept": 0, "words_kept": 0}
+    stats: dict[str, Any] = {"rows": 0, "kept": 0, "drop_counts": {}, "pii": 0, "flags_failed": {}, "chars_kept": 0, "words_kept": 0,
+                             "examples": {}}
     with ShardSink(task.out, task.kept_key, FILTERED, "data", task.partition_prefix) as kept_sink, ShardSink(
         task.out, task.dropped_key, FILTERED, DROPPED_TABLE, task.partition_prefix
     ) as dropped_sink:
@@ -83,6 +106,7 @@ def run_filter_task(task: FilterTask) -> dict[str, Any]:
             stats["words_kept"] += int(kept["text"].str.count_matches(r"\S+").sum() or 0)
             _merge(stats["drop_counts"], dict(dropped["drop_reason"].value_counts().iter_rows()))
             _merge(stats["flags_failed"], {f: int((~result[f]).sum()) for f in FILTER_FLAGS})
+            _add_examples(stats["examples"], dropped)
     return {"shards": [kept_sink.info, dropped_sink.info], "stats": stats}
 
 
@@ -90,7 +114,7 @@ def materialize_filtered(store: DatasetStore, snapshot: str, executor: ShardExec
     started = time.perf_counter()
     report = StageReport("filtered", snapshot)
     keys = store.shard_keys(DOCUMENTS_ASSET, snapshot)
-    totals: dict[str, Any] = {"drop_counts": {}, "flags_failed": {}, "pii": 0, "chars_kept": 0, "words_kept": 0}
+    totals: dict[str, Any] = {"drop_counts": {}, "flags_failed": {}, "pii": 0, "chars_kept": 0, "words_kept": 0, "examples": {}}
     with store.write_partition(FILTERED_ASSET, snapshot) as writer:
         writer.declare_table("data", FILTERED)
         writer.declare_table(DROPPED_TABLE, FILTERED)
@@ -108,6 +132,9 @@ def materialize_filtered(store: DatasetStore, snapshot: str, executor: ShardExec
             totals["pii"] += stats["pii"]
             totals["chars_kept"] += stats["chars_kept"]
             totals["words_kept"] += stats["words_kept"]
+            for reason, items in stats["examples"].items():
+                bucket = totals["examples"].setdefault(reason, [])
+                bucket.extend(items[: EXAMPLES_PER_REASON - len(bucket)])
         report.drop_counts = dict(sorted(totals["drop_counts"].items()))
         report.bytes_in = store.table_bytes(DOCUMENTS_ASSET, snapshot)
         report.shards = len(tasks)
@@ -117,6 +144,7 @@ def materialize_filtered(store: DatasetStore, snapshot: str, executor: ShardExec
             "pii_replacements": totals["pii"],
             "chars_kept": totals["chars_kept"],
             "words_kept": totals["words_kept"],
+            "drop_examples": totals["examples"],
             "docs_per_s": round(report.rows_in / max(report.wall_seconds, 1e-9), 1),
         }
         writer.commit(report.as_metadata())
