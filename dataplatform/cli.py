@@ -51,24 +51,36 @@ def cmd_process(args: argparse.Namespace) -> int:
     from dataplatform.io.crawl_sources import CrawlSource
     from dataplatform.io.datasets import DatasetStore
     from dataplatform.io.object_store import LocalLocation
-    from dataplatform.stages.ingest import materialize_documents_from_warcs
+    from dataplatform.stages.process_chain import ProcessOptions, export_parquet, run_process_chain
 
     files = [Path(f).resolve() for f in args.files]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         print(f"error: not a file: {', '.join(missing)}", file=sys.stderr)
         return 2
+    for flag, value in (("--quality-model", args.quality_model), ("--benchmarks", args.benchmarks), ("--language-model", args.language_model)):
+        if value and not Path(value).exists():
+            print(f"error: {flag}: no such file or folder: {value}", file=sys.stderr)
+            return 2
     root = Path(os.path.commonpath([f.parent for f in files]))
     keys = [f.relative_to(root).as_posix() for f in files]
-    store = DatasetStore.local(args.output)
-    report = materialize_documents_from_warcs(
-        CrawlSource(LocalLocation(str(root))), keys, store, args.snapshot,
-        make_executor("process" if args.workers != 1 else "inline", args.workers or None),
-        language_model_path=args.language_model,
-    )
-    print(_summary_table([_row("documents", args.snapshot, report.as_metadata())]))
-    print(f"\nwrote {store.object_store.uri('documents/' + args.snapshot)} "
-          f"(tables: data = documents incl. dropped rows with drop_reason, quarantine = unusable WARC records)")
+    output = Path(args.output).resolve()
+    store = DatasetStore.local(output)
+    try:
+        reports = run_process_chain(
+            CrawlSource(LocalLocation(str(root))), keys, store, args.snapshot,
+            make_executor("process" if args.workers != 1 else "inline", args.workers or None),
+            ProcessOptions(language_model_path=args.language_model, quality_model_path=args.quality_model,
+                           benchmarks_path=args.benchmarks),
+        )
+    except (ValueError, FileNotFoundError) as exc:  # bad input or configuration: say what, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(_summary_table([_row(r.stage, args.snapshot, r.as_metadata()) for r in reports]))
+    single = export_parquet(store, args.snapshot, output / f"{args.snapshot}.parquet")
+    print(f"\nwrote {single}: one row per page, kept (drop_reason null) or not, with every stage's columns;"
+          f"\nper-stage datasets under {output}/<stage>/{args.snapshot}/ (WARC records that never became a page:"
+          f" {output}/documents/{args.snapshot}, table quarantine)")
     return 0
 
 
@@ -144,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("--snapshot", default="local", type=_snapshot_arg, help="snapshot name for the rows")
     process.add_argument("--workers", type=int, default=0, help="worker processes (0 = cores, 1 = in-process)")
     process.add_argument("--language-model", default=None, help="fastText language-ID model (default: lid.176.ftz)")
+    process.add_argument("--quality-model", default=None, help="quality classifier .bin with its .json sidecar "
+                         "(default: train one on these documents against the bundled reference set)")
+    process.add_argument("--benchmarks", default=None, help="folder or file of benchmark items (JSONL/Parquet) to decontaminate against")
     process.set_defaults(func=cmd_process)
     return parser
 

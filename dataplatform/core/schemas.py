@@ -84,3 +84,10 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 DEDUPLICATED = pa.schema(list(SCORED) + [pa.field("duplicate_of", pa.string())])
+
+# One row per page of a `dataplatform process` run: every column any stage added, and the
+# drop_reason of the stage that set the page aside (null for pages that made it through).
+PROCESSED = pa.schema(
+    list(DEDUPLICATED)
+    + [pa.field("contamination_benchmark", pa.string()), pa.field("contamination_cut_chars", pa.int64())]
+)
