@@ -10,7 +10,8 @@ contractions the way spaCy does (``don't`` -> ``do n't``, ``it's`` -> ``it 's``)
 * URLs and e-mail addresses are one token (spaCy's ``url_match``);
 * spaCy's period abbreviations (``Mr.``, ``e.g.``, ``U.S.``, single letters ``A.``) keep
   their period;
-* numbers with separators (``1,000.50``) and dotted names (``file.txt``, ``v1.2.3``) are one token;
+* a word runs from the first to the last letter or digit of a whitespace-free run, keeping inner
+  punctuation (``1,000.50``, ``file.txt``, ``f(x``), except that hyphens split (``well - known``);
 * runs of dots or dashes (``...``, ``--``) are one token; any other punctuation or symbol character
   is a token of its own; everything else is a run of word characters.
 
@@ -77,14 +78,15 @@ TOKEN_PATTERN = "|".join(
         r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+",  # e-mail
         "(?:" + "|".join(sorted(_ABBREVIATIONS, key=len, reverse=True)) + r")\.",
         r"(?:\p{L}\.){2,}",  # U.S. e.g. p.m. Ph.D.
-        r"\d+(?:[.,]\d+)+",  # 1,000.50
-        r"\w+(?:\.\w+)+",  # file.txt v1.2.3
-        r"\p{L}\.",  # single-letter abbreviation "A."
+        r"\p{Lu}\.",  # initial: "John F. Kennedy"
         r"(?i:n['’]t)\b",  # n't after the contraction split
         r"['’](?i:s|m|d|ll|re|ve)\b",  # 's 'm 'd 'll 're 've
-        r"\w+",
+        # a word: from the first to the last letter/digit of a whitespace-free run, keeping inner
+        # punctuation (1,000.5  file.txt  f(x  a=b) -- spaCy only splits prefixes and suffixes --
+        # but splitting at hyphens (well-known -> well - known) and leaving "_" at the edges alone
+        r"[^\W_](?:[^\s\-]*[^\W_])?",
         r"\.{2,}|-{2,}",  # ... -- ---
-        r"[^\w\s]",  # any other punctuation or symbol, one character per token
+        r"[^\w\s]|_",  # any other punctuation or symbol, one character per token
     ]
 )
 
