@@ -1,4 +1,4 @@
-"""Map a picklable function over shards: in this process, in a process pool, or (later) on Ray.
+"""Map a picklable function over shards: in this process, in a process pool, or on Ray.
 
 Results come back in input order. A task that raises fails the whole map with the shard named:
 per-record problems are handled inside the task (quarantine), so an exception here is an
@@ -70,9 +70,18 @@ class ProcessPoolShardExecutor(ShardExecutor):
         return f"process pool ({self.max_workers} workers)"
 
 
-def make_executor(kind: str = "process", max_workers: int | None = None) -> ShardExecutor:
+def make_executor(
+    kind: str = "process", max_workers: int | None = None, *, ray_address: str | None = None
+) -> ShardExecutor:
+    """``inline``, ``process`` (pool of ``max_workers``) or ``ray`` (``ray_address``; ``max_workers``
+    is the CPUs of a local Ray instance, or this map's share of a cluster). Ray is imported only
+    when a ``ray`` executor maps its first task."""
     if kind == "inline":
         return InlineExecutor()
     if kind == "process":
         return ProcessPoolShardExecutor(max_workers)
-    raise ValueError(f"executor kind must be 'inline' or 'process', got {kind!r}")
+    if kind == "ray":
+        from dataplatform.execution.ray_executor import RayShardExecutor
+
+        return RayShardExecutor(address=ray_address, num_cpus=max_workers)
+    raise ValueError(f"executor kind must be 'inline', 'process' or 'ray', got {kind!r}")

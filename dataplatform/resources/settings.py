@@ -10,7 +10,9 @@
 | DATAPLATFORM_CRAWL_BUCKET / _PREFIX | | S3 bucket / prefix of the crawl |
 | DATAPLATFORM_S3_ENDPOINT_URL | | S3-compatible endpoint |
 | AWS_REGION | us-east-1 | region |
-| DATAPLATFORM_MAX_WORKERS | 0 | shard worker processes (0 = cores) |
+| DATAPLATFORM_ENGINE | process | shard engine: ``process``, ``inline`` or ``ray`` |
+| DATAPLATFORM_MAX_WORKERS | 0 | shard worker processes (0 = cores); with ``ray``: CPUs per run |
+| DATAPLATFORM_RAY_ADDRESS | | Ray cluster (``auto``, ``ray://head:10001``); unset = local Ray |
 
 AWS credentials come from the standard AWS environment and never appear here.
 """
@@ -48,6 +50,33 @@ def _backend(env: Mapping[str, str], name: str) -> str:
     return value
 
 
+ENGINES = ("process", "inline", "ray")
+
+
+def _engine(env: Mapping[str, str]) -> str:
+    value = env.get("DATAPLATFORM_ENGINE", "") or "process"
+    if value not in ENGINES:
+        raise dg.DagsterInvalidConfigError(
+            f"DATAPLATFORM_ENGINE={value!r}: must be one of {', '.join(repr(e) for e in ENGINES)}", [], None
+        )
+    return value
+
+
+def _ray_address(env: Mapping[str, str], engine: str) -> str | None:
+    raw = env.get("DATAPLATFORM_RAY_ADDRESS", "")
+    if not raw:
+        return None
+    value = raw.strip()
+    if not value or any(c.isspace() for c in value):
+        raise dg.DagsterInvalidConfigError(f"DATAPLATFORM_RAY_ADDRESS={raw!r} is not a Ray address", [], None)
+    if engine != "ray":
+        raise dg.DagsterInvalidConfigError(
+            f"DATAPLATFORM_RAY_ADDRESS is set but DATAPLATFORM_ENGINE={engine!r}; set DATAPLATFORM_ENGINE=ray",
+            [], None,
+        )
+    return value
+
+
 def resources_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     env = os.environ if env is None else env
     endpoint = env.get("DATAPLATFORM_S3_ENDPOINT_URL") or None
@@ -68,11 +97,16 @@ def resources_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         s3_endpoint_url=endpoint,
         s3_region_name=region,
     )
+    engine = _engine(env)
+    max_workers = _int(env, "DATAPLATFORM_MAX_WORKERS", 0)
+    if max_workers < 0:
+        raise dg.DagsterInvalidConfigError(f"DATAPLATFORM_MAX_WORKERS={max_workers}: must be >= 0", [], None)
+    execution = ShardExecutionResource(engine=engine, max_workers=max_workers, ray_address=_ray_address(env, engine))
     # Fail at load time, naming the variable's field, rather than at the first run.
     storage.location()
     crawl.location()
     return {
         "dataset_storage": storage,
         "crawl_source": crawl,
-        "shard_execution": ShardExecutionResource(max_workers=_int(env, "DATAPLATFORM_MAX_WORKERS", 0)),
+        "shard_execution": execution,
     }

@@ -83,17 +83,35 @@ class CrawlSourceResource(_StoreLocationResource):
 
 
 class ShardExecutionResource(dg.ConfigurableResource):
-    """How shards of one partition are processed: a local process pool or in the run's process."""
+    """How shards of one partition are processed: a local process pool, in the run's process, or
+    as Ray tasks (a local Ray instance, or a cluster at ``ray_address``)."""
 
-    engine: Literal["process", "inline"] = Field(default="process", description="'process' pool or 'inline'")
-    max_workers: int = Field(default=0, description="worker processes; 0 = one per CPU core")
+    engine: Literal["process", "inline", "ray"] = Field(
+        default="process", description="'process' pool, 'inline', or 'ray' tasks"
+    )
+    max_workers: int = Field(
+        default=0,
+        description="worker processes ('process'); CPUs of a local Ray instance or this run's share of a Ray "
+        "cluster ('ray'); 0 = one per CPU core / the whole cluster",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="engine='ray': 'auto', 'ray://head:10001' or host:port of a Ray cluster; None = local Ray "
+        "(or RAY_ADDRESS)",
+    )
 
     def executor(self):
         from dataplatform.execution.shard_executor import make_executor
 
         if self.max_workers < 0:
             raise dg.DagsterInvalidConfigError("ShardExecutionResource.max_workers must be >= 0", [], None)
-        return make_executor(self.engine, self.max_workers or None)
+        if self.ray_address is not None and self.engine != "ray":
+            raise dg.DagsterInvalidConfigError(
+                f"ShardExecutionResource.ray_address is set but engine={self.engine!r}; use engine='ray'", [], None
+            )
+        if self.ray_address is not None and not self.ray_address.strip():
+            raise dg.DagsterInvalidConfigError("ShardExecutionResource.ray_address must not be empty", [], None)
+        return make_executor(self.engine, self.max_workers or None, ray_address=self.ray_address)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self.executor()
