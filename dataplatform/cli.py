@@ -128,10 +128,35 @@ def materialize_sample(data_root: Path, workers: int = 0, snapshots: tuple[str, 
     return rows
 
 
+def corpus_summary(data_root: Path) -> list[str]:
+    """One line per cross-snapshot asset (classifier, splits, mix) from its committed manifest."""
+    from dataplatform.io.datasets import DatasetStore
+
+    store = DatasetStore.local(data_root)
+    lines = []
+    classifier = store.manifest("quality_classifier", "unpartitioned")
+    if classifier:
+        m = classifier["metadata"]
+        lines.append(f"quality_classifier  {m['model_file']}: held-out AUC {m['metrics'].get('roc_auc')}, "
+                     f"{m.get('positives')} positives / {m.get('negatives')} negatives")
+    splits = store.manifest("eval_splits", "unpartitioned")
+    if splits:
+        lines.append("eval_splits         " + ", ".join(f"{k} {v}" for k, v in splits["metadata"]["counts"].items())
+                     + f" ({splits['metadata']['mode']})")
+    mix = store.manifest("training_mix", "unpartitioned")
+    if mix:
+        m = mix["metadata"]
+        lines.append(f"training_mix        {m['rows']} docs, {m['tokens']} tokens {m['achieved_proportions']}, "
+                     f"benchmark overlaps {m['benchmark_overlaps']}, manifest sha256 {m['manifest_sha256'][:16]}")
+    return lines
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     data_root = Path(args.data_root).resolve()
     rows = materialize_sample(data_root, args.workers)
     print(_summary_table(rows))
+    print()
+    print("\n".join(corpus_summary(data_root)))
     print(f"\ndatasets under {data_root}; open them with polars.scan_parquet or run `dagster dev` to browse.")
     return 0
 

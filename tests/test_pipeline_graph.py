@@ -97,3 +97,63 @@ def test_blocking_check_stops_a_bad_shard(tmp_path):
     assert "doc_id" in str(check.metadata["failed_rules"].value)
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "documents" in materialized and "filtered" not in materialized
+
+
+def test_planted_benchmark_leak_is_removed_and_named(sample):
+    store, _, truth = sample
+    leaks = truth.filter(pl.col("category") == "benchmark_leak")
+    dropped = pl.concat([store.read_frame("decontaminated", s, "dropped") for s in SAMPLE_SNAPSHOTS], how="diagonal_relaxed")
+    # A leak page that survived filtering and dedup must be caught here, named by its benchmark.
+    reached = pl.concat([store.read_frame("deduplicated", s, t) for s in SAMPLE_SNAPSHOTS for t in ("data", "rewrite_pool")],
+                        how="diagonal_relaxed").join(leaks.select("warc_record_id"), on="warc_record_id")
+    caught = dropped.join(leaks.select("warc_record_id", "benchmark"), on="warc_record_id")
+    assert reached.height >= 1
+    assert caught.height == reached.height
+    assert (caught["drop_reason"] == "contamination:" + caught["benchmark"]).all()
+    kept = pl.concat([store.read_frame("decontaminated", s) for s in SAMPLE_SNAPSHOTS])
+    assert kept.join(leaks.select("warc_record_id"), on="warc_record_id").height == 0
+
+
+def test_training_mix_is_clean_and_reproducible(sample, tmp_path):
+    import shutil
+
+    from dataplatform.stages.mix import materialize_training_mix
+
+    store, _, _ = sample
+    meta = store.manifest("training_mix", "unpartitioned")["metadata"]
+    assert meta["benchmark_overlaps"] == {"sample_qa": 0}
+    assert meta["tokens"] > 0 and meta["redistributed"] == ["instructions", "rewritten"]
+    first = store.object_store.get_bytes(store.file_key("training_mix", "unpartitioned", "mix_manifest.json"))
+    copy = DatasetStore.local(shutil.copytree(store.object_store.root, tmp_path / "copy"))
+    materialize_training_mix(copy)
+    second = copy.object_store.get_bytes(copy.file_key("training_mix", "unpartitioned", "mix_manifest.json"))
+    assert first == second
+    # Only train-split documents are in the mix.
+    mix_ids = set(copy.read_frame("training_mix", "unpartitioned")["doc_id"])
+    held_out = set(copy.read_frame("eval_splits", "unpartitioned", "validation")["doc_id"]) | set(
+        copy.read_frame("eval_splits", "unpartitioned", "test")["doc_id"])
+    assert mix_ids and not (mix_ids & held_out)
+
+
+def test_splits_are_stable_when_a_snapshot_arrives(sample, tmp_path):
+    import shutil
+
+    from dataplatform.core.schemas import DECONTAMINATED
+    from dataplatform.stages.mix import materialize_eval_splits
+
+    store, _, _ = sample
+    copy = DatasetStore.local(shutil.copytree(store.object_store.root, tmp_path / "copy"))
+    before = pl.concat([copy.read_frame("eval_splits", "unpartitioned", s) for s in ("train", "validation", "test")])
+    new_docs = pl.DataFrame({"doc_id": [f"new-{i:04d}" for i in range(500)], "snapshot": "CC-SAMPLE-2026-12",
+                             "url": [f"https://new.example/{i}" for i in range(500)], "text": "fresh text",
+                             "warc_record_id": [f"<urn:uuid:{i}>" for i in range(500)], "warc_file": "x.warc.gz", "n_chars": 10})
+    from dataplatform.core.schemas import conform
+
+    with copy.write_partition("decontaminated", "CC-SAMPLE-2026-12") as writer:
+        writer.write_table("data", conform(new_docs.to_arrow(), DECONTAMINATED))
+        writer.commit({})
+    materialize_eval_splits(copy)
+    after = pl.concat([copy.read_frame("eval_splits", "unpartitioned", s) for s in ("train", "validation", "test")])
+    joined = before.select("doc_id", "split").join(after.select("doc_id", "split"), on="doc_id", suffix="_after")
+    assert joined.height == before.height and (joined["split"] == joined["split_after"]).all()
+    assert after.height == before.height + 500

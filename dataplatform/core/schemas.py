@@ -91,3 +91,20 @@ PROCESSED = pa.schema(
     list(DEDUPLICATED)
     + [pa.field("contamination_benchmark", pa.string()), pa.field("contamination_cut_chars", pa.int64())]
 )
+
+DECONTAMINATED = pa.schema(
+    list(DEDUPLICATED)
+    + [pa.field("contamination_benchmark", pa.string()), pa.field("overlap_ngrams", pa.int64()),
+       pa.field("contamination_cut_chars", pa.int64())]
+)
+
+MIX = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),  # id of this mix row's text
+        pa.field("source_doc_id", pa.string()),  # the crawl document it came from
+        pa.field("source", pa.string(), nullable=False),  # curated_raw | rewritten | instructions
+        pa.field("snapshot", pa.string()),
+        pa.field("text", pa.large_string()),
+        pa.field("n_tokens", pa.int64(), nullable=False),
+    ]
+)
