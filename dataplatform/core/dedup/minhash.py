@@ -3,25 +3,31 @@
 Pipeline for a batch of *normalised* texts (see :mod:`.normalize`: lowercase words separated by
 one space):
 
-1. **Tokens** are found on the concatenated Arrow UTF-8 buffer of the whole batch: a byte mask of
-   spaces and document boundaries gives every word's ``[start, end)`` byte span at once.
-2. **Shingles** are word n-grams (default 5). Shingle ``k`` of a document spans from the start of
-   word ``k`` to the end of word ``k + n - 1``; a document with fewer than ``n`` words is one
-   shingle (the whole text), as in datatrove.
-3. **Shingle hash** = 64-bit polynomial hash of the shingle's bytes, computed for all shingles at
-   once from a prefix sum: with ``S[i] = sum_{j<i} b_j P^j (mod 2^64)``,
-   ``hash(s, e) = (S[e] - S[s]) * P^-s``, which equals ``sum_{j} b_{s+j} P^j`` whatever the
-   position, followed by the splitmix64 finaliser (with the byte length mixed in). Pure uint64
-   arithmetic: identical on every machine and run.
-4. **Permutations**: ``num_perm`` hash functions ``h_i(x) = a_i * x + b_i (mod 2^32)`` with odd
-   ``a_i`` (each a bijection of the 32-bit space) applied to the top 32 bits of the shingle hash;
-   ``a_i, b_i`` come from splitmix64 of ``seed`` (no RNG library, so stable across numpy
-   versions). 32-bit lanes let numpy use 8-wide SIMD multiplies; the per-document minimum is a
-   ``minimum.reduceat`` over cache-sized blocks of a ``(num_perm, shingles)`` matrix (rows are
-   contiguous, so both the multiply-add and the reduction vectorise).
+1. **Tokens** are found on the concatenated Arrow UTF-8 buffer of the whole batch: the positions
+   of spaces plus the document boundaries give every word's ``[start, end)`` byte span at once.
+2. **Token hash** (one ``uint64`` per word, not per byte): the word's bytes are read 8 at a time
+   as little-endian ``uint64`` words through an unaligned stride-1 view of the buffer (one gather
+   per 8 bytes of word; 89% of words fit in the first), masked to the word's length and folded
+   with the splitmix64 finaliser, the byte length mixed in first. Long words loop over the few
+   tokens that still have bytes left.
+3. **Shingles** are word n-grams (default 5). Shingle ``k`` of a document covers words
+   ``k .. k + n - 1``; a document with fewer than ``n`` words is one shingle (all its words), as
+   in datatrove. Shingle hash = ``splitmix64(sum_j t_{k+j} Q^(m-1-j) ^ m * C)`` (mod 2^64, ``m``
+   words, odd ``Q``): ``n`` multiply-adds over *slices* of the token-hash array give every window
+   at once; windows that cross a document boundary are dropped.
+4. **Signature: one-permutation MinHash** (Li, Owen & Zhang 2012) with rotation densification
+   (Shrivastava & Li 2014). Each shingle hash is re-mixed with the seed
+   (``g = splitmix64(h ^ key(seed))``); its top 32 bits pick one of ``num_perm`` bins
+   (``(g >> 32) * num_perm >> 32``) and its low 32 bits are the value; each bin keeps its
+   minimum (one ``np.minimum.at`` over all shingles of the batch). ``P[bin values equal] = J``
+   as for ``num_perm`` independent permutations, at the cost of one hash per shingle instead of
+   ``num_perm``. A bin that no shingle fell into (documents with few shingles) borrows the value
+   of the next non-empty bin to its right (circularly) plus ``t * C`` for a distance ``t``, so
+   two documents with equal shingle sets still get equal signatures.
 
-The signature is a ``(n_docs, num_perm)`` ``uint32`` array; documents without any word get
-all-``0xFFFFFFFF`` rows (callers should not index those).
+All arithmetic is on ``uint64``/``uint32`` with explicit little-endian loads: identical on every
+machine and run. The signature is a ``(n_docs, num_perm)`` ``uint32`` array; documents without
+any word get all-``0xFFFFFFFF`` rows (callers should not index those).
 """
 
 from __future__ import annotations
@@ -38,7 +44,6 @@ __all__ = [
     "EMPTY",
     "Shingles",
     "splitmix64",
-    "permutations",
     "shingle_hashes",
     "signatures_from_shingles",
     "minhash_signatures",
@@ -46,49 +51,28 @@ __all__ = [
 
 EMPTY = np.uint32(0xFFFFFFFF)
 _U64 = np.uint64
-_P = 0x100000001B3  # FNV-64 prime: odd, so invertible mod 2^64
-_P_INV = pow(_P, -1, 1 << 64)
+_ALL = _U64(0xFFFFFFFFFFFFFFFF)
+_Q = _U64(0x100000001B3)  # FNV-64 prime: odd
 _LEN_MIX = _U64(0x9E3779B97F4A7C15)
-_CHUNK_BYTES = 8 << 20  # bytes of text hashed per step (bounds temporaries to ~10x this)
-_BLOCK_SHINGLES = 8192  # columns of the (num_perm, shingles) matrix per minimum.reduceat
-
-_pow_cache: dict[str, np.ndarray] = {}
+_SEED_MIX = _U64(0x2545F4914F6CDD1D)
+_BIN_MUL = _U64(0xD6E8FEB86659FD93)  # odd: bin = top bits of (h ^ key(seed)) * _BIN_MUL
+_SIG_BLOCK = 1 << 17  # shingles per step of the signature loop
+_ROT_C = 0x9E3779B1  # densification offset per bin of distance (odd, 32-bit)
+_CHUNK_BYTES = 1 << 20  # bytes of text tokenised per step: per-token temporaries stay in cache
+# _MASKS[k]: the low k bytes of a uint64 (k = 0..8)
+_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=_U64)
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser on a uint64 array (returns a new array)."""
     with np.errstate(over="ignore"):
         z = x + _U64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
-        return z ^ (z >> _U64(31))
-
-
-def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``P^j`` and ``P^-j`` (mod 2^64) for ``j < n``, cached and grown geometrically."""
-    have = _pow_cache.get("pw")
-    if have is None or len(have) < n:
-        size = max(n, 2 * len(have) if have is not None else 1 << 16)
-        with np.errstate(over="ignore"):
-            pw = np.full(size, _P, dtype=_U64)
-            pw[0] = 1
-            pw = np.cumprod(pw, dtype=_U64)
-            pi = np.full(size, _P_INV, dtype=_U64)
-            pi[0] = 1
-            pi = np.cumprod(pi, dtype=_U64)
-        _pow_cache["pw"], _pow_cache["pi"] = pw, pi
-    return _pow_cache["pw"][:n], _pow_cache["pi"][:n]
-
-
-def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``(a, b)`` uint32 parameters of the ``num_perm`` hash functions for ``seed``."""
-    base = (np.uint64(seed & 0xFFFFFFFFFFFFFFFF) * _U64(0x2545F4914F6CDD1D)) if seed else _U64(0)
-    idx = np.arange(2 * num_perm, dtype=_U64)
-    with np.errstate(over="ignore"):
-        r = splitmix64(idx + base)
-    a = (r[:num_perm] >> _U64(32)).astype(np.uint32) | np.uint32(1)
-    b = (r[num_perm:] >> _U64(32)).astype(np.uint32)
-    return a, b
+        z ^= z >> _U64(30)
+        z *= _U64(0xBF58476D1CE4E5B9)
+        z ^= z >> _U64(27)
+        z *= _U64(0x94D049BB133111EB)
+        z ^= z >> _U64(31)
+        return z
 
 
 @dataclass(frozen=True)
@@ -106,46 +90,95 @@ class Shingles:
         return self.hashes[self.offsets[d] : self.offsets[d + 1]]
 
 
+def _token_hashes(data: np.ndarray, tok_s: np.ndarray, tok_e: np.ndarray) -> np.ndarray:
+    """One uint64 hash per token ``data[tok_s[i]:tok_e[i]]`` (module docstring, step 2)."""
+    nb = len(data)
+    buf = np.zeros(nb + 8, dtype=np.uint8)
+    buf[:nb] = data
+    # every byte offset as the start of a little-endian uint64 (unaligned, stride 1)
+    words = np.ndarray((max(nb, 1),), dtype="<u8", buffer=buf, strides=(1,))
+    length = tok_e - tok_s
+    with np.errstate(over="ignore"):
+        h = words[np.minimum(tok_s, max(nb - 1, 0))]
+        h &= _MASKS[np.minimum(length, 8)]
+        h ^= length.astype(_U64) * _LEN_MIX
+        h = splitmix64(h)
+        rest = np.flatnonzero(length > 8)
+        k = 8
+        while len(rest):
+            left = length[rest] - k
+            w = words[tok_s[rest] + k] & _MASKS[np.minimum(left, 8)]
+            h[rest] = splitmix64(h[rest] ^ w)
+            rest = rest[left > 8]
+            k += 8
+    return h
+
+
 def _shingle_chunk(data: np.ndarray, offs: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
     """Shingle hashes of documents whose bytes are ``data`` (offsets ``offs`` relative to it).
     Returns (hashes, shingles-per-doc)."""
-    n_docs = len(offs) - 1
-    nbytes = len(data)
     lens = np.diff(offs)
     nonempty = lens > 0
-    doc_start = offs[:-1][nonempty]
-    doc_end = offs[1:][nonempty]
     sp = np.flatnonzero(data == 32)
-    start_mask = np.zeros(nbytes + 1, dtype=bool)
-    start_mask[sp + 1] = True
-    start_mask[doc_start] = True
-    end_mask = np.zeros(nbytes + 1, dtype=bool)
-    end_mask[sp] = True
-    end_mask[doc_end] = True
-    tok_s = np.flatnonzero(start_mask)
-    tok_e = np.flatnonzero(end_mask)
-    # tokens per document (spaces inside + 1 for non-empty docs)
-    sp_cum = np.searchsorted(sp, offs)
-    ntok = np.diff(sp_cum) + nonempty
-    first_tok = np.concatenate(([0], np.cumsum(ntok)[:-1]))
+    # tokens per document: spaces inside + 1 for non-empty docs
+    ntok = np.diff(np.searchsorted(sp, offs)) + nonempty
+    n_tok = int(ntok.sum())
     nsh = np.where(ntok >= ngram, ntok - ngram + 1, (ntok > 0).astype(np.int64))
     total = int(nsh.sum())
     if total == 0:
         return np.zeros(0, _U64), nsh
-    sh_first = np.concatenate(([0], np.cumsum(nsh)[:-1]))
-    doc_of = np.repeat(np.arange(n_docs), nsh)
-    t0 = first_tok[doc_of] + (np.arange(total) - sh_first[doc_of])
-    t1 = np.minimum(t0 + (ngram - 1), (first_tok + ntok - 1)[doc_of])
-    s = tok_s[t0]
-    e = tok_e[t1]
-    pw, pi = _powers(nbytes + 1)
+    first_tok = np.zeros(len(ntok), dtype=np.int64)
+    np.cumsum(ntok[:-1], out=first_tok[1:])
+    last_tok = first_tok + ntok - 1
+    # token spans: a document's first token starts at the document, the others after a space;
+    # its last token ends at the document end, the others at a space
+    is_first = np.zeros(n_tok, dtype=bool)
+    is_first[first_tok[nonempty]] = True
+    tok_s = np.empty(n_tok, dtype=np.int64)
+    tok_s[is_first] = offs[:-1][nonempty]
+    tok_s[~is_first] = sp + 1
+    is_last = np.zeros(n_tok, dtype=bool)
+    is_last[last_tok[nonempty]] = True
+    tok_e = np.empty(n_tok, dtype=np.int64)
+    tok_e[is_last] = offs[1:][nonempty]
+    tok_e[~is_last] = sp
+    th = _token_hashes(data, tok_s, tok_e)
+
+    out = np.empty(total, dtype=_U64)
+    short = np.flatnonzero((ntok > 0) & (ntok < ngram))
+    sh_first = np.zeros(len(nsh), dtype=np.int64)
+    np.cumsum(nsh[:-1], out=sh_first[1:])
     with np.errstate(over="ignore"):
-        pref = np.empty(nbytes + 1, dtype=_U64)
-        pref[0] = 0
-        np.cumsum(data.astype(_U64) * pw[:nbytes], dtype=_U64, out=pref[1:])
-        raw = (pref[e] - pref[s]) * pi[s]
-        raw ^= (e - s).astype(_U64) * _LEN_MIX
-    return splitmix64(raw), nsh
+        if n_tok >= ngram:
+            # every window of ngram consecutive tokens (Horner over slices), then keep the ones
+            # inside one document: those not starting in a document's last ngram-1 tokens
+            nw = n_tok - ngram + 1
+            win = th[:nw].copy()
+            for j in range(1, ngram):
+                win *= _Q
+                win += th[j : nw + j]
+            valid = np.ones(nw, dtype=bool)
+            for j in range(ngram - 1):
+                # windows starting in a document's last ngram-1 tokens (all of a short one's)
+                st = last_tok - j
+                valid[st[(ntok > j) & (st < nw)]] = False
+            raw = win[valid]
+            if len(short):
+                slot = np.ones(total, dtype=bool)
+                slot[sh_first[short]] = False
+                out[slot] = raw
+            else:
+                out[:] = raw
+        out ^= _U64(ngram) * _LEN_MIX
+        if len(short):
+            m = ntok[short]
+            first = first_tok[short]
+            acc = np.zeros(len(short), dtype=_U64)
+            for j in range(ngram - 1):
+                sel = j < m
+                acc[sel] = acc[sel] * _Q + th[first[sel] + j]
+            out[sh_first[short]] = acc ^ (m.astype(_U64) * _LEN_MIX)
+    return splitmix64(out), nsh
 
 
 def shingle_hashes(normalized: pl.Series | pa.Array | Buffers, ngram: int = 5) -> Shingles:
@@ -173,40 +206,43 @@ def shingle_hashes(normalized: pl.Series | pa.Array | Buffers, ngram: int = 5) -
 
 
 def signatures_from_shingles(sh: Shingles, num_perm: int = 112, seed: int = 1) -> np.ndarray:
-    """``(n_docs, num_perm)`` uint32 MinHash signatures from shingle hashes."""
-    a, b = permutations(num_perm, seed)
-    a, b = a[:, None], b[:, None]
-    n = sh.n_docs
-    sig_t = np.full((num_perm, n), EMPTY, dtype=np.uint32)  # transposed while filling
-    x32 = (sh.hashes >> _U64(32)).astype(np.uint32)
-    total = len(x32)
-    offs = sh.offsets
-    # documents with at least one shingle, and where each starts
-    has = np.flatnonzero(offs[1:] > offs[:-1])
-    starts = offs[:-1][has]
-    block = _BLOCK_SHINGLES
-    mat = np.empty((num_perm, block), dtype=np.uint32)
-    lo = 0
-    while lo < total:
-        hi = min(lo + block, total)
-        # segments inside [lo, hi): the doc containing lo, plus docs starting after lo
-        i0 = int(np.searchsorted(starts, lo, side="right")) - 1
-        i1 = int(np.searchsorted(starts, hi, side="left"))
-        seg_docs = has[i0:i1]
-        seg = starts[i0:i1] - lo
-        seg[0] = 0
-        m = mat[:, : hi - lo]
-        # (num_perm, block) = a_i * x_j + b_i  (mod 2^32); contiguous rows -> SIMD
-        np.multiply(a, x32[None, lo:hi], out=m)
-        m += b
-        mins = np.minimum.reduceat(m, seg, axis=1)
-        if i1 - i0 == 1:
-            cur = sig_t[:, seg_docs[0]]
-            np.minimum(cur, mins[:, 0], out=cur)
-        else:
-            sig_t[:, seg_docs] = np.minimum(sig_t[:, seg_docs], mins)
-        lo = hi
-    sig = np.ascontiguousarray(sig_t.T)
+    """``(n_docs, num_perm)`` uint32 one-permutation MinHash signatures from shingle hashes
+    (module docstring, step 4)."""
+    n, p = sh.n_docs, int(num_perm)
+    sig = np.full(n * p, EMPTY, dtype=np.uint32)
+    if len(sh.hashes) == 0 or n == 0:
+        return sig.reshape(n, p)
+    with np.errstate(over="ignore"):
+        key = splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], _U64) * _SEED_MIX)[0]
+    base = np.repeat(np.arange(0, n * p, p, dtype=np.int64), np.diff(sh.offsets))
+    filled = np.zeros(n * p, dtype=bool)
+    total = len(sh.hashes)
+    with np.errstate(over="ignore"):
+        for lo in range(0, total, _SIG_BLOCK):  # cache-sized blocks of shingles
+            g = sh.hashes[lo : lo + _SIG_BLOCK] ^ key
+            val = g.astype(np.uint32)  # low 32 bits
+            g *= _BIN_MUL
+            g >>= _U64(32)
+            g *= _U64(p)
+            g >>= _U64(32)
+            cell = base[lo : lo + _SIG_BLOCK] + g.view(np.int64)
+            np.minimum.at(sig, cell, val)
+            filled[cell] = True
+    filled = filled.reshape(n, p)
+    sig = sig.reshape(n, p)
+    # densify documents with empty bins: borrow from the next non-empty bin to the right
+    sparse = np.flatnonzero(~filled.all(axis=1) & filled.any(axis=1))
+    if len(sparse):
+        src, got = sig[sparse], filled[sparse]
+        out, have = src.copy(), got.copy()
+        for t in range(1, p):
+            take = ~have & np.roll(got, -t, axis=1)
+            if take.any():
+                out[take] = np.roll(src, -t, axis=1)[take] + np.uint32((t * _ROT_C) & 0xFFFFFFFF)
+                have |= take
+            if have.all():
+                break
+        sig[sparse] = out
     return sig
 
 

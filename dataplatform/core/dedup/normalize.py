@@ -26,6 +26,7 @@ matches (about 0.03 for a billion kept documents), which we accept for exact ded
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 
 import numpy as np
@@ -44,6 +45,7 @@ __all__ = [
 # (data uint8, offsets int64 of length n+1 starting at 0)
 Buffers = tuple[np.ndarray, np.ndarray]
 
+_CHUNK_BYTES = 1 << 20  # bytes per step of the byte pass (its masks stay in cache)
 _NON_ASCII = r"[^\x00-\x7F]"
 _UNICODE_SEP = r"[\p{P}\p{S}\p{Z}\p{C}--\x00-\x7F]"
 _UNICODE_PZC = r"[\p{P}\p{Z}\p{C}--\x00-\x7F]"
@@ -88,15 +90,13 @@ def string_buffers(texts: pl.Series | pa.Array | pa.ChunkedArray | Buffers) -> B
 
 
 def _compact(data: np.ndarray, offsets: np.ndarray, keep: np.ndarray) -> Buffers:
-    lens = np.diff(offsets)
-    counts = np.zeros(len(lens), dtype=np.int64)
-    nz = lens > 0
-    if nz.any():
-        # per-document kept counts (reduceat over non-empty documents only: an empty segment
-        # would return the element at its index instead of 0)
-        counts[nz] = np.add.reduceat(keep.view(np.uint8), offsets[:-1][nz], dtype=np.int64)
+    """``data[keep]`` and its offsets. Per-document counts come from the positions of the
+    dropped bytes (a minority), not from a reduction over every byte."""
+    dropped = np.flatnonzero(~keep)
+    doc = np.searchsorted(offsets, dropped, side="right") - 1
+    lost = np.bincount(doc, minlength=len(offsets) - 1)
     new_offsets = np.zeros(len(offsets), dtype=np.int64)
-    np.cumsum(counts, out=new_offsets[1:])
+    np.cumsum(np.diff(offsets) - lost, out=new_offsets[1:])
     return data[keep], new_offsets
 
 
@@ -120,38 +120,227 @@ def _unicode_step(s: pl.Series) -> pl.Series:
     return s.str.to_lowercase()
 
 
+@functools.lru_cache(maxsize=1)
+def _compose_seconds() -> frozenset[int]:
+    """Code points that can combine with a *preceding* character under canonical composition
+    (the NFC/NFKC quick-check "Maybe" characters, plus a few that never compose): every
+    non-initial character of a canonical decomposition, and the Hangul medial/final jamo."""
+    out = set(range(0x1161, 0x1176)) | set(range(0x11A8, 0x11C3))
+    for cp in range(0x80, 0x30000):
+        d = unicodedata.decomposition(chr(cp))
+        if d and not d.startswith("<"):
+            out.update(int(x, 16) for x in d.split()[1:])
+    return frozenset(out)
+
+
+def _char_rule(ch: str) -> tuple[bool, int, bytes]:
+    """For one non-ASCII character: (needs the full Unicode path, canonical combining class as
+    the NFKC quick check sees it, same-length UTF-8 rewrite).
+
+    The rewrite folds the character the way :func:`_unicode_step` does inside a text that is
+    already NFKC: punctuation/separator/other and symbols -> spaces, other digits -> ASCII ``0``
+    (deleted by the byte pass), letters/marks -> lowercase. A document needs the full path when
+    it holds a character whose NFKC quick-check value is not "Yes" (it may change or compose with
+    its predecessor), whose lowercase has another UTF-8 length or depends on context (final
+    sigma), or that this Python's Unicode database does not know (the regex decides)."""
+    raw = ch.encode()
+    cat = unicodedata.category(ch)
+    if cat == "Cn":
+        return True, 0, raw
+    if cat[0] in "PZC":
+        return False, 0, b" " * len(raw)  # replaced before the NFKC check in _unicode_step
+    slow = not unicodedata.is_normalized("NFKC", ch) or ord(ch) in _compose_seconds()
+    ccc = unicodedata.combining(ch)
+    if cat[0] == "S":
+        return slow, ccc, b" " * len(raw)
+    if cat[0] == "N":
+        return slow, ccc, b"0" * len(raw)
+    low = ch.lower().encode()
+    if len(low) != len(raw) or ch == "\u03a3":
+        return True, ccc, raw
+    return slow, ccc, low
+
+
+_rule_cache: dict[bytes, tuple[bool, int, bytes]] = {}
+
+
+def _unicode_chars(data: np.ndarray, offsets: np.ndarray, docs_ok: np.ndarray | None):
+    """Non-ASCII characters of the buffer (of the documents flagged in ``docs_ok``): lead byte
+    positions, their document, UTF-8 width, distinct characters, each position's index into
+    them, and the :func:`_char_rule` of each distinct character."""
+    nb = len(data)
+    hi = np.flatnonzero(data >= np.uint8(0xC0))  # lead bytes of multi-byte characters
+    if len(hi) == 0:
+        return None
+    lead = hi
+    doc = np.searchsorted(offsets, lead, side="right") - 1
+    if docs_ok is not None:
+        keep = docs_ok[doc]
+        lead, doc = lead[keep], doc[keep]
+        if len(lead) == 0:
+            return None
+    b0 = data[lead].astype(np.uint32)
+    width = 2 + (b0 >= 0xE0).astype(np.int64) + (b0 >= 0xF0)
+    def byte(k: int) -> np.ndarray:
+        return np.where(width > k, data[np.minimum(lead + k, nb - 1)], 0).astype(np.uint32)
+    key = (b0 << np.uint32(24)) | (byte(1) << np.uint32(16)) | (byte(2) << np.uint32(8)) | byte(3)
+    uniq, inv = np.unique(key, return_inverse=True)
+    rules = []
+    for k in uniq.tolist():
+        raw = k.to_bytes(4, "big")
+        raw = raw[: 2 + (raw[0] >= 0xE0) + (raw[0] >= 0xF0)]
+        r = _rule_cache.get(raw)
+        if r is None:
+            r = _char_rule(raw.decode("utf-8"))
+            if len(_rule_cache) < 1 << 16:
+                _rule_cache[raw] = r
+        rules.append(r)
+    return lead, doc, width, uniq, inv, rules
+
+
+def _needs_full_path(lead, doc, width, inv, rules) -> np.ndarray:
+    """Documents whose NFKC quick check would not answer "Yes" (CPython's algorithm: every
+    character "Yes", and combining classes never decreasing to a non-zero class), plus those
+    with a character that cannot be folded in place. ASCII characters are "Yes" with class 0."""
+    slow_c = np.array([r[0] for r in rules], dtype=bool)[inv]
+    ccc = np.array([r[1] for r in rules], dtype=np.int64)[inv]
+    # the previous character is non-ASCII only where the previous lead byte ends right here
+    adj = (lead[1:] == lead[:-1] + width[:-1]) & (doc[1:] == doc[:-1])
+    bad_order = adj & (ccc[1:] != 0) & (ccc[:-1] > ccc[1:])
+    slow_c[1:] |= bad_order
+    return np.unique(doc[slow_c])
+
+
 def normalize_buffers(texts: pl.Series | pa.Array | list[str | None]) -> Buffers:
-    """Normalise a batch of texts (module docstring) into ``(data, offsets)`` buffers."""
+    """Normalise a batch of texts (module docstring) into ``(data, offsets)`` buffers.
+
+    Documents whose non-ASCII characters are all NFKC-inert (nearly all real text) are folded
+    in place on the byte buffer (:func:`_char_rule`, one rule per distinct character of the
+    batch); only the others run :func:`_unicode_step` (NFKC + Unicode regexes). Then the byte
+    pass (:func:`_ascii_pass`) deletes digits/apostrophes, collapses separators and lowercases
+    ASCII. The result equals running :func:`_unicode_step` on every document."""
     s = texts if isinstance(texts, pl.Series) else pl.Series("text", texts, dtype=pl.Utf8)
     if s.dtype != pl.Utf8:
         s = s.cast(pl.Utf8)
-    data, offsets = string_buffers(_unicode_step(s))
+    s = s.fill_null("")
+    data, offsets = string_buffers(s)
     if len(data) == 0:
         return np.zeros(0, np.uint8), np.zeros_like(offsets)
-    # 3. delete digits / apostrophes
-    dele = _is_deleted(data)
-    if dele.any():
-        data, offsets = _compact(data, offsets, ~dele)
-    if len(data) == 0:
-        return data.copy(), offsets
-    # 4. separator runs -> one space, only between two words of the same document
+    chars = _unicode_chars(data, offsets, None)
+    if chars is not None:
+        slow_docs = _needs_full_path(chars[0], chars[1], chars[2], chars[4], chars[5])
+        if len(slow_docs):
+            s = s.scatter(slow_docs, _unicode_step(s.gather(slow_docs)))
+            data, offsets = string_buffers(s)
+            fast = np.ones(len(offsets) - 1, dtype=bool)
+            fast[slow_docs] = False
+            chars = _unicode_chars(data, offsets, fast)
+        if chars is not None:
+            # every other non-ASCII character is rewritten in place (same UTF-8 length)
+            lead, _, width, uniq, inv, rules = chars
+            rep = np.zeros((len(uniq), 4), dtype=np.uint8)
+            for i, r in enumerate(rules):
+                rep[i, : len(r[2])] = np.frombuffer(r[2], np.uint8)
+            data = data.copy()
+            for k in range(4):
+                at = width > k
+                data[lead[at] + k] = rep[inv[at], k]
+    return _ascii_pass(data, offsets)
+
+
+def _ascii_pass(data: np.ndarray, offsets: np.ndarray) -> Buffers:
+    """Steps 3-4 and ASCII lowercasing on the bytes (multi-byte characters are word bytes), in
+    chunks of whole documents of ~``_CHUNK_BYTES`` so that the byte masks stay in cache."""
+    n = len(offsets) - 1
+    if len(data) <= _CHUNK_BYTES:
+        return _ascii_chunk(data, offsets)
+    outs, counts = [], []
+    d0 = 0
+    while d0 < n:
+        d1 = int(np.searchsorted(offsets, offsets[d0] + _CHUNK_BYTES, side="right")) - 1
+        d1 = min(max(d1, d0 + 1), n)
+        lo, hi = int(offsets[d0]), int(offsets[d1])
+        o, off = _ascii_chunk(data[lo:hi], offsets[d0 : d1 + 1] - lo)
+        outs.append(o)
+        counts.append(np.diff(off))
+        d0 = d1
+    new_offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.concatenate(counts), out=new_offsets[1:])
+    return np.concatenate(outs), new_offsets
+
+
+def _doc_counts(mask: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Number of True bytes of ``mask`` in each document."""
+    n = len(offsets) - 1
+    if n * 256 <= len(mask):  # few, long documents: one SIMD count per document
+        o = offsets.tolist()
+        return np.array([np.count_nonzero(mask[o[i] : o[i + 1]]) for i in range(n)], np.int64)
+    counts = np.zeros(n, dtype=np.int64)
+    nz = offsets[1:] > offsets[:-1]
+    if nz.any():
+        # reduceat over non-empty documents only (an empty segment would yield its first element)
+        counts[nz] = np.add.reduceat(mask.view(np.uint8), offsets[:-1][nz], dtype=np.uint32)
+    return counts
+
+
+def _ascii_chunk(data: np.ndarray, offsets: np.ndarray) -> Buffers:
+    """Steps 3-4 in one compaction. A byte is kept when it is a word byte, or a separator whose
+    next byte that is not deleted (digit / apostrophe) is a word byte of the same document and
+    that follows some word byte of the document (no leading separator)."""
+    nb = len(data)
+    if nb == 0:
+        return np.zeros(0, np.uint8), np.zeros(len(offsets), np.int64)
     word = _is_word(data)
-    nxt_word = np.empty_like(word)
-    nxt_word[:-1] = word[1:]
-    nxt_word[-1] = False
-    ends = offsets[1:]
-    nxt_word[ends[ends > 0] - 1] = False  # the next byte belongs to the next document
-    keep = word | nxt_word  # word bytes + the last separator of each run followed by a word
-    out, offsets = _compact(data, offsets, keep)
-    # a leading separator run left one separator at the start of its document: drop it
-    nz = np.flatnonzero(np.diff(offsets) > 0)
-    lead = offsets[:-1][nz][~_is_word(out[offsets[:-1][nz]])]
-    if len(lead):
-        keep = np.ones(len(out), dtype=bool)
-        keep[lead] = False
-        out, offsets = _compact(out, offsets, keep)
-    out[~_is_word(out)] = 32
-    return out, offsets
+    dele = _is_deleted(data)
+    starts, ends = offsets[:-1], offsets[1:]
+    nonempty = ends > starts
+    nxt = np.empty_like(word)
+    nxt[:-1] = word[1:]
+    nxt[-1] = False
+    nxt[ends[nonempty] - 1] = False  # the next byte belongs to the next document
+    if dele.any():
+        # a separator before a run of deleted bytes looks past the run
+        dpos = np.flatnonzero(dele)
+        doc = np.searchsorted(offsets, dpos, side="right") - 1
+        brk = np.flatnonzero((np.diff(dpos) != 1) | (np.diff(doc) != 0))
+        first = np.concatenate(([0], brk + 1))
+        last = np.concatenate((brk, [len(dpos) - 1]))
+        r_doc = doc[first]
+        before = dpos[first] - 1
+        after = dpos[last] + 1
+        ok = before >= starts[r_doc]
+        inside = after < ends[r_doc]
+        nxt[before[ok]] = (inside & word[np.minimum(after, nb - 1)])[ok]
+        keep = word | (nxt & ~dele)
+    else:
+        keep = word | nxt
+    # a leading separator run keeps its last separator: find each document's first kept byte
+    pos = starts[nonempty].copy()
+    end = ends[nonempty]
+    for _ in range(16):
+        if len(pos) == 0:
+            break
+        k = keep[pos]
+        lead_sep = k & ~word[pos]
+        keep[pos[lead_sep]] = False
+        more = ~k & (pos + 1 < end)
+        pos, end = pos[more] + 1, end[more]
+    for p0, e0 in zip(pos.tolist(), end.tolist()):  # documents with a long non-word prefix
+        seg = keep[p0:e0]
+        if seg.any():
+            i = p0 + int(np.argmax(seg))
+            if not word[i]:
+                keep[i] = False
+    new_offsets = np.zeros(len(offsets), dtype=np.int64)
+    np.cumsum(_doc_counts(keep, offsets), out=new_offsets[1:])
+    # compaction: Polars' filter kernel is ~8x faster than numpy boolean indexing on bytes
+    out = pl.Series(data, dtype=pl.UInt8).filter(pl.Series(keep)).to_numpy()
+    # ASCII letters -> lowercase, ASCII separators -> space; UTF-8 bytes untouched
+    ascii_ = out < np.uint8(0x80)
+    out = out | (ascii_.view(np.uint8) << np.uint8(5))
+    sep = ascii_ & ((out - np.uint8(97)) >= np.uint8(26))
+    out -= sep.view(np.uint8) * (out - np.uint8(32))
+    return out, new_offsets
 
 
 def normalize_text(texts: pl.Series | pa.Array | list[str | None]) -> pl.Series:
