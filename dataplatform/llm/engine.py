@@ -469,7 +469,8 @@ class VLLMEngine(LLMEngine):
 
     All prompts of a call go to ``LLM.generate`` at once (vLLM schedules them with continuous
     batching; ``chunk_size`` only bounds how many request outputs are held in memory at a time).
-    Extra keyword arguments go to ``vllm.LLM`` unchanged (e.g. ``enable_prefix_caching``).
+    Extra keyword arguments go to ``vllm.LLM`` unchanged (e.g. ``enable_prefix_caching``);
+    ``sampling_overrides`` go to every generation ``SamplingParams`` (e.g. ``repetition_penalty``).
     """
 
     backend = "vllm"
@@ -486,6 +487,7 @@ class VLLMEngine(LLMEngine):
         seed: int = 0,
         use_chat_template: bool | None = None,
         chunk_size: int = 100_000,
+        sampling_overrides: dict[str, Any] | None = None,
         **llm_kwargs: Any,
     ) -> None:
         super().__init__(use_chat_template)
@@ -495,6 +497,7 @@ class VLLMEngine(LLMEngine):
         self._vllm = vllm
         self.model_id = _model_id(model, model_id)
         self.chunk_size = int(chunk_size)
+        self.sampling_overrides = dict(sampling_overrides or {})
         self.llm = vllm.LLM(
             model=model,
             tensor_parallel_size=tensor_parallel_size,
@@ -505,7 +508,8 @@ class VLLMEngine(LLMEngine):
             **llm_kwargs,
         )
         self._tokenizer = self.llm.get_tokenizer()
-        self.max_model_len = int(self.llm.llm_engine.model_config.max_model_len)
+        model_config = getattr(self.llm, "model_config", None) or self.llm.llm_engine.model_config
+        self.max_model_len = int(model_config.max_model_len)
 
     @property
     def tokenizer(self) -> Any:
@@ -518,6 +522,7 @@ class VLLMEngine(LLMEngine):
             top_p=sampling.top_p if sampling.temperature > 0 else 1.0,
             seed=None if sampling.greedy else sampling.seed,
             stop=list(sampling.stop) or None,
+            **self.sampling_overrides,
         )
 
     def _generate_ids(self, prompt_ids, prompts, sampling):
