@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Set up and run the test suite (everything CI runs).
+# Set up and run the test suite (everything CI runs), including the headless-browser UI test:
+# scripts/install_browser.sh installs Debian's chromium + chromium-driver (apt; sudo when not root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh dev,ray,deploy
+bash scripts/install_browser.sh
 . .venv/bin/activate
 dagster definitions validate -w workspace.yaml
 python -m pytest "$@"
