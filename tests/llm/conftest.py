@@ -34,7 +34,7 @@ def tiny_model_dir(tmp_path_factory):
     from dataplatform.llm.tiny_model import build_tiny_causal_lm
 
     corpus = CORPUS + [load_prompt("rewire_v1"), load_prompt("fineinstructions_v1")]
-    return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny_lm"), corpus, seed=0, vocab_size=600, max_position_embeddings=1024)
+    return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny_lm"), corpus, seed=0, vocab_size=600, max_position_embeddings=2048)
 
 
 @pytest.fixture(scope="session")

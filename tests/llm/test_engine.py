@@ -79,7 +79,7 @@ def test_stop_strings_and_prompt_too_long(tiny_engine):
     for g in gens:
         assert "e" not in g.text and "a" not in g.text
     assert any(g.finish_reason == "stop" for g in gens)
-    too_long = "word " * 2000
+    too_long = "word " * 5000
     out = tiny_engine.generate([too_long, "short prompt"], SamplingConfig(max_tokens=4))
     assert out[0].finish_reason == "prompt_too_long" and out[0].text == "" and out[0].n_generated_tokens == 0
     assert out[1].finish_reason in ("stop", "length")

@@ -126,5 +126,7 @@ def test_rewrite_documents_with_tiny_model_counts_gibberish(tiny_engine):
     assert set(failures["reason"]) <= set(rewire.REASONS)
     assert failures.filter(pl.col("source_doc_id") == "d3")["reason"].item() == "rewire:empty_source"
     assert (failures["model"] == "tiny-test-lm").all()
+    generated = failures.filter(pl.col("reason") != "rewire:empty_source")
+    assert (generated["reason"] != "rewire:prompt_too_long").all() and (generated["n_generated_tokens"] > 0).all()
     again_out, again_failures = rewrite_documents(docs_frame(), tiny_engine, config)
     assert again_failures.equals(failures) and again_out.equals(out)  # greedy: deterministic
