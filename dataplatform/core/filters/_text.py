@@ -11,7 +11,8 @@ contractions the way spaCy does (``don't`` -> ``do n't``, ``it's`` -> ``it 's``)
 * spaCy's period abbreviations (``Mr.``, ``e.g.``, ``U.S.``, single letters ``A.``) keep
   their period;
 * a word runs from the first to the last letter or digit of a whitespace-free run, keeping inner
-  punctuation (``1,000.50``, ``file.txt``, ``f(x``), except that hyphens split (``well - known``);
+  punctuation (``1,000.50``, ``file.txt``, ``f(x``), except that ``/``, ``=`` and hyphens before a letter split (``well - known``; ``UTF-8``, ``-c``
+  stay whole);
 * runs of dots or dashes (``...``, ``--``) are one token; any other punctuation or symbol character
   is a token of its own; everything else is a run of word characters.
 
@@ -72,6 +73,10 @@ _ABBREVIATIONS = (
 #: English contractions spaCy splits off: "don't" -> "do" "n't", "it's" -> "it" "'s".
 CONTRACTION_SPLIT = (r"(\w)(n['’][tT]|N['’]T|['’](?:[sSmMdD]|ll|LL|re|RE|ve|VE))\b", "${1} ${2}")
 
+# rest of a word: up to its last letter/digit, through inner punctuation other than / = -, and on
+# through hyphens followed by a digit (UTF-8, 1e-09)
+_WORD_TAIL = r"(?:[^\s/=\-]*[^\W_])?(?:-\d(?:[^\s/=\-]*[^\W_])?)*"
+
 TOKEN_PATTERN = "|".join(
     [
         r"(?:https?://|www\.)\S+",  # URL
@@ -83,8 +88,13 @@ TOKEN_PATTERN = "|".join(
         r"['’](?i:s|m|d|ll|re|ve)\b",  # 's 'm 'd 'll 're 've
         # a word: from the first to the last letter/digit of a whitespace-free run, keeping inner
         # punctuation (1,000.5  file.txt  f(x  a=b) -- spaCy only splits prefixes and suffixes --
-        # but splitting at hyphens (well-known -> well - known) and leaving "_" at the edges alone
-        r"[^\W_](?:[^\s\-]*[^\W_])?",
+        # but splitting at slashes, equals signs and hyphens not followed by a digit (well-known ->
+        # well - known, UTF-8 and -c stay whole, and/or -> and / or)
+        # and leaving "_" at the edges alone
+        r"\.\d" + _WORD_TAIL,  # .15
+        r"[-+]\d" + _WORD_TAIL,  # -1.5 +5
+        r"-\p{L}\b",  # command-line flag: -c
+        r"[^\W_]" + _WORD_TAIL,
         r"\.{2,}|-{2,}",  # ... -- ---
         r"[^\w\s]|_",  # any other punctuation or symbol, one character per token
     ]
