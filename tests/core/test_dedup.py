@@ -198,3 +198,91 @@ def test_bad_config_names_the_field():
         DedupConfig(threshold=1.5)
     with pytest.raises(ValueError, match="missing column"):
         deduplicate(pl.DataFrame({"doc_id": ["a"]}))
+
+
+# ---- normalisation fast path == full Unicode path; word hashing; one-permutation MinHash -----
+def _reference_normalize(texts):
+    """The definition: the full Unicode step on every whole document, then the ASCII rules."""
+    import re
+
+    from dataplatform.core.dedup.normalize import _unicode_step
+
+    out = []
+    for t in _unicode_step(pl.Series(texts, dtype=pl.Utf8)).to_list():
+        t = re.sub(r"[0-9']", "", t)
+        out.append(re.sub(r"[^a-z\u0080-\U0010ffff]+", " ", t).strip(" "))
+    return out
+
+
+def test_normalisation_unicode_fast_path_matches_full_unicode_step():
+    texts = [
+        "Cafe\u0301 CAFÉ café",  # NFD combining accent vs precomposed
+        "ΟΔΟΣ Σοφία ΣΑΣ.",  # final sigma depends on context
+        "x\u0323\u0307 x\u0307\u0323 q",  # combining marks out of canonical order
+        "٣ apples and ７ pears ①②",  # non-ASCII digits deleted, circled digits -> NFKC digits
+        "™ trade℃ ﬁ ＦＵＬＬ",  # symbols whose NFKC are letters, ligature, full width
+        "İstanbul ẞtraße KELVIN \u212a",  # lowercase changing UTF-8 length
+        "\u1100\u1161\u11a8 한국어 日本語テキスト",  # conjoining jamo compose under NFKC
+        "plain ascii, words; only!",
+        "tab\tand\nnewlines\u00a0nbsp\u2028ls",
+        "",
+        None,
+        "'''123''' \u0301",
+    ]
+    # mixed batches: the fast and full paths run side by side in one buffer
+    batch = texts * 3 + [t + " Cafe\u0301" for t in texts if t]
+    want = _reference_normalize(batch)
+    assert normalize_text(batch).to_list() == want
+    for i, t in enumerate(batch):  # one at a time too
+        assert normalize_text([t]).to_list() == [want[i]]
+
+
+def test_normalisation_byte_pass_chunks_and_random_ascii(monkeypatch):
+    from dataplatform.core.dedup import normalize as norm
+
+    rng = np.random.default_rng(7)
+    alphabet = list("aZ1'  .,\n9é") + ["Σ", "\u0301", "٣"]
+    texts = ["".join(alphabet[j] for j in rng.integers(0, len(alphabet), rng.integers(0, 40)))
+             for _ in range(300)]
+    want = _reference_normalize(texts)
+    assert normalize_text(texts).to_list() == want
+    monkeypatch.setattr(norm, "_CHUNK_BYTES", 17)
+    assert normalize_text(texts).to_list() == want
+
+
+def test_word_shingle_hashes_depend_only_on_the_words(monkeypatch):
+    from dataplatform.core.dedup import minhash as mh
+    from dataplatform.core.dedup import shingle_hashes
+
+    long_words = "a bb abcdefgh abcdefghi " + "x" * 17 + " " + "y" * 24 + " " + "z" * 25
+    texts = [long_words, "one", "a b c d", "a b c d e", "", "pre " + long_words, long_words]
+    sh = shingle_hashes(normalize_text(texts))
+    assert [len(sh.of(d)) for d in range(len(texts))] == [3, 1, 1, 1, 0, 4, 3]
+    assert np.array_equal(sh.of(0), sh.of(6)) and np.array_equal(sh.of(0), sh.of(5)[1:])
+    assert len(set(sh.of(0).tolist()) | set(sh.of(1).tolist()) | set(sh.of(2).tolist())) == 5
+    # a 16- vs 17-byte word differing only in the last byte, and a short doc vs a 5-gram prefix
+    a, b = shingle_hashes(normalize_text(["w " + "q" * 16 + "r", "w " + "q" * 16 + "s"])).hashes
+    assert a != b
+    monkeypatch.setattr(mh, "_CHUNK_BYTES", 10)  # chunking does not change anything
+    assert np.array_equal(shingle_hashes(normalize_text(texts)).hashes, sh.hashes)
+
+
+def test_one_permutation_signatures_estimate_jaccard_and_are_seeded():
+    from dataplatform.core.dedup import estimated_jaccard
+
+    base = doc(11, 2000).split()
+    other = list(base)
+    for i in range(0, len(other), 90):  # ~22 substitutions -> word-5-gram Jaccard ~0.8
+        other[i] = "zzq" + other[i]
+    texts = [" ".join(base), " ".join(other), " ".join(base[:20]), " ".join(base[:20])]
+    sig = minhash_signatures(normalize_text(texts))
+    sa = {tuple(base[i : i + 5]) for i in range(len(base) - 4)}
+    sb = {tuple(other[i : i + 5]) for i in range(len(other) - 4)}
+    true_j = len(sa & sb) / len(sa | sb)
+    est = estimated_jaccard(sig[:1], sig[1:2])[0]
+    assert abs(est - true_j) < 0.12, (est, true_j)
+    # a 16-shingle document leaves most of the 112 bins empty: densified, still deterministic
+    assert (sig[2] != 0xFFFFFFFF).all() and np.array_equal(sig[2], sig[3])
+    assert estimated_jaccard(sig[2:3], sig[0:1])[0] < 0.3
+    other_seed = minhash_signatures(normalize_text(texts[:1]), seed=2)
+    assert not np.array_equal(other_seed[0], sig[0])

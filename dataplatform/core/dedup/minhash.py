@@ -96,18 +96,18 @@ def _token_hashes(data: np.ndarray, tok_s: np.ndarray, tok_e: np.ndarray) -> np.
     buf = np.zeros(nb + 8, dtype=np.uint8)
     buf[:nb] = data
     # every byte offset as the start of a little-endian uint64 (unaligned, stride 1)
-    words = np.ndarray((max(nb, 1),), dtype="<u8", buffer=buf, strides=(1,))
+    words = np.ndarray((nb + 1,), dtype="<u8", buffer=buf, strides=(1,))
     length = tok_e - tok_s
     with np.errstate(over="ignore"):
-        h = words[np.minimum(tok_s, max(nb - 1, 0))]
-        h &= _MASKS[np.minimum(length, 8)]
+        h = words[tok_s]
+        h &= _MASKS.take(np.minimum(length, 8))
         h ^= length.astype(_U64) * _LEN_MIX
         h = splitmix64(h)
         rest = np.flatnonzero(length > 8)
         k = 8
         while len(rest):
             left = length[rest] - k
-            w = words[tok_s[rest] + k] & _MASKS[np.minimum(left, 8)]
+            w = words[tok_s[rest] + k] & _MASKS.take(np.minimum(left, 8))
             h[rest] = splitmix64(h[rest] ^ w)
             rest = rest[left > 8]
             k += 8

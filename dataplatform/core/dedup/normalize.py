@@ -199,26 +199,99 @@ def _unicode_chars(data: np.ndarray, offsets: np.ndarray, docs_ok: np.ndarray | 
 
 
 def _needs_full_path(lead, doc, width, inv, rules) -> np.ndarray:
-    """Documents whose NFKC quick check would not answer "Yes" (CPython's algorithm: every
-    character "Yes", and combining classes never decreasing to a non-zero class), plus those
-    with a character that cannot be folded in place. ASCII characters are "Yes" with class 0."""
+    """Lead-byte positions (indices into ``lead``) of characters that keep their text from
+    passing CPython's NFKC quick check (a character not "Yes", or a combining class lower than
+    the previous character's non-zero one: that character is flagged), or that cannot be folded
+    in place. ASCII characters are "Yes" with class 0."""
     slow_c = np.array([r[0] for r in rules], dtype=bool)[inv]
     ccc = np.array([r[1] for r in rules], dtype=np.int64)[inv]
     # the previous character is non-ASCII only where the previous lead byte ends right here
     adj = (lead[1:] == lead[:-1] + width[:-1]) & (doc[1:] == doc[:-1])
-    bad_order = adj & (ccc[1:] != 0) & (ccc[:-1] > ccc[1:])
-    slow_c[1:] |= bad_order
-    return np.unique(doc[slow_c])
+    slow_c[1:] |= adj & (ccc[1:] != 0) & (ccc[:-1] > ccc[1:])
+    return np.flatnonzero(slow_c)
+
+
+def _is_space(b: np.ndarray) -> np.ndarray:
+    """ASCII whitespace (tab, LF, VT, FF, CR, space)."""
+    return (b == np.uint8(32)) | ((b - np.uint8(9)) < np.uint8(5))
+
+
+def _slow_segments(data: np.ndarray, offsets: np.ndarray, pos: np.ndarray, doc: np.ndarray):
+    """Sorted, disjoint ``[start, end)`` byte ranges: the whitespace-delimited run around each
+    position in ``pos`` (within its document). ASCII whitespace is a safe cut for everything
+    :func:`_unicode_step` does: NFKC never composes, decomposes or reorders across it, the Unicode
+    regexes are per character, and final-sigma lowercasing stops at it (neither cased nor
+    case-ignorable). Runs longer than 256 bytes on a side take the whole document."""
+    ds, de = offsets[doc], offsets[doc + 1]
+    lo, hi = pos.copy(), pos.copy()
+    todo = np.arange(len(pos))
+    for _ in range(256):  # walk left to whitespace or the document start
+        if len(todo) == 0:
+            break
+        cur = lo[todo]
+        stop = (cur == ds[todo]) | _is_space(data[np.maximum(cur - 1, 0)])
+        todo = todo[~stop]
+        lo[todo] -= 1
+    lo[todo] = ds[todo]
+    todo = np.arange(len(pos))
+    for _ in range(256):  # walk right to whitespace or the document end
+        if len(todo) == 0:
+            break
+        cur = hi[todo]
+        stop = (cur >= de[todo]) | _is_space(data[np.minimum(cur, len(data) - 1)])
+        todo = todo[~stop]
+        hi[todo] += 1
+    hi[todo] = de[todo]
+    # merge overlapping / nested ranges (a whole-document range swallows the words in it)
+    order = np.lexsort((-hi, lo))
+    lo, hi, doc = lo[order], hi[order], doc[order]
+    reach = np.maximum.accumulate(hi)
+    new = np.ones(len(lo), dtype=bool)
+    new[1:] = lo[1:] >= reach[:-1]
+    grp = np.cumsum(new) - 1
+    starts = lo[new]
+    ends = np.zeros(len(starts), dtype=np.int64)
+    np.maximum.at(ends, grp, hi)
+    return starts, ends, doc[new]
+
+
+def _fold_segments(s_data: np.ndarray, offsets: np.ndarray, seg_s, seg_e, seg_doc):
+    """Run :func:`_unicode_step` on the byte ranges and splice the results in. Returns the new
+    buffers and the new ranges of the replaced text."""
+    pieces = [s_data[a:b] for a, b in zip(seg_s.tolist(), seg_e.tolist())]
+    lens = seg_e - seg_s
+    seg_off = np.zeros(len(lens) + 1, dtype=np.int64)
+    np.cumsum(lens, out=seg_off[1:])
+    arr = pa.LargeStringArray.from_buffers(
+        len(lens), pa.py_buffer(seg_off), pa.py_buffer(np.concatenate(pieces).tobytes())
+    )
+    rep, rep_off = string_buffers(_unicode_step(pl.Series("seg", arr)))
+    out, cuts = [], [0]
+    prev = 0
+    for i, (a, b) in enumerate(zip(seg_s.tolist(), seg_e.tolist())):
+        out.append(s_data[prev:a])
+        out.append(rep[rep_off[i] : rep_off[i + 1]])
+        prev = b
+    out.append(s_data[prev:])
+    rep_lens = np.diff(rep_off)
+    delta = np.bincount(seg_doc, weights=rep_lens - lens, minlength=len(offsets) - 1)
+    new_offsets = offsets.copy()
+    new_offsets[1:] += np.cumsum(delta.astype(np.int64))
+    # where the replaced text lies now
+    shift = np.concatenate(([0], np.cumsum(rep_lens - lens)[:-1]))
+    new_s = seg_s + shift
+    return np.concatenate(out), new_offsets, new_s, new_s + rep_lens
 
 
 def normalize_buffers(texts: pl.Series | pa.Array | list[str | None]) -> Buffers:
     """Normalise a batch of texts (module docstring) into ``(data, offsets)`` buffers.
 
-    Documents whose non-ASCII characters are all NFKC-inert (nearly all real text) are folded
-    in place on the byte buffer (:func:`_char_rule`, one rule per distinct character of the
-    batch); only the others run :func:`_unicode_step` (NFKC + Unicode regexes). Then the byte
-    pass (:func:`_ascii_pass`) deletes digits/apostrophes, collapses separators and lowercases
-    ASCII. The result equals running :func:`_unicode_step` on every document."""
+    Non-ASCII characters that are NFKC-inert (nearly all of real text) are folded in place on
+    the byte buffer (:func:`_char_rule`, one rule per distinct character of the batch); only the
+    whitespace-delimited runs around the others go through :func:`_unicode_step` (NFKC + Unicode
+    regexes) and are spliced back. Then the byte pass (:func:`_ascii_pass`) deletes
+    digits/apostrophes, collapses separators and lowercases ASCII. The result equals running
+    :func:`_unicode_step` on every whole document first."""
     s = texts if isinstance(texts, pl.Series) else pl.Series("text", texts, dtype=pl.Utf8)
     if s.dtype != pl.Utf8:
         s = s.cast(pl.Utf8)
@@ -228,20 +301,24 @@ def normalize_buffers(texts: pl.Series | pa.Array | list[str | None]) -> Buffers
         return np.zeros(0, np.uint8), np.zeros_like(offsets)
     chars = _unicode_chars(data, offsets, None)
     if chars is not None:
-        slow_docs = _needs_full_path(chars[0], chars[1], chars[2], chars[4], chars[5])
-        if len(slow_docs):
-            s = s.scatter(slow_docs, _unicode_step(s.gather(slow_docs)))
-            data, offsets = string_buffers(s)
-            fast = np.ones(len(offsets) - 1, dtype=bool)
-            fast[slow_docs] = False
-            chars = _unicode_chars(data, offsets, fast)
-        if chars is not None:
+        lead, doc, width, uniq, inv, rules = chars
+        slow = _needs_full_path(lead, doc, width, inv, rules)
+        if len(slow):
+            seg_s, seg_e, seg_doc = _slow_segments(data, offsets, lead[slow], doc[slow])
+            data, offsets, new_s, new_e = _fold_segments(data, offsets, seg_s, seg_e, seg_doc)
+            chars = _unicode_chars(data, offsets, None)
+            if chars is not None:
+                # the spliced text is final: fold only characters outside it
+                lead, doc, width, uniq, inv, rules = chars
+                k = np.searchsorted(new_s, lead, side="right") - 1
+                outside = (k < 0) | (lead >= new_e[np.maximum(k, 0)])
+                lead, width, inv = lead[outside], width[outside], inv[outside]
+        if chars is not None and len(lead):
             # every other non-ASCII character is rewritten in place (same UTF-8 length)
-            lead, _, width, uniq, inv, rules = chars
-            rep = np.zeros((len(uniq), 4), dtype=np.uint8)
-            for i, r in enumerate(rules):
-                rep[i, : len(r[2])] = np.frombuffer(r[2], np.uint8)
-            data = data.copy()
+            rep = np.frombuffer(b"".join(r[2].ljust(4, b"\0") for r in rules), np.uint8)
+            rep = rep.reshape(len(uniq), 4)
+            if not data.flags.writeable:
+                data = data.copy()
             for k in range(4):
                 at = width > k
                 data[lead[at] + k] = rep[inv[at], k]
