@@ -95,47 +95,39 @@ def estimated_jaccard(sig_u: np.ndarray, sig_v: np.ndarray) -> np.ndarray:
 def shingle_jaccard(sh: Shingles, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Exact Jaccard of the 64-bit shingle-hash sets of document pairs ``(u[i], v[i])``.
 
-    Vectorised over all pairs: the shingles of both members of every pair are tagged with the
-    pair number, sorted by ``(pair, hash)`` after de-duplicating within each document, and equal
-    neighbours counted as the intersection. Hashes are compared on their top 40+ bits.
+    Vectorised over all pairs: the shingles of every document in a pair are de-duplicated by one
+    sort of ``(document, hash)`` keys; then each shingle of ``v`` is looked up among ``u``'s keys
+    by binary search (``searchsorted`` of the re-tagged key), and the hits are the intersection.
+    Hashes are compared on their top 40+ bits (a false match between two shingles of a pair is
+    ~1e-12).
     """
     u = np.asarray(u, dtype=np.int64)
     v = np.asarray(v, dtype=np.int64)
     if len(u) == 0:
         return np.zeros(0)
     docs = np.unique(np.concatenate([u, v]))
-    # Sort keys pack a small id (document / pair number) above the top bits of the 64-bit hash,
-    # so one single-key sort replaces a two-key lexsort. Keeping >= 40 hash bits makes a false
-    # match between two shingles of a pair ~1e-12.
-    def shift_for(n: int) -> int:
-        bits = max(int(n).bit_length(), 1)
-        if bits > 24:
-            raise ValueError("shingle_jaccard: too many documents/pairs in one call (> 2^24)")
-        return bits
-
-    sd = shift_for(len(docs))
+    # Sort keys pack the document's index above the top bits of the 64-bit hash, so one
+    # single-key sort replaces a two-key lexsort.
+    sd = max(int(len(docs)).bit_length(), 1)
+    if sd > 24:
+        raise ValueError("shingle_jaccard: too many documents in one call (> 2^24)")
     lens = sh.offsets[docs + 1] - sh.offsets[docs]
     sel = np.repeat(sh.offsets[docs] - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
     sel += np.arange(int(lens.sum()))
     d = np.repeat(np.arange(len(docs), dtype=np.uint64), lens)
     key = _sorted_unique((d << _U64(64 - sd)) | (sh.hashes[sel] >> _U64(sd)))  # per-doc sets
-    d = (key >> _U64(64 - sd)).astype(np.int64)
-    h = key << _U64(sd)  # the hash bits, realigned to the top
-    ulen = np.bincount(d, minlength=len(docs))
+    ulen = np.bincount((key >> _U64(64 - sd)).astype(np.int64), minlength=len(docs))
     ustart = np.concatenate(([0], np.cumsum(ulen)[:-1]))
     du, dv = np.searchsorted(docs, u), np.searchsorted(docs, v)
     la, lb = ulen[du], ulen[dv]
-    # concatenate, per pair, the unique shingles of u then v; equal neighbours = intersection
-    sp = shift_for(len(u))
-    tot = la + lb
-    base = np.concatenate(([0], np.cumsum(tot)[:-1]))
-    pos = np.arange(int(tot.sum())) - np.repeat(base, tot)
-    src = np.where(pos < np.repeat(la, tot), np.repeat(ustart[du], tot) + pos,
-                   np.repeat(ustart[dv] - la, tot) + pos)
-    pair = np.repeat(np.arange(len(u), dtype=np.uint64), tot)
-    x = np.sort((pair << _U64(64 - sp)) | (h[src] >> _U64(sp)))
-    same = x[1:] == x[:-1]
-    inter = np.bincount((x[1:][same] >> _U64(64 - sp)).astype(np.int64), minlength=len(u))
+    # every unique shingle of v, re-tagged as a shingle of u, searched among u's keys
+    base = np.concatenate(([0], np.cumsum(lb)[:-1]))
+    src = np.repeat(ustart[dv] - base, lb) + np.arange(int(lb.sum()))
+    low = _U64((1 << (64 - sd)) - 1)
+    probe = (key[src] & low) | (np.repeat(du.astype(np.uint64), lb) << _U64(64 - sd))
+    at = np.minimum(np.searchsorted(key, probe), len(key) - 1)
+    hit = key[at] == probe
+    inter = np.bincount(np.repeat(np.arange(len(u)), lb)[hit], minlength=len(u))
     union = la + lb - inter
     return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 

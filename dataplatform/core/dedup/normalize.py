@@ -13,10 +13,20 @@ that FineWeb's dedup uses:
    (ASCII and Unicode categories P, S, C, Z); leading/trailing separators are stripped.
 
 The result is lowercase words separated by exactly one ASCII space, which :mod:`.minhash`
-tokenises on. Steps 1-2 (and the Unicode-category part of 3-4, only for non-ASCII documents) run
-as Polars expressions; steps 3-4 on ASCII bytes run in numpy over the batch's concatenated UTF-8
-buffer with two 256-entry lookup tables and two compactions - no Python loop per document, and
-multi-byte UTF-8 sequences are never split because only ASCII bytes are deleted or rewritten.
+tokenises on. How it runs (the result is the same as applying steps 1-4 to each whole document):
+
+* Non-ASCII characters are decoded once per *distinct* character of the batch. One that is
+  NFKC-inert (quick check "Yes", never composing with its predecessor, combining classes in
+  order) and lowercases to the same UTF-8 length is folded **in place** on the byte buffer:
+  P/S/Z/C -> spaces, other digits -> ASCII ``0`` (deleted below), letters -> lowercase.
+* Around any other character (NFD accents, compatibility forms, final sigma, ...) only the
+  whitespace-delimited run goes through the Polars/``unicodedata`` Unicode step and is spliced
+  back; ASCII whitespace is a safe cut for NFKC, the per-character regexes and final-sigma
+  context.
+* Steps 3-4 and ASCII lowercasing on bytes run in numpy over ~1 MB chunks of the concatenated
+  UTF-8 buffer in a single compaction (Polars' filter kernel) - no Python loop per character,
+  and multi-byte UTF-8 sequences are never split because only ASCII bytes are deleted or
+  rewritten.
 
 Content hash: **xxHash XXH3-64 (seed 0) of the UTF-8 bytes of the normalised text**, as
 ``uint64``. XXH3 is specified byte-for-byte, independent of platform and endianness, so the value
