@@ -63,8 +63,13 @@ def _digest(data: bytes) -> str:
     return "sha1:" + base64.b32encode(hashlib.sha1(data).digest()).decode()
 
 
-def html_files_to_warc(files: list[Path], out: Path, url_prefix: str = "https://docs.example/") -> Path:
-    """Wrap real HTML pages into HTTP-response WARC records (one gzip member each), as a crawler would."""
+def html_files_to_warc(files: list[Path], out: Path, url_prefix: str = "https://docs.example/",
+                       payload_type: str | None = None) -> Path:
+    """Wrap real HTML pages into HTTP-response WARC records (one gzip member each), as a crawler would.
+
+    ``payload_type``: also write ``WARC-Identified-Payload-Type`` (Common Crawl does; readers such as
+    datatrove's WarcReader sniff the payload with libmagic when it is absent, and skip XHTML pages that
+    libmagic calls ``text/xml``)."""
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -76,9 +81,11 @@ def html_files_to_warc(files: list[Path], out: Path, url_prefix: str = "https://
             http = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
                     b"Content-Length: %d\r\n\r\n" % len(body)) + body
             rid = uuid.uuid5(uuid.NAMESPACE_URL, str(path))
+            extra = f"WARC-Identified-Payload-Type: {payload_type}\r\n" if payload_type else ""
             head = (f"WARC/1.0\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:uuid:{rid}>\r\n"
                     f"WARC-Date: 2026-01-01T00:00:00Z\r\nWARC-Target-URI: {url}\r\n"
                     f"Content-Type: application/http; msgtype=response\r\nWARC-Block-Digest: {_digest(http)}\r\n"
+                    f"{extra}"
                     f"Content-Length: {len(http)}\r\n\r\n").encode()
             f.write(gzip.compress(head + http + b"\r\n\r\n", compresslevel=6, mtime=0))
     os.replace(tmp, out)
@@ -93,3 +100,109 @@ def peak_rss_mb(children: bool = False) -> float:
 def machine() -> str:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{os.cpu_count()} cores, {mem:.0f} GiB RAM, {platform.processor() or platform.machine()}, Python {platform.python_version()}"
+
+
+# ----------------------------------------------------------------- helpers for the pipeline benches
+def doc_warcs(packages: tuple[str, ...] = ("python3.11-doc", "postgresql-doc-15"), parts: int = 4) -> list[Path]:
+    """Each package's HTML pages wrapped into ``parts`` WARC files (round-robin split, so the parts are
+    about the same size): several files, so that shard-per-file executors have work for every core."""
+    out: list[Path] = []
+    for pkg in packages:
+        files = debian_html_files((pkg,))
+        for i in range(parts):
+            out.append(html_files_to_warc(files[i::parts], DATA / "warcs" / f"{pkg}-{i + 1}of{parts}.warc.gz",
+                                          url_prefix=f"https://{pkg}.docs.example/", payload_type="text/html"))
+    return out
+
+
+def count_warc_responses(paths: list[Path]) -> int:
+    """WARC ``response`` records in ``paths`` (the common denominator for docs/s across systems)."""
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+    n = 0
+    for path in paths:
+        with open(path, "rb") as f:
+            n += sum(1 for _ in ArchiveIterator(f, record_types=WarcRecordType.response, parse_http=False))
+    return n
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and of every child it has waited for."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class TreeRssSampler:
+    """Samples the summed RSS of this process and all its descendants (from ``/proc``) in a thread.
+
+    ``ru_maxrss`` of RUSAGE_CHILDREN is the peak of the *largest* child, not of the whole tree; with a
+    pool of workers the machine holds their sum, which is what ``peak_mb`` reports.
+    """
+
+    def __init__(self, interval: float = 0.2) -> None:
+        import threading
+
+        self.interval = interval
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _children(pid: int) -> list[int] | None:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            return []
+        out: list[int] = []
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as f:
+                    out.extend(int(c) for c in f.read().split())
+            except FileNotFoundError:
+                return None  # kernel without CONFIG_PROC_CHILDREN
+            except OSError:
+                continue
+        return out
+
+    @classmethod
+    def _tree_rss_kb(cls, root: int) -> int:
+        page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
+        tree, frontier = {root}, [root]
+        while frontier:
+            pid = frontier.pop()
+            children = cls._children(pid)
+            if children is None:  # no children files: parent links from a full /proc scan
+                children = []
+                for entry in filter(str.isdigit, os.listdir("/proc")):
+                    try:
+                        with open(f"/proc/{entry}/stat") as f:
+                            if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                                children.append(int(entry))
+                    except (OSError, ValueError, IndexError):
+                        continue
+            for child in children:
+                if child not in tree:
+                    tree.add(child)
+                    frontier.append(child)
+        total = 0
+        for pid in tree:
+            try:
+                with open(f"/proc/{pid}/statm") as f:
+                    total += int(f.read().split()[1]) * page_kb
+            except (OSError, ValueError, IndexError):
+                continue
+        return total
+
+    def _run(self) -> None:
+        root = os.getpid()
+        while not self._stop.is_set():
+            self.peak_mb = max(self.peak_mb, self._tree_rss_kb(root) / 1024)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "TreeRssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
