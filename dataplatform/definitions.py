@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dataplatform.assets import dedup, eval_mix, filtering, ingest
+from dataplatform.assets import dedup, eval_mix, filtering, ingest, synthesis
 from dataplatform.assets.partitions import crawl_snapshots
 from dataplatform.assets.sensors import build_snapshot_sensor
 from dataplatform.resources.settings import resources_from_env
@@ -21,6 +21,10 @@ all_assets = [
     eval_mix.eval_benchmarks,
     eval_mix.decontaminated,
     eval_mix.eval_splits,
+    synthesis.rewritten,
+    synthesis.instruction_templates,
+    synthesis.instruction_pairs,
+    synthesis.contamination_audit,
     eval_mix.training_mix,
 ]
 
@@ -45,11 +49,13 @@ stage_jobs = [
     _group_job("ingest", "WARC -> raw_pages -> documents for chosen snapshots (manual backfills)."),
     _group_job("filter", "filtered and scored for chosen snapshots; needs a materialized quality_classifier."),
     _group_job("dedup", "deduplicated + signature index for chosen snapshots, oldest first."),
+    _group_job("synthesis", "REWIRE rewriting and FineInstructions pairs for chosen snapshots (GPU pool)."),
 ]
 
 corpus_refresh_job = dg.define_asset_job(
     "corpus_refresh",
-    selection=dg.AssetSelection.assets("quality_classifier", "eval_benchmarks", "eval_splits", "training_mix"),
+    selection=dg.AssetSelection.assets("quality_classifier", "eval_benchmarks", "instruction_templates", "eval_splits",
+                                       "training_mix", "contamination_audit"),
     description="Cross-snapshot assets: retrain the classifier, reload benchmarks, recompute splits and the mix.",
 )
 

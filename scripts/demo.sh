@@ -2,6 +2,6 @@
 # Set up and run the main job on the bundled sample crawl: local storage, no credentials, no GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh llm
 . .venv/bin/activate
 dataplatform demo "$@"

