@@ -52,6 +52,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from dataplatform.core.dedup.normalize import string_buffers
+
 __all__ = [
     "DEFAULT_N",
     "DEFAULT_TEXT_FIELDS",
@@ -183,24 +185,9 @@ def _mix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> _U64(31))
 
 
-def _buffers(words: pl.Series) -> tuple[np.ndarray, np.ndarray]:
-    arr = words.to_arrow()
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    arr = arr.fill_null("").cast(pa.large_string())
-    n = len(arr)
-    if n == 0:
-        return np.zeros(0, np.uint8), np.zeros(1, np.int64)
-    bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=np.int64, count=n + 1, offset=arr.offset * 8)
-    lo, hi = int(offsets[0]), int(offsets[-1])
-    data = np.frombuffer(bufs[2], np.uint8, count=hi - lo, offset=lo) if hi > lo else np.zeros(0, np.uint8)
-    return data, offsets - lo
-
-
 def word_hashes(words: pl.Series) -> np.ndarray:
     """uint64 hash of each (already normalised) word; see the module docstring."""
-    data, offsets = _buffers(words)
+    data, offsets = string_buffers(words)  # nulls count as empty words
     n = len(offsets) - 1
     out = np.empty(n, dtype=np.uint64)
     start = 0

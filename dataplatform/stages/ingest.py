@@ -83,6 +83,16 @@ class RawPagesTask:
     options: WarcReadOptions
 
 
+def _write_quarantine(out: StoreLocation, key: str, prefix: str, batches: list[pa.RecordBatch]) -> list[ShardInfo]:
+    """The quarantine shard of one WARC (records are few, so they were kept in memory); none if empty."""
+    if not batches:
+        return []
+    with ShardSink(out, key, QUARANTINE, QUARANTINE_TABLE, prefix) as sink:
+        for batch in batches:
+            sink.write(batch)
+    return [sink.info]
+
+
 def run_raw_pages_task(task: RawPagesTask) -> dict[str, Any]:
     crawl_store = task.crawl.open()
     stats = WarcReadStats()
@@ -98,12 +108,7 @@ def run_raw_pages_task(task: RawPagesTask) -> dict[str, Any]:
                 sink.write(batch)
             else:
                 quarantined.append(batch)
-    shards = [sink.info]
-    if quarantined:
-        with ShardSink(task.out, task.quarantine_key, QUARANTINE, QUARANTINE_TABLE, task.partition_prefix) as qsink:
-            for batch in quarantined:
-                qsink.write(batch)
-        shards.append(qsink.info)
+    shards = [sink.info, *_write_quarantine(task.out, task.quarantine_key, task.partition_prefix, quarantined)]
     return {"shards": shards, "stats": stats, "input_bytes": input_bytes}
 
 
@@ -227,7 +232,7 @@ def materialize_documents(
                 writer.add(shard)
                 report.bytes_out += shard.bytes
             _accumulate(totals, result["stats"])
-        report.bytes_in = sum(s["bytes"] for s in store.require_manifest(RAW_PAGES_ASSET, snapshot)["tables"]["data"]["shards"])
+        report.bytes_in = store.table_bytes(RAW_PAGES_ASSET, snapshot)
         _report_documents(report, totals)
         report.shards = len(tasks)
         report.wall_seconds = time.perf_counter() - started
@@ -271,12 +276,7 @@ def run_warc_to_documents_task(task: WarcToDocumentsTask) -> dict[str, Any]:
                 _accumulate(totals, _document_stats(documents))
             else:
                 quarantined.append(batch)
-    shards = [sink.info]
-    if quarantined:
-        with ShardSink(task.out, task.quarantine_key, QUARANTINE, QUARANTINE_TABLE, task.partition_prefix) as qsink:
-            for batch in quarantined:
-                qsink.write(batch)
-        shards.append(qsink.info)
+    shards = [sink.info, *_write_quarantine(task.out, task.quarantine_key, task.partition_prefix, quarantined)]
     return {"shards": shards, "stats": totals, "warc_stats": stats, "input_bytes": crawl_store.size(task.warc_key)}
 
 
