@@ -79,3 +79,19 @@ def test_bad_process_arguments_fail_with_a_message(tmp_path, capsys):
     warc = next(SAMPLE_CRAWL_ROOT.rglob("*.warc.gz"))
     assert main(["process", str(warc), "--output", str(tmp_path), "--quality-model", str(tmp_path / "nope.bin")]) == 2
     assert "--quality-model" in capsys.readouterr().err
+
+
+def test_process_with_benchmarks_drops_the_leak(tmp_path):
+    from dataplatform.sample_data import SAMPLE_BENCHMARKS_DIR
+
+    snapshot = SAMPLE_SNAPSHOTS[0]
+    files = sorted((SAMPLE_CRAWL_ROOT / "crawl-data" / snapshot).rglob("*.warc.gz"))
+    assert main(["process", *map(str, files), "--output", str(tmp_path), "--snapshot", snapshot, "--workers", "1",
+                 "--benchmarks", str(SAMPLE_BENCHMARKS_DIR)]) == 0
+    out = pl.read_parquet(tmp_path / f"{snapshot}.parquet")
+    truth = pl.DataFrame([r for r in load_ground_truth() if r["category"] == "benchmark_leak"], infer_schema_length=None)
+    leak = out.join(truth.select("warc_record_id"), on="warc_record_id")
+    assert leak.height == 1
+    # It reached decontamination (kept by filters, scoring and dedup) and was dropped there, named.
+    assert leak["drop_reason"].to_list() == ["contamination:sample_qa"]
+    assert leak["contamination_benchmark"].to_list() == ["sample_qa"]

@@ -93,8 +93,9 @@ def assemble_processed(store: DatasetStore, snapshot: str) -> int:
     contamination = store.manifest("decontaminated", snapshot)
     merged = pl.concat([p for p in parts if p.height], how="diagonal_relaxed")
     if contamination is not None:
-        decon = store.read_frame("decontaminated", snapshot, "data").select(
-            "doc_id", "text", "drop_reason", "contamination_benchmark", "contamination_cut_chars")
+        decon = pl.concat([store.read_frame("decontaminated", snapshot, t) for t in ("data", REWRITE_POOL_TABLE, DROPPED_TABLE)],
+                          how="diagonal_relaxed").select("doc_id", "text", "drop_reason", "contamination_benchmark",
+                                                         "contamination_cut_chars")
         merged = merged.join(decon, on="doc_id", how="left", suffix="_decon").with_columns(
             pl.coalesce("text_decon", "text").alias("text"),
             pl.coalesce("drop_reason", "drop_reason_decon").alias("drop_reason"),
