@@ -150,3 +150,13 @@ def test_splits_are_stable_when_a_snapshot_arrives(sample, tmp_path):
     joined = before.select("doc_id", "split").join(after.select("doc_id", "split"), on="doc_id", suffix="_after")
     assert joined.height == before.height and (joined["split"] == joined["split_after"]).all()
     assert after.height == before.height + 500
+
+
+def test_every_mix_row_traces_back_to_its_warc_record(sample):
+    store, _, truth = sample
+    mix = store.read_frame("training_mix", "unpartitioned")
+    documents = pl.concat([store.read_frame("documents", s) for s in SAMPLE_SNAPSHOTS])
+    traced = mix.join(documents.select(pl.col("doc_id").alias("source_doc_id"), "warc_file", "warc_record_id"),
+                      on="source_doc_id", how="left")
+    assert mix.height > 0 and traced["warc_record_id"].null_count() == 0
+    assert set(traced["warc_record_id"]) <= set(truth["warc_record_id"])
