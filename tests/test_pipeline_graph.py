@@ -160,3 +160,17 @@ def test_every_mix_row_traces_back_to_its_warc_record(sample):
                       on="source_doc_id", how="left")
     assert mix.height > 0 and traced["warc_record_id"].null_count() == 0
     assert set(traced["warc_record_id"]) <= set(truth["warc_record_id"])
+
+
+def test_dedup_refuses_an_index_built_with_other_signature_settings(sample, tmp_path):
+    import shutil
+
+    from dataplatform.core.dedup import DedupConfig
+    from dataplatform.stages.dedup import IncompatibleSignatureIndex, materialize_deduplicated
+
+    store, _, _ = sample
+    copy = DatasetStore.local(shutil.copytree(store.object_store.root, tmp_path / "copy"))
+    with pytest.raises(IncompatibleSignatureIndex, match="num_perm"):
+        materialize_deduplicated(copy, NEW, DedupConfig(num_perm=128, bands=16, rows=8))
+    report, _ = materialize_deduplicated(copy, NEW)  # same settings as the index: fine
+    assert report.extra["compared_with_snapshots"] == [OLD]

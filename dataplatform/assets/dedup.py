@@ -10,7 +10,12 @@ from dataplatform.assets.partitions import OWNERS, crawl_snapshots, snapshot_of
 from dataplatform.core.dedup import DedupConfig
 from dataplatform.core.schemas import DEDUPLICATED
 from dataplatform.resources.storage import DatasetStorageResource
-from dataplatform.stages.dedup import DEDUPLICATED_ASSET, SIGNATURE_INDEX_ASSET, materialize_deduplicated
+from dataplatform.stages.dedup import (
+    DEDUPLICATED_ASSET,
+    SIGNATURE_INDEX_ASSET,
+    IncompatibleSignatureIndex,
+    materialize_deduplicated,
+)
 
 
 class DeduplicatedConfig(dg.Config):
@@ -42,7 +47,10 @@ def deduplicate_snapshot(context: dg.AssetExecutionContext, config: Deduplicated
                                    threshold=config.threshold, verify=config.verify)
     except ValueError as exc:
         raise dg.Failure(description=f"DeduplicatedConfig: {exc}") from exc
-    report, index_info = materialize_deduplicated(store, snapshot, dedup_config)
+    try:
+        report, index_info = materialize_deduplicated(store, snapshot, dedup_config)
+    except IncompatibleSignatureIndex as exc:
+        raise dg.Failure(description=str(exc)) from exc
     yield dg.MaterializeResult(asset_key=DEDUPLICATED_ASSET, metadata=report_metadata(
         report, DEDUPLICATED, store.object_store.uri(f"{DEDUPLICATED_ASSET}/{snapshot}")))
     yield dg.MaterializeResult(asset_key=SIGNATURE_INDEX_ASSET, metadata={

@@ -29,10 +29,33 @@ from dataplatform.stages.scoring import REWRITE_TABLE, SCORED_ASSET
 DEDUPLICATED_ASSET = "deduplicated"
 SIGNATURE_INDEX_ASSET = "dedup_signature_index"
 REWRITE_POOL_TABLE = "rewrite_pool"
+# Bumped whenever shingling/MinHash/banding changes the values of band hashes: index segments of
+# another version cannot be compared with new ones and must be rebuilt.
+SIGNATURE_FORMAT = "minhash-word-oph/v2"
+# The DedupConfig fields that decide band-hash values; all segments of an index must agree on them.
+SIGNATURE_FIELDS = ("ngram", "num_perm", "bands", "rows", "seed")
 
 
-def prior_index(store: DatasetStore, snapshot: str) -> tuple[pa.Table, list[str]]:
+class IncompatibleSignatureIndex(ValueError):
+    pass
+
+
+def signature_params(config: DedupConfig) -> dict:
+    return {"format": SIGNATURE_FORMAT, **{f: getattr(config, f) for f in SIGNATURE_FIELDS}}
+
+
+def prior_index(store: DatasetStore, snapshot: str, config: DedupConfig = DedupConfig()) -> tuple[pa.Table, list[str]]:
+    """Index segments of every snapshot sorting before ``snapshot``; refuses segments built with
+    other signature parameters (their band hashes would never match, silently missing duplicates)."""
     earlier = [s for s in store.partitions(SIGNATURE_INDEX_ASSET) if s < snapshot]
+    wanted = signature_params(config)
+    for s in earlier:
+        found = store.require_manifest(SIGNATURE_INDEX_ASSET, s)["metadata"].get("signature")
+        if found != wanted:
+            changed = sorted(k for k in wanted if (found or {}).get(k) != wanted[k])
+            raise IncompatibleSignatureIndex(
+                f"dedup_signature_index/{s} was built with {found} but this run uses {wanted} (differs in {changed}): "
+                f"re-materialize deduplicated for {earlier} first, oldest first, or use the same settings")
     tables = [store.read_table(SIGNATURE_INDEX_ASSET, s) for s in earlier]
     tables = [t.cast(INDEX_SCHEMA) for t in tables if t.num_rows]
     return (pa.concat_tables(tables) if tables else empty_index()), earlier
@@ -44,7 +67,7 @@ def materialize_deduplicated(store: DatasetStore, snapshot: str, config: DedupCo
     high = store.read_frame(SCORED_ASSET, snapshot, "data")
     pool = store.read_frame(SCORED_ASSET, snapshot, REWRITE_TABLE)
     frame = pl.concat([f for f in (high, pool) if f.width], how="diagonal_relaxed") if (high.width or pool.width) else pl.DataFrame()
-    index, earlier = prior_index(store, snapshot)
+    index, earlier = prior_index(store, snapshot, config)
     if frame.is_empty():
         frame = pl.from_arrow(DEDUPLICATED.empty_table())
     result = deduplicate(frame, index=index, config=config)
@@ -73,7 +96,8 @@ def materialize_deduplicated(store: DatasetStore, snapshot: str, config: DedupCo
             "dedup_config": dataclasses.asdict(config),
         }
         writer.commit(report.as_metadata())
-    index_info = {"rows": index_rows.num_rows, "documents": int(kept.sum()), "prior_index_rows": index.num_rows}
+    index_info = {"rows": index_rows.num_rows, "documents": int(kept.sum()), "prior_index_rows": index.num_rows,
+                  "signature": signature_params(config)}
     with store.write_partition(SIGNATURE_INDEX_ASSET, snapshot) as writer:
         writer.write_table("data", index_rows.cast(INDEX_SCHEMA))
         writer.commit(index_info)
