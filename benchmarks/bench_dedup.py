@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import datetime as _dt
-import os
-import platform
 import resource
 import subprocess
 import sys

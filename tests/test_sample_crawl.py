@@ -13,7 +13,6 @@ import pytest
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
 from dataplatform.sample_data import (
-    GROUND_TRUTH_PATH,
     SAMPLE_BENCHMARKS_DIR,
     SAMPLE_CRAWL_ROOT,
     SAMPLE_DATA_DIR,

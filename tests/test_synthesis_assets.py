@@ -5,7 +5,6 @@ import re
 import shutil
 
 import dagster as dg
-import polars as pl
 import pytest
 
 from dataplatform.io.datasets import DatasetStore

@@ -12,12 +12,10 @@ from dataplatform.core.schemas import DECONTAMINATED, MIX
 from dataplatform.resources.storage import DatasetStorageResource
 from dataplatform.stages.decontamination import (
     DECONTAMINATED_ASSET,
-    EVAL_BENCHMARKS_ASSET,
     decontaminate_partition,
     materialize_eval_benchmarks,
 )
 from dataplatform.stages.mix import (
-    EVAL_SPLITS_ASSET,
     TRAINING_MIX_ASSET,
     MixOptions,
     SplitOptions,

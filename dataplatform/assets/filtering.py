@@ -15,7 +15,6 @@ from dataplatform.core.schemas import FILTERED, SCORED
 from dataplatform.resources.storage import DatasetStorageResource, ShardExecutionResource
 from dataplatform.stages.filtering import FILTERED_ASSET, FilterOptions, examples_markdown, materialize_filtered
 from dataplatform.stages.scoring import (
-    QUALITY_CLASSIFIER_ASSET,
     SCORED_ASSET,
     ClassifierTrainingOptions,
     ScoringOptions,

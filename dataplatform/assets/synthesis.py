@@ -20,7 +20,6 @@ from dataplatform.llm import EngineUnavailable, SamplingConfig
 from dataplatform.resources.llm import LLMResource
 from dataplatform.resources.storage import DatasetStorageResource
 from dataplatform.stages.synthesis import (
-    CONTAMINATION_AUDIT_ASSET,
     INSTRUCTION_PAIRS_ASSET,
     REWRITTEN_ASSET,
     InstructionOptions,

@@ -22,7 +22,6 @@ import pyarrow as pa
 
 from dataplatform.core.quality_classifier import (
     TrainedQualityClassifier,
-    add_quality_scores,
     default_positives,
     load_quality_classifier,
     select_by_quality,

@@ -11,7 +11,7 @@ import pyarrow as pa
 from . import lsh
 from .config import DedupConfig
 from .index import EXACT_BAND, SignatureIndex, as_index_frame, build_index_rows, empty_index
-from .minhash import Shingles, shingle_hashes, signatures_from_shingles
+from .minhash import shingle_hashes, signatures_from_shingles
 from .normalize import content_hash, normalize_buffers
 
 __all__ = ["DedupResult", "deduplicate", "DROP_EXACT", "DROP_MINHASH"]
