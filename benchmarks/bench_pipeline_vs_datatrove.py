@@ -56,24 +56,10 @@ DATATROVE_UNREADABLE = {"example-url-agnostic-orig.warc.gz", "example-url-agnost
 
 # ----------------------------------------------------------------------------------- children
 def run_ours(files: list[str], workers: int) -> dict:
-    from dataplatform.execution.shard_executor import make_executor
-    from dataplatform.io.crawl_sources import CrawlSource
-    from dataplatform.io.datasets import DatasetStore
-    from dataplatform.io.object_store import LocalLocation
-    from dataplatform.stages.filtering import materialize_filtered
-    from dataplatform.stages.ingest import materialize_documents_from_warcs
-
-    keys = [Path(f).resolve().relative_to("/").as_posix() for f in files]
-    executor = make_executor("process" if workers > 1 else "inline", workers)
-    with tempfile.TemporaryDirectory() as out, real_corpus.TreeRssSampler() as tree:
-        store = DatasetStore.local(out)
-        start = time.perf_counter()
-        documents = materialize_documents_from_warcs(CrawlSource(LocalLocation("/")), keys, store, "bench", executor)
-        filtered = materialize_filtered(store, "bench", executor)
-        seconds = time.perf_counter() - start
-    return {"seconds": seconds, "cpu_s": real_corpus.cpu_seconds(), "tree_rss_mb": tree.peak_mb,
-            "peak_rss_mb": max(real_corpus.peak_rss_mb(), real_corpus.peak_rss_mb(children=True)),
-            "read": documents.rows_in, "extracted": documents.rows_out, "kept": filtered.rows_out}
+    r = real_corpus.run_ingest_filter_chain(files, workers)
+    return {"seconds": r["seconds"], "cpu_s": r["cpu_s"], "tree_rss_mb": r["tree_rss_mb"],
+            "peak_rss_mb": max(r["rss_self_mb"], r["rss_children_mb"]),
+            "read": r["records"], "extracted": r["extracted"], "kept": r["kept"]}
 
 
 def _offline_lid(folder: Path) -> None:

@@ -25,35 +25,11 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_corpus  # noqa: E402
-
-
-def run_chain(files: list[str], workers: int) -> dict:
-    from dataplatform.execution.shard_executor import make_executor
-    from dataplatform.io.crawl_sources import CrawlSource
-    from dataplatform.io.datasets import DatasetStore
-    from dataplatform.io.object_store import LocalLocation
-    from dataplatform.stages.filtering import materialize_filtered
-    from dataplatform.stages.ingest import materialize_documents_from_warcs
-
-    keys = [Path(f).absolute().relative_to("/").as_posix() for f in files]
-    executor = make_executor("process" if workers > 1 else "inline", workers)
-    with tempfile.TemporaryDirectory() as out, real_corpus.TreeRssSampler() as tree:
-        store = DatasetStore.local(out)
-        start = time.perf_counter()
-        documents = materialize_documents_from_warcs(CrawlSource(LocalLocation("/")), keys, store, "bench", executor)
-        mid = time.perf_counter()
-        filtered = materialize_filtered(store, "bench", executor)
-        seconds = time.perf_counter() - start
-    return {"seconds": seconds, "documents_s": mid - start, "filtered_s": seconds - (mid - start),
-            "cpu_s": real_corpus.cpu_seconds(), "records": documents.rows_in, "kept": filtered.rows_out,
-            "bytes": documents.bytes_in, "rss_self_mb": real_corpus.peak_rss_mb(),
-            "rss_children_mb": real_corpus.peak_rss_mb(children=True), "tree_rss_mb": tree.peak_mb}
 
 
 def replicate(files: list[Path], k: int) -> list[str]:
@@ -89,7 +65,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         payload = json.loads(args.child)
-        print(json.dumps(run_chain(payload["files"], payload["workers"])))
+        print(json.dumps(real_corpus.run_ingest_filter_chain(payload["files"], payload["workers"])))
         return
     if args.quick:
         args.runs, args.scales = 1, [1, 4]

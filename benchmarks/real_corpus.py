@@ -206,3 +206,34 @@ class TreeRssSampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def run_ingest_filter_chain(files: list[str], workers: int) -> dict:
+    """Our WARC -> documents -> filtered chain on ``files`` into a temporary store, timed.
+
+    The measured unit shared by the datatrove comparison and the scaling benchmark: the same stage
+    functions the assets run, a process pool of ``workers`` (inline for 1).
+    """
+    import tempfile
+    import time
+
+    from dataplatform.execution.shard_executor import make_executor
+    from dataplatform.io.crawl_sources import CrawlSource
+    from dataplatform.io.datasets import DatasetStore
+    from dataplatform.io.object_store import LocalLocation
+    from dataplatform.stages.filtering import materialize_filtered
+    from dataplatform.stages.ingest import materialize_documents_from_warcs
+
+    keys = [Path(f).absolute().relative_to("/").as_posix() for f in files]
+    executor = make_executor("process" if workers > 1 else "inline", workers)
+    with tempfile.TemporaryDirectory() as out, TreeRssSampler() as tree:
+        store = DatasetStore.local(out)
+        start = time.perf_counter()
+        documents = materialize_documents_from_warcs(CrawlSource(LocalLocation("/")), keys, store, "bench", executor)
+        mid = time.perf_counter()
+        filtered = materialize_filtered(store, "bench", executor)
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "documents_s": mid - start, "filtered_s": seconds - (mid - start),
+            "cpu_s": cpu_seconds(), "records": documents.rows_in, "extracted": documents.rows_out,
+            "kept": filtered.rows_out, "bytes": documents.bytes_in, "rss_self_mb": peak_rss_mb(),
+            "rss_children_mb": peak_rss_mb(children=True), "tree_rss_mb": tree.peak_mb}
