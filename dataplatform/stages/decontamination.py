@@ -40,20 +40,21 @@ def benchmark_files(path: str | Path) -> list[Path]:
     return files
 
 
-def build_benchmark_index(path: str | Path, n: int = 13, text_fields: tuple[str, ...] | None = None) -> tuple[pl.DataFrame, BenchmarkNgramIndex]:
+def build_benchmark_index(files: list[Path], n: int = 13, text_fields: tuple[str, ...] | None = None) -> tuple[pl.DataFrame, BenchmarkNgramIndex]:
     kwargs = {"text_fields": text_fields} if text_fields else {}
-    items = load_benchmark_items(benchmark_files(path), **kwargs)
+    items = load_benchmark_items(files, **kwargs)
     return items, BenchmarkNgramIndex.build(items, n=n)
 
 
 def materialize_eval_benchmarks(store: DatasetStore, path: str | Path, n: int = 13, text_fields: tuple[str, ...] | None = None) -> dict[str, Any]:
-    items, index = build_benchmark_index(path, n, text_fields)
+    files = benchmark_files(path)
+    items, index = build_benchmark_index(files, n, text_fields)
     counts = dict(sorted(items["benchmark"].value_counts().iter_rows()))
     with store.write_partition(EVAL_BENCHMARKS_ASSET, UNPARTITIONED) as writer:
         writer.write_table(ITEMS_TABLE, items.to_arrow())
         writer.write_table(NGRAM_TABLE, index.to_arrow())
         metadata = {"items": items.height, "items_per_benchmark": counts, "ngram_n": n, "ngrams": int(len(index.hashes)),
-                    "short_items": index.short_items, "files": [p.name for p in benchmark_files(path)]}
+                    "short_items": index.short_items, "files": [p.name for p in files]}
         writer.commit(metadata)
     return metadata
 
@@ -70,7 +71,7 @@ def decontaminate_partition(store: DatasetStore, snapshot: str, source_asset: st
     committed ``eval_benchmarks`` index is used.
     """
     started = time.perf_counter()
-    index = build_benchmark_index(benchmarks_path, n)[1] if benchmarks_path else load_benchmark_index(store)
+    index = build_benchmark_index(benchmark_files(benchmarks_path), n)[1] if benchmarks_path else load_benchmark_index(store)
     report = StageReport("decontaminated", snapshot)
     hits: dict[str, int] = {}
     with store.write_partition(DECONTAMINATED_ASSET, snapshot) as writer:
