@@ -632,7 +632,6 @@ class Generator:
     def snapshot_captures(self, snapshot: str, n_articles: int, prev: str | None) -> tuple[list[Capture], list[Capture], list[Capture]]:
         """(main captures to shuffle, within-snapshot duplicate captures, truncated-file captures)."""
         s_idx = list(SNAPSHOTS).index(snapshot)
-        rng = self.rng(snapshot, "mix")
         caps: list[Capture] = []
         articles: list[tuple[Capture, ArticleText, str]] = []
         for i in range(n_articles):

@@ -276,7 +276,7 @@ def _fold_segments(s_data: np.ndarray, offsets: np.ndarray, seg_s, seg_e, seg_do
         len(lens), pa.py_buffer(seg_off), pa.py_buffer(np.concatenate(pieces).tobytes())
     )
     rep, rep_off = string_buffers(_unicode_step(pl.Series("seg", arr)))
-    out, cuts = [], [0]
+    out = []
     prev = 0
     for i, (a, b) in enumerate(zip(seg_s.tolist(), seg_e.tolist())):
         out.append(s_data[prev:a])
