@@ -35,3 +35,11 @@ def table_content_hash(store: DatasetStore, asset: str, partition: str, table: s
 def partition_content_hashes(store: DatasetStore, asset: str, partition: str) -> dict[str, str]:
     tables = store.require_manifest(asset, partition)["tables"]
     return {table: table_content_hash(store, asset, partition, table) for table in sorted(tables)}
+
+
+def shard_sha256s(store: DatasetStore, asset: str, partition: str) -> dict[str, list[str]] | None:
+    """sha256 of every committed shard, per table in shard order (None if not materialized)."""
+    manifest = store.manifest(asset, partition)
+    if manifest is None:
+        return None
+    return {table: [s.sha256 for s in store.shards(asset, partition, table, manifest)] for table in sorted(manifest["tables"])}

@@ -25,8 +25,9 @@ materialize_raw_pages(CrawlSource(LocalLocation(crawl_root)), DatasetStore.local
 """ % SNAPSHOT
 
 
-def run_writer(crawl_root, data_root, kill_after_shards=None):
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(crawl_root), str(data_root)])
+def run_writer(crawl_root, data_root, kill_after_shards=None, rebuild=False):
+    env = {**os.environ, "DATAPLATFORM_REBUILD": "1" if rebuild else ""}
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(crawl_root), str(data_root)], env=env)
     if kill_after_shards is None:
         assert proc.wait(120) == 0
         return
@@ -56,16 +57,22 @@ def test_kill_mid_write_keeps_previous_version(tmp_path):
     run_writer(crawl_root, data_root)
     before_manifest, before_digest = partition_digest(store)
 
-    run_writer(crawl_root, data_root, kill_after_shards=3)
+    # Re-materialize (rebuild: the committed version is up to date) and kill it part-way.
+    run_writer(crawl_root, data_root, kill_after_shards=3, rebuild=True)
     after_manifest, after_digest = partition_digest(store)
     assert after_manifest == before_manifest
     assert after_digest == before_digest
     # The killed run's shards exist on disk but are invisible: nothing references them.
     versions = sorted(p.name for p in (data_root / "raw_pages" / SNAPSHOT).iterdir() if p.is_dir())
     assert len(versions) == 2 and f"v{before_manifest['version']}" in versions
+    killed = next(v for v in versions if v != f"v{before_manifest['version']}")
 
-    # The next run commits and removes the orphaned version.
-    run_writer(crawl_root, data_root)
+    # The next run resumes the killed attempt (same inputs and configuration): it reuses the shards
+    # that were recorded as finished, computes the rest, and commits that version.
+    run_writer(crawl_root, data_root, rebuild=True)
     final_manifest, final_digest = partition_digest(store)
     assert final_digest == before_digest
-    assert [p.name for p in (data_root / "raw_pages" / SNAPSHOT).iterdir() if p.is_dir()] == [f"v{final_manifest['version']}"]
+    assert f"v{final_manifest['version']}" == killed
+    assert final_manifest["metadata"]["shards_resumed"] >= 2
+    # The superseded version stays readable for the grace period.
+    assert sorted(p.name for p in (data_root / "raw_pages" / SNAPSHOT).iterdir() if p.is_dir()) == versions

@@ -1,19 +1,30 @@
-"""Partitioned Parquet datasets with atomic, manifest-committed materialization.
+"""Partitioned Parquet datasets with atomic, conditional, resumable materialization.
 
 Layout under a store root::
 
-    <asset>/<partition>/_manifest.json                       the commit point
-    <asset>/<partition>/v<version>/<table>/part-NNNNN.parquet  zstd shards of one materialization
+    <asset>/<partition>/_manifest.json                          the commit point
+    <asset>/<partition>/v<version>/<table>/part-NNNNN.parquet   zstd shards of one materialization
+    <asset>/<partition>/v<version>/_shards.parquet              shard index: table, path, rows, bytes, sha256
+    <asset>/<partition>/v<version>/_attempt.json                who writes this version, with which fingerprint
+    <asset>/<partition>/v<version>/_progress/<phase>/<task>.json completion records (resume inside a partition)
+    <asset>/<partition>/v<version>/_work/...                    a stage's intermediate files, never published
 
-A materialization writes its shards under a fresh ``v<version>/`` prefix, then writes the manifest
-(one atomic object PUT / ``os.replace``) naming exactly those shards, then deletes older versions.
-Readers resolve shards only through the manifest, so they see the previous version or the new
-one, never a mix; a crash before the manifest leaves the old version readable and some orphaned
-shards that the next materialization of that partition removes. This works identically on a
-local disk and on S3, which has no rename.
+**Commit protocol.** A writer opens a version prefix of its own (or resumes an unfinished one with the
+same configuration fingerprint), writes shards there, then publishes them with one conditional write
+of ``_manifest.json``: compare-and-swap against the manifest it saw when it opened (``If-Match`` /
+``If-None-Match`` on S3, an exclusive lock + content check locally). A second writer that started from
+the same manifest loses with :class:`CommitConflict` naming the run that won; nothing is overwritten.
 
-A partition may hold several named tables committed together (``data`` plus e.g. ``quarantine``
-or ``dropped``), so a stage's output and what it set aside always come from the same run.
+**Retention.** A committed manifest keeps the superseded versions in its ``history``; they stay
+readable for :class:`RetentionPolicy` ``grace_seconds`` after being superseded (and the last
+``keep_superseded`` of them regardless), so a reader that resolved the previous manifest finishes its
+read. Garbage collection runs after each commit, best effort: it deletes only superseded versions past
+retention and unfinished attempts idle for ``abandon_after_seconds``, never a version the current
+manifest references; a failure is logged and retried by the next commit (or ``dataplatform gc``).
+Nothing on an error path deletes data: a failed or killed run leaves its unfinished version for the
+next run with the same fingerprint to resume.
+
+This works identically on a local disk and on S3, which has no rename.
 """
 
 from __future__ import annotations
@@ -22,7 +33,12 @@ import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
+import io
 import json
+import logging
+import os
+import socket
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -33,17 +49,61 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataplatform.core.snapshot_keys import validate_snapshot_key
-from dataplatform.io.object_store import LocalLocation, ObjectStore, S3Location, StoreLocation
+from dataplatform.io.object_store import TEMP_PREFIX, LocalLocation, ObjectStore, S3Location, StoreLocation
+
+log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "_manifest.json"
-MANIFEST_FORMAT = "dataplatform.partition/v1"
+MANIFEST_FORMAT = "dataplatform.partition/v2"
+SHARD_INDEX_NAME = "_shards.parquet"
+ATTEMPT_NAME = "_attempt.json"
+PROGRESS_DIR = "_progress"
+WORK_DIR = "_work"
 DEFAULT_TABLE = "data"
 PARQUET_COMPRESSION = "zstd"
 ROW_GROUP_ROWS = 10_000
+VERSION_TIME_FORMAT = "%Y%m%dT%H%M%S"
+
+SHARD_INDEX_SCHEMA = pa.schema([
+    pa.field("table", pa.string()), pa.field("path", pa.string()), pa.field("rows", pa.int64()),
+    pa.field("bytes", pa.int64()), pa.field("sha256", pa.string()),
+])
 
 
 class PartitionNotFound(LookupError):
     pass
+
+
+class CommitConflict(RuntimeError):
+    """Another run committed the partition after this run started; this run published nothing."""
+
+
+class IncompleteVersion(RuntimeError):
+    """A commit would name shards that are not in storage (deleted under a running writer)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RetentionPolicy:
+    """How long what is no longer current stays in storage.
+
+    ``grace_seconds``: a superseded version stays readable this long after a newer commit (readers
+    that resolved the old manifest finish). ``keep_superseded``: the newest superseded versions kept
+    whatever their age (a quick look back). ``abandon_after_seconds``: an unfinished attempt (killed
+    or failed run) is kept this long for a re-run to resume, then removed. ``temp_after_seconds``:
+    age after which a killed writer's temp files are removed.
+    """
+
+    grace_seconds: float = 3600.0
+    keep_superseded: int = 2
+    abandon_after_seconds: float = 7 * 24 * 3600.0
+    temp_after_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        for name in ("grace_seconds", "abandon_after_seconds", "temp_after_seconds"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"RetentionPolicy.{name} must be >= 0, got {getattr(self, name)}")
+        if self.keep_superseded < 0:
+            raise ValueError(f"RetentionPolicy.keep_superseded must be >= 0, got {self.keep_superseded}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +123,31 @@ def shard_key(asset: str, partition: str, version: str, table: str, index: int) 
     return f"{asset}/{partition}/v{version}/{table}/part-{index:05d}.parquet"
 
 
+def default_run_id() -> str:
+    """Who is writing, for conflict messages: the Dagster run id when set, else pid@host."""
+    return os.environ.get("DAGSTER_RUN_ID") or f"pid {os.getpid()}@{socket.gethostname()}"
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _new_version() -> str:
+    return _now().strftime(VERSION_TIME_FORMAT) + "-" + uuid.uuid4().hex[:8]
+
+
+def _version_time(version: str) -> float | None:
+    try:
+        return dt.datetime.strptime(version.split("-", 1)[0], VERSION_TIME_FORMAT).replace(tzinfo=dt.timezone.utc).timestamp()
+    except ValueError:
+        return None
+
+
+def _iso_to_ts(value: str | None) -> float | None:
+    return dt.datetime.fromisoformat(value).timestamp() if value else None
+
+
+# ------------------------------------------------------------------------------------ shard files
 class ShardSink:
     """Streams record batches into one zstd Parquet shard; memory stays at one batch.
 
@@ -124,26 +209,78 @@ def iter_shard_batches(location: StoreLocation, key: str, batch_rows: int, colum
         yield from parquet.iter_batches(batch_size=batch_rows, columns=columns)
 
 
-class PartitionWriter:
-    """Collects the shards of one materialization and commits them with one manifest write."""
+def _shard_index_bytes(shards: list[ShardInfo]) -> bytes:
+    rows = sorted(shards, key=lambda s: (s.table, s.key))
+    table = pa.table({
+        "table": [s.table for s in rows], "path": [s.key for s in rows], "rows": [s.rows for s in rows],
+        "bytes": [s.bytes for s in rows], "sha256": [s.sha256 for s in rows],
+    }, schema=SHARD_INDEX_SCHEMA)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression=PARQUET_COMPRESSION)
+    return buffer.getvalue()
 
-    def __init__(self, store: "DatasetStore", asset: str, partition: str) -> None:
+
+# ---------------------------------------------------------------------------------------- writing
+class PartitionWriter:
+    """One materialization of ``asset``/``partition``: shards in a private version prefix,
+    completion records for resume, and a conditional manifest commit."""
+
+    def __init__(self, store: "DatasetStore", asset: str, partition: str, *, fingerprint: str | None = None,
+                 run_id: str | None = None) -> None:
         self.store = store
         self.asset = asset
         self.partition = partition
-        self.version = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        self.fingerprint = fingerprint
+        self.run_id = run_id or default_run_id()
         self.shards: list[ShardInfo] = []
         self.schemas: dict[str, pa.Schema] = {}
         self.files: dict[str, dict[str, Any]] = {}
         self.committed: dict[str, Any] | None = None
+        base, self._base_token = store.object_store.get_with_token(f"{self.prefix}/{MANIFEST_NAME}")
+        self.base: dict[str, Any] | None = json.loads(base) if base is not None else None
+        resumed = store.find_resumable_version(asset, partition, fingerprint, self.base) if fingerprint else None
+        self.resumed = resumed is not None
+        self.version = resumed or _new_version()
+        self._publish_state = "not_started"  # -> "failed" | "unknown" | "succeeded"
+        self.touch()
 
     @property
     def prefix(self) -> str:
         return f"{self.asset}/{self.partition}"
 
+    @property
+    def version_prefix(self) -> str:
+        return f"{self.prefix}/v{self.version}"
+
     def shard_key(self, index: int, table: str = DEFAULT_TABLE) -> str:
         return shard_key(self.asset, self.partition, self.version, table, index)
 
+    def work_key(self, name: str) -> str:
+        """Key for an intermediate file of this materialization (never listed in the manifest)."""
+        return f"{self.version_prefix}/{WORK_DIR}/{name}"
+
+    def touch(self) -> None:
+        """(Re)write the attempt record: who writes this version, with which fingerprint, when last
+        active. Garbage collection leaves attempts alone while they are recent."""
+        record = {"run_id": self.run_id, "fingerprint": self.fingerprint, "updated_at": _now().isoformat()}
+        self.store.object_store.put_bytes(f"{self.version_prefix}/{ATTEMPT_NAME}", json.dumps(record).encode())
+
+    # -- completion records -------------------------------------------------------------------
+    def progress_key(self, phase: str, task_id: str) -> str:
+        return f"{self.version_prefix}/{PROGRESS_DIR}/{phase}/{task_id}.json"
+
+    def completed(self, phase: str) -> dict[str, dict[str, Any]]:
+        """Completion records of ``phase`` already in this version: task id -> recorded result."""
+        prefix = f"{self.version_prefix}/{PROGRESS_DIR}/{phase}"
+        records = {}
+        for key in self.store.object_store.list_keys(prefix):
+            if key.endswith(".json") and "/" not in key[len(prefix) + 1 :]:
+                raw = self.store.object_store.get_bytes(key)
+                if raw is not None:
+                    records[key[len(prefix) + 1 : -len(".json")]] = json.loads(raw)
+        return records
+
+    # -- contents -----------------------------------------------------------------------------
     def declare_table(self, table: str, schema: pa.Schema) -> None:
         self.schemas[table] = schema
 
@@ -163,78 +300,198 @@ class PartitionWriter:
     def add_file(self, local_path: str | Path, name: str | None = None) -> str:
         """Store a non-tabular artifact (a model file) with this version; returns its key."""
         name = name or Path(local_path).name
-        key = f"{self.prefix}/v{self.version}/files/{name}"
+        key = f"{self.version_prefix}/files/{name}"
         data = Path(local_path).read_bytes()
         self.store.object_store.put_bytes(key, data)
         self.files[name] = {"path": key[len(self.prefix) + 1 :], "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
         return key
 
-    def commit(self, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-        tables: dict[str, dict[str, Any]] = {}
-        for name, schema in self.schemas.items():
-            tables[name] = {"schema": schema.to_string(show_schema_metadata=False), "rows": 0, "bytes": 0, "shards": []}
-        for shard in sorted(self.shards, key=lambda s: (s.table, s.key)):
-            entry = tables.setdefault(shard.table, {"schema": None, "rows": 0, "bytes": 0, "shards": []})
-            entry["shards"].append({"path": shard.key, "rows": shard.rows, "bytes": shard.bytes, "sha256": shard.sha256})
+    # -- commit -------------------------------------------------------------------------------
+    def _tables(self) -> dict[str, dict[str, Any]]:
+        tables = {name: {"schema": schema.to_string(show_schema_metadata=False), "rows": 0, "bytes": 0, "shards": 0}
+                  for name, schema in self.schemas.items()}
+        for shard in self.shards:
+            entry = tables.setdefault(shard.table, {"schema": None, "rows": 0, "bytes": 0, "shards": 0})
             entry["rows"] += shard.rows
             entry["bytes"] += shard.bytes
+            entry["shards"] += 1
+        return dict(sorted(tables.items()))
+
+    def _check_complete(self) -> None:
+        present = set(self.store.object_store.list_keys(self.version_prefix))
+        missing = [s.key for s in self.shards if f"{self.prefix}/{s.key}" not in present]
+        missing += [f["path"] for f in self.files.values() if f"{self.prefix}/{f['path']}" not in present]
+        if missing:
+            raise IncompleteVersion(f"{self.prefix}: version {self.version} lacks {len(missing)} file(s) it would publish "
+                                    f"(first: {missing[0]}); nothing was committed")
+
+    def _history(self, now: dt.datetime) -> list[dict[str, Any]]:
+        if self.base is None:
+            return []
+        on_disk = set(self.store.object_store.list_children(self.prefix))
+        previous = {"version": self.base["version"], "generation": self.base.get("generation", 0),
+                    "committed_at": self.base.get("committed_at"), "superseded_at": now.isoformat(),
+                    "run_id": self.base.get("run_id")}
+        older = [h for h in self.base.get("history", []) if f"v{h['version']}" in on_disk]
+        return [previous, *older]
+
+    def commit(self, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        if self.committed is not None:
+            raise RuntimeError(f"{self.prefix}: version {self.version} is already committed")
+        objects = self.store.object_store
+        objects.put_bytes(f"{self.version_prefix}/{SHARD_INDEX_NAME}", _shard_index_bytes(self.shards))
+        self._check_complete()
+        now = _now()
         manifest = {
             "format": MANIFEST_FORMAT,
             "asset": self.asset,
             "partition": self.partition,
             "version": self.version,
-            "committed_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-            "tables": tables,
+            "generation": (self.base or {}).get("generation", 0) + 1,
+            "run_id": self.run_id,
+            "fingerprint": self.fingerprint,
+            "committed_at": now.isoformat(),
+            "shard_index": f"v{self.version}/{SHARD_INDEX_NAME}",
+            "tables": self._tables(),
             "files": self.files,
             "metadata": metadata or {},
+            "history": self._history(now),
         }
         body = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
-        self.store.object_store.put_bytes(f"{self.prefix}/{MANIFEST_NAME}", body)
+        self._publish(body)
         self.committed = manifest
-        self.store.remove_stale_versions(self.asset, self.partition, keep=self.version)
+        self.store.collect_garbage_quietly(self.asset, self.partition)
         return manifest
 
+    def _publish(self, body: bytes) -> None:
+        key = f"{self.prefix}/{MANIFEST_NAME}"
+        self._publish_state = "unknown"
+        won = self.store.object_store.put_if(key, body, self._base_token)
+        if not won:
+            current = self.store.manifest(self.asset, self.partition)
+            # A retried PUT whose first attempt landed is refused by its own condition: we did win.
+            if current is not None and current.get("version") == self.version and current.get("run_id") == self.run_id:
+                won = True
+            else:
+                self._publish_state = "failed"
+                raise CommitConflict(_conflict_message(self, current))
+        self._publish_state = "succeeded"
+
     def abort(self) -> None:
-        self.store.object_store.delete_prefix(f"{self.prefix}/v{self.version}")
+        """Give up this materialization. Its version is deleted only when it was certainly never
+        published and no other run can be resuming it (no fingerprint); otherwise garbage collection
+        decides later. Nothing a manifest may name is ever removed here."""
+        if self.fingerprint is None and self._publish_state in ("not_started", "failed"):
+            current = self.store.manifest(self.asset, self.partition)
+            if current is None or current.get("version") != self.version:
+                with contextlib.suppress(Exception):
+                    self.store.object_store.delete_prefix(self.version_prefix)
 
 
+def _conflict_message(writer: PartitionWriter, current: dict[str, Any] | None) -> str:
+    base_generation = (writer.base or {}).get("generation", 0)
+    if current is None:
+        winner = "its manifest was removed"
+    else:
+        winner = (f"run {current.get('run_id', '?')} committed version {current.get('version')} "
+                  f"(generation {current.get('generation')}) at {current.get('committed_at')}")
+    return (f"{writer.prefix} was committed concurrently: {winner} after this run ({writer.run_id}) started from "
+            f"generation {base_generation}. This run's output (version {writer.version}) was not published and the "
+            f"committed data is untouched; re-run to rebuild on top of it.")
+
+
+# ---------------------------------------------------------------------------------------- the store
 class DatasetStore:
-    def __init__(self, location: StoreLocation) -> None:
+    def __init__(self, location: StoreLocation, retention: RetentionPolicy | None = None) -> None:
         self.location = location
         self.object_store = open_store(location)
+        self.retention = retention or RetentionPolicy()
+        self._shard_cache: dict[tuple[str, str, str], list[ShardInfo]] = {}
 
     @classmethod
-    def local(cls, root: str | Path) -> "DatasetStore":
-        return cls(LocalLocation(str(Path(root).resolve())))
+    def local(cls, root: str | Path, retention: RetentionPolicy | None = None) -> "DatasetStore":
+        return cls(LocalLocation(str(Path(root).resolve())), retention)
 
     @classmethod
-    def s3(cls, bucket: str, prefix: str = "", endpoint_url: str | None = None, region_name: str | None = None) -> "DatasetStore":
-        return cls(S3Location(bucket, prefix, endpoint_url, region_name))
+    def s3(cls, bucket: str, prefix: str = "", endpoint_url: str | None = None, region_name: str | None = None,
+           retention: RetentionPolicy | None = None) -> "DatasetStore":
+        return cls(S3Location(bucket, prefix, endpoint_url, region_name), retention)
 
     # ------------------------------------------------------------------------------ writing
     @contextlib.contextmanager
-    def write_partition(self, asset: str, partition: str) -> Iterator[PartitionWriter]:
-        """Open a materialization of ``asset``/``partition``; commit it only if the block succeeds.
+    def write_partition(self, asset: str, partition: str, *, fingerprint: str | None = None,
+                        run_id: str | None = None) -> Iterator[PartitionWriter]:
+        """Open a materialization of ``asset``/``partition``; the caller commits explicitly
+        (``writer.commit(metadata)``) once it knows the metadata.
 
-        The caller commits explicitly (``writer.commit(metadata)``) once it knows the metadata; a
-        block that raises, or exits without committing, leaves the previous version in place.
+        With a ``fingerprint`` (a hash of everything that determines the output) an unfinished
+        version with the same fingerprint is resumed: its completion records say which work is
+        done. A block that raises or exits without committing publishes nothing and leaves the
+        current version in place.
         """
         validate_snapshot_key(partition)
         _check_asset(asset)
-        writer = PartitionWriter(self, asset, partition)
+        writer = PartitionWriter(self, asset, partition, fingerprint=fingerprint, run_id=run_id)
         try:
             yield writer
         except BaseException:
-            with contextlib.suppress(Exception):
-                writer.abort()
+            writer.abort()
             raise
         if writer.committed is None:
             writer.abort()
 
-    def remove_stale_versions(self, asset: str, partition: str, keep: str) -> None:
+    def find_resumable_version(self, asset: str, partition: str, fingerprint: str,
+                               current: dict[str, Any] | None) -> str | None:
+        """The newest unfinished attempt at ``asset``/``partition`` with ``fingerprint``, if any."""
+        published = _published_versions(current)
+        candidates = []
         for child in self.object_store.list_children(f"{asset}/{partition}"):
-            if child.startswith("v") and child != f"v{keep}":
-                self.object_store.delete_prefix(f"{asset}/{partition}/{child}")
+            if not child.startswith("v") or child[1:] in published:
+                continue
+            raw = self.object_store.get_bytes(f"{asset}/{partition}/{child}/{ATTEMPT_NAME}")
+            if raw is not None and json.loads(raw).get("fingerprint") == fingerprint:
+                candidates.append(child[1:])
+        return max(candidates) if candidates else None
+
+    # ------------------------------------------------------------------------------ garbage collection
+    def collect_garbage(self, asset: str, partition: str, now: float | None = None) -> dict[str, list[str]]:
+        """Delete what no reader can need any more; returns ``{"deleted": [...], "kept": [...]}``
+        (version folders and temp files). Never deletes the current version or a retained one."""
+        now = time.time() if now is None else now
+        prefix = f"{asset}/{partition}"
+        current = self.manifest(asset, partition)
+        keep = _retained_versions(current, self.retention, now)
+        superseded = {h["version"] for h in (current or {}).get("history", [])}
+        deleted, kept = [], []
+        for child in self.object_store.list_children(prefix):
+            if not child.startswith("v"):
+                continue
+            version = child[1:]
+            if version in keep or not self._expired(prefix, version, superseded, now):
+                kept.append(child)
+                continue
+            self.object_store.delete_prefix(f"{prefix}/{child}")
+            deleted.append(child)
+        for name, mtime in self.object_store.list_files(prefix):
+            if name.startswith(TEMP_PREFIX) and now - mtime > self.retention.temp_after_seconds:
+                self.object_store.delete_prefix(f"{prefix}/{name}")
+                deleted.append(name)
+        return {"deleted": deleted, "kept": kept}
+
+    def _expired(self, prefix: str, version: str, superseded: set[str], now: float) -> bool:
+        if version in superseded:  # committed once, now past retention
+            return True
+        # An unfinished attempt (or a version that fell out of the history): idle long enough?
+        raw = self.object_store.get_bytes(f"{prefix}/v{version}/{ATTEMPT_NAME}")
+        last_active = _iso_to_ts(json.loads(raw).get("updated_at")) if raw else _version_time(version)
+        return last_active is not None and now - last_active > self.retention.abandon_after_seconds
+
+    def collect_garbage_quietly(self, asset: str, partition: str) -> None:
+        """Garbage collection after a commit: a failure must not fail (or undo) the commit."""
+        try:
+            self.collect_garbage(asset, partition)
+        except Exception as exc:  # noqa: BLE001 - logged; the next commit or `dataplatform gc` retries
+            log.warning("garbage collection of %s/%s failed (retried at the next commit): %s", asset, partition, exc)
 
     # ------------------------------------------------------------------------------ reading
     def manifest(self, asset: str, partition: str) -> dict[str, Any] | None:
@@ -255,12 +512,26 @@ class DatasetStore:
         return [p for p in self.object_store.list_children(asset)
                 if self.object_store.get_bytes(f"{asset}/{p}/{MANIFEST_NAME}") is not None]
 
-    def shard_keys(self, asset: str, partition: str, table: str = DEFAULT_TABLE) -> list[str]:
-        manifest = self.require_manifest(asset, partition)
+    def shards(self, asset: str, partition: str, table: str = DEFAULT_TABLE,
+               manifest: dict[str, Any] | None = None) -> list[ShardInfo]:
+        """The committed shards of one table, in shard order (from the version's shard index)."""
+        manifest = manifest or self.require_manifest(asset, partition)
         entry = manifest["tables"].get(table)
         if entry is None:
             return []
-        return [f"{asset}/{partition}/{s['path']}" for s in entry["shards"]]
+        if isinstance(entry.get("shards"), list):  # format v1: shards listed inline
+            return [ShardInfo(table, s["path"], s["rows"], s["bytes"], s["sha256"]) for s in entry["shards"]]
+        cache_key = (asset, partition, manifest["version"])
+        if cache_key not in self._shard_cache:
+            raw = self.object_store.get_bytes(f"{asset}/{partition}/{manifest['shard_index']}")
+            if raw is None:
+                raise PartitionNotFound(f"{asset}/{partition}: shard index of version {manifest['version']} is missing")
+            index = pq.read_table(io.BytesIO(raw)).to_pylist()
+            self._shard_cache[cache_key] = [ShardInfo(r["table"], r["path"], r["rows"], r["bytes"], r["sha256"]) for r in index]
+        return [s for s in self._shard_cache[cache_key] if s.table == table]
+
+    def shard_keys(self, asset: str, partition: str, table: str = DEFAULT_TABLE) -> list[str]:
+        return [f"{asset}/{partition}/{s.key}" for s in self.shards(asset, partition, table)]
 
     def table_bytes(self, asset: str, partition: str, table: str = DEFAULT_TABLE) -> int:
         entry = self.require_manifest(asset, partition)["tables"].get(table)
@@ -275,12 +546,12 @@ class DatasetStore:
 
     def read_table(self, asset: str, partition: str, table: str = DEFAULT_TABLE, columns: list[str] | None = None) -> pa.Table:
         """Read a whole table of a partition (for small tables and tests; stages stream shards)."""
+        manifest = self.require_manifest(asset, partition)
         parts = []
-        for key in self.shard_keys(asset, partition, table):
-            with self.object_store.readable_path(key) as path:
+        for shard in self.shards(asset, partition, table, manifest):
+            with self.object_store.readable_path(f"{asset}/{partition}/{shard.key}") as path:
                 parts.append(pq.read_table(path, columns=columns))
         if not parts:
-            manifest = self.require_manifest(asset, partition)
             if table not in manifest["tables"]:
                 raise KeyError(f"{asset}/{partition} has no table {table!r}; tables: {sorted(manifest['tables'])}")
             return pa.table({})
@@ -292,17 +563,36 @@ class DatasetStore:
     def scan(self, asset: str, partition: str, table: str = DEFAULT_TABLE) -> pl.LazyFrame:
         """Lazy scan over a partition's shards (local stores scan in place; S3 via object_store)."""
         keys = self.shard_keys(asset, partition, table)
+        if not keys:
+            return pl.LazyFrame()
         if isinstance(self.location, LocalLocation):
-            return pl.scan_parquet([self.object_store.uri(k) for k in keys]) if keys else pl.LazyFrame()
+            return pl.scan_parquet([self.object_store.uri(k) for k in keys])
         loc = self.location
         options = {"aws_region": loc.region_name or "us-east-1"}
         if loc.endpoint_url:
             options["aws_endpoint_url"] = loc.endpoint_url
             options["aws_allow_http"] = "true" if loc.endpoint_url.startswith("http://") else "false"
-        return pl.scan_parquet([self.object_store.uri(k) for k in keys], storage_options=options) if keys else pl.LazyFrame()
+        return pl.scan_parquet([self.object_store.uri(k) for k in keys], storage_options=options)
 
     def describe(self) -> str:
         return self.object_store.uri("")
+
+
+def _published_versions(manifest: dict[str, Any] | None) -> set[str]:
+    if manifest is None:
+        return set()
+    return {manifest["version"], *(h["version"] for h in manifest.get("history", []))}
+
+
+def _retained_versions(manifest: dict[str, Any] | None, policy: RetentionPolicy, now: float) -> set[str]:
+    if manifest is None:
+        return set()
+    keep = {manifest["version"]}
+    for rank, entry in enumerate(manifest.get("history", [])):  # newest first
+        superseded = _iso_to_ts(entry.get("superseded_at")) or now
+        if rank < policy.keep_superseded or now - superseded < policy.grace_seconds:
+            keep.add(entry["version"])
+    return keep
 
 
 def _check_asset(asset: str) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
+import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
@@ -24,6 +26,16 @@ from typing import BinaryIO
 
 class StorageKeyError(ValueError):
     """A key that would escape the store's root."""
+
+
+# Files this package creates get the permissions `open()` would give them (0666 minus the umask),
+# not mkstemp's 0600: a manifest must be as readable as the shards it names.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+# Local writes go to a temp file beside the target and are renamed into place; leftovers of killed
+# writers carry this prefix and are removed by garbage collection.
+TEMP_PREFIX = ".tmp-"
 
 
 def _check_key(key: str) -> str:
@@ -46,6 +58,16 @@ class ObjectStore(abc.ABC):
         """Content of ``key``, or None if it does not exist."""
 
     @abc.abstractmethod
+    def get_with_token(self, key: str) -> tuple[bytes | None, str | None]:
+        """Content of ``key`` and a token identifying that content (None, None if absent)."""
+
+    @abc.abstractmethod
+    def put_if(self, key: str, data: bytes, expected_token: str | None) -> bool:
+        """Compare-and-swap: write ``key`` only if its current token is ``expected_token``
+        (``None``: only if it does not exist). Returns False, writing nothing, when another
+        writer changed it first. Atomic against every other ``put_if`` of the same key."""
+
+    @abc.abstractmethod
     def open_read(self, key: str) -> BinaryIO: ...
 
     @abc.abstractmethod
@@ -55,6 +77,11 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def list_children(self, prefix: str) -> list[str]:
         """Names of the immediate 'folders' under ``prefix``, sorted."""
+
+    def list_files(self, prefix: str) -> list[tuple[str, float]]:
+        """Plain files directly under ``prefix`` with their modification times; only local stores
+        leave temp files behind, so only they list anything here."""
+        return []
 
     @abc.abstractmethod
     def delete_prefix(self, prefix: str) -> None: ...
@@ -100,9 +127,10 @@ class LocalObjectStore(ObjectStore):
     def put_bytes(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), FILE_MODE)
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
@@ -117,6 +145,25 @@ class LocalObjectStore(ObjectStore):
             return self._path(key).read_bytes()
         except FileNotFoundError:
             return None
+
+    def get_with_token(self, key: str) -> tuple[bytes | None, str | None]:
+        data = self.get_bytes(key)
+        return (data, hashlib.sha256(data).hexdigest()) if data is not None else (None, None)
+
+    def put_if(self, key: str, data: bytes, expected_token: str | None) -> bool:
+        # An exclusive flock beside the object serialises compare-and-swaps between processes on
+        # this machine (and on file systems with working POSIX locks); SIGKILL releases it.
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            try:
+                if self.get_with_token(key)[1] != expected_token:
+                    return False
+                self.put_bytes(key, data)
+                return True
+            finally:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
     def open_read(self, key: str) -> BinaryIO:
         return open(self._path(key), "rb")
@@ -135,6 +182,18 @@ class LocalObjectStore(ObjectStore):
             return []
         return sorted(p.name for p in base.iterdir() if p.is_dir())
 
+    def list_files(self, prefix: str) -> list[tuple[str, float]]:
+        """Plain files directly under ``prefix`` with their modification times (temp-file cleanup)."""
+        base = self._path(prefix) if prefix else self.root
+        if not base.is_dir():
+            return []
+        out = []
+        for p in base.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if p.is_file():
+                    out.append((p.name, p.stat().st_mtime))
+        return sorted(out)
+
     def delete_prefix(self, prefix: str) -> None:
         path = self._path(prefix)
         if path.is_dir():
@@ -149,7 +208,7 @@ class LocalObjectStore(ObjectStore):
     def writable_path(self, key: str) -> Iterator[Path]:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+        tmp = path.with_name(f"{TEMP_PREFIX}{os.getpid()}-{path.name}")
         try:
             yield tmp
             os.replace(tmp, path)
@@ -217,10 +276,29 @@ class S3ObjectStore(ObjectStore):
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
 
     def get_bytes(self, key: str) -> bytes | None:
+        return self.get_with_token(key)[0]
+
+    def get_with_token(self, key: str) -> tuple[bytes | None, str | None]:
         try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
         except self.client.exceptions.NoSuchKey:
-            return None
+            return None, None
+        return response["Body"].read(), response["ETag"]
+
+    def put_if(self, key: str, data: bytes, expected_token: str | None) -> bool:
+        # S3 conditional writes (If-Match on the ETag read, If-None-Match: * for a first write):
+        # the service refuses the PUT with 412 when another writer got there first.
+        from botocore.exceptions import ClientError
+
+        condition = {"IfNoneMatch": "*"} if expected_token is None else {"IfMatch": expected_token}
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, **condition)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                return False
+            raise
+        return True
 
     def open_read(self, key: str) -> BinaryIO:
         body = self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
