@@ -3,6 +3,7 @@
     dataplatform demo                      materialize the whole graph for the bundled sample crawl
     dataplatform process FILE... --output DIR [--snapshot NAME]
                                            run the CPU chain on WARC files, no Dagster instance
+    dataplatform gc [--data-root DIR]      remove dataset versions no reader needs any more
 """
 
 from __future__ import annotations
@@ -15,18 +16,23 @@ from pathlib import Path
 
 from dataplatform.core.snapshot_keys import InvalidSnapshotKey, validate_snapshot_key
 
+ENGINES = ("process", "inline", "ray")
+
 
 # Step logs go to the instance; the terminal gets the summary table (and errors).
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _summary_table(rows: list[dict]) -> str:
-    headers = ["stage", "snapshot", "in", "out", "set aside", "top reasons", "seconds"]
+    """One line per (stage, snapshot); on every line ``in = kept + set aside + routed``."""
+    headers = ["stage", "snapshot", "in", "kept", "set aside", "routed", "top reasons", "seconds"]
     body = []
     for r in rows:
         reasons = sorted(r["drop_counts"].items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+        routed = ", ".join(f"{k} {v}" for k, v in sorted(r["routed"].items()) if v)
         body.append([
             r["stage"], r["snapshot"], str(r["rows_in"]), str(r["rows_out"]), str(r["rows_dropped"]),
+            f"{sum(r['routed'].values())}" + (f" ({routed})" if routed else ""),
             ", ".join(f"{k} {v}" for k, v in reasons) or "-", f"{r['wall_seconds']:.2f}",
         ])
     widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(headers)]
@@ -41,46 +47,102 @@ def _row(stage: str, snapshot: str, metadata: dict) -> dict:
         "rows_in": metadata.get("rows_in", 0),
         "rows_out": metadata.get("rows_out", 0),
         "rows_dropped": metadata.get("rows_dropped", 0),
+        "routed": metadata.get("rows_routed", {}),
         "drop_counts": metadata.get("drop_counts", {}),
         "wall_seconds": metadata.get("wall_seconds", 0.0),
     }
 
 
-def cmd_process(args: argparse.Namespace) -> int:
+class _ProgressLine:
+    """Progress on stderr: one line per stage, rewritten in place when stderr is a terminal."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, message: str) -> None:
+        if self.tty:
+            print(f"\r\033[K{message}", end="", file=sys.stderr, flush=True)
+        else:
+            print(message, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
+
+
+def _engine(args: argparse.Namespace):
     from dataplatform.execution.shard_executor import make_executor
+
+    engine = args.engine or os.environ.get("DATAPLATFORM_ENGINE") or "process"
+    if args.workers == 1 and engine == "process":
+        engine = "inline"
+    ray_address = (os.environ.get("DATAPLATFORM_RAY_ADDRESS") or None) if engine == "ray" else None
+    return make_executor(engine, args.workers or None, ray_address=ray_address)
+
+
+def _check_process_args(args: argparse.Namespace, files: list[Path]) -> str | None:
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        return f"not a file: {', '.join(missing)}"
+    for flag, value in (("--quality-model", args.quality_model), ("--benchmarks", args.benchmarks), ("--language-model", args.language_model)):
+        if value and not Path(value).exists():
+            return f"{flag}: no such file or folder: {value}"
+    if args.engine and args.engine not in ENGINES:
+        return f"--engine must be one of {', '.join(ENGINES)}"
+    return None
+
+
+def cmd_process(args: argparse.Namespace) -> int:
     from dataplatform.io.crawl_sources import CrawlSource
-    from dataplatform.io.datasets import DatasetStore
+    from dataplatform.io.datasets import CommitConflict, DatasetStore
     from dataplatform.io.object_store import LocalLocation
     from dataplatform.stages.process_chain import ProcessOptions, export_parquet, run_process_chain
 
-    files = [Path(f).resolve() for f in args.files]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        print(f"error: not a file: {', '.join(missing)}", file=sys.stderr)
+    files = sorted({Path(f).resolve() for f in args.files})
+    problem = _check_process_args(args, files)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
-    for flag, value in (("--quality-model", args.quality_model), ("--benchmarks", args.benchmarks), ("--language-model", args.language_model)):
-        if value and not Path(value).exists():
-            print(f"error: {flag}: no such file or folder: {value}", file=sys.stderr)
-            return 2
     root = Path(os.path.commonpath([f.parent for f in files]))
     keys = [f.relative_to(root).as_posix() for f in files]
     output = Path(args.output).resolve()
     store = DatasetStore.local(output)
+    progress = _ProgressLine()
     try:
         reports = run_process_chain(
-            CrawlSource(LocalLocation(str(root))), keys, store, args.snapshot,
-            make_executor("process" if args.workers != 1 else "inline", args.workers or None),
+            CrawlSource(LocalLocation(str(root))), keys, store, args.snapshot, _engine(args),
             ProcessOptions(language_model_path=args.language_model, quality_model_path=args.quality_model,
                            benchmarks_path=args.benchmarks),
+            progress=progress,
         )
-    except (ValueError, FileNotFoundError) as exc:  # bad input or configuration: say what, no traceback
+    except (ValueError, FileNotFoundError, CommitConflict) as exc:  # bad input or configuration: say what, no traceback
+        progress.close()
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    progress.close()
     print(_summary_table([_row(r.stage, args.snapshot, r.as_metadata()) for r in reports]))
     single = export_parquet(store, args.snapshot, output / f"{args.snapshot}.parquet")
     print(f"\nwrote {single}: one row per page, kept (drop_reason null) or not, with every stage's columns;"
           f"\nper-stage datasets under {output}/<stage>/{args.snapshot}/ (WARC records that never became a page:"
           f" {output}/documents/{args.snapshot}, table quarantine)")
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    """Remove superseded versions past retention and abandoned attempts under a local data root."""
+    from dataplatform.io.datasets import DatasetStore, RetentionPolicy
+
+    policy = RetentionPolicy(grace_seconds=args.grace_hours * 3600, keep_superseded=args.keep,
+                             abandon_after_seconds=args.abandon_after_hours * 3600)
+    store = DatasetStore.local(Path(args.data_root).resolve(), policy)
+    deleted = 0
+    for asset in store.object_store.list_children(""):
+        for partition in store.object_store.list_children(asset):
+            result = store.collect_garbage(asset, partition)
+            for name in result["deleted"]:
+                print(f"deleted {asset}/{partition}/{name}")
+            deleted += len(result["deleted"])
+    print(f"{deleted} removed")
     return 0
 
 
@@ -132,18 +194,20 @@ def corpus_summary(data_root: Path) -> list[str]:
     """One line per cross-snapshot asset (classifier, splits, mix) from its committed manifest."""
     from dataplatform.io.datasets import DatasetStore
 
+    from dataplatform import names
+
     store = DatasetStore.local(data_root)
     lines = []
-    classifier = store.manifest("quality_classifier", "unpartitioned")
+    classifier = store.manifest(names.QUALITY_CLASSIFIER, names.UNPARTITIONED)
     if classifier:
         m = classifier["metadata"]
         lines.append(f"quality_classifier  {m['model_file']}: held-out AUC {m['metrics'].get('roc_auc')}, "
                      f"{m.get('positives')} positives / {m.get('negatives')} negatives")
-    splits = store.manifest("eval_splits", "unpartitioned")
+    splits = store.manifest(names.EVAL_SPLITS, names.UNPARTITIONED)
     if splits:
         lines.append("eval_splits         " + ", ".join(f"{k} {v}" for k, v in splits["metadata"]["counts"].items())
                      + f" ({splits['metadata']['mode']})")
-    mix = store.manifest("training_mix", "unpartitioned")
+    mix = store.manifest(names.TRAINING_MIX, names.UNPARTITIONED)
     if mix:
         m = mix["metadata"]
         lines.append(f"training_mix        {m['rows']} docs, {m['tokens']} tokens {m['achieved_proportions']}, "
@@ -179,12 +243,22 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("files", nargs="+", help=".warc or .warc.gz files")
     process.add_argument("--output", required=True, help="output folder")
     process.add_argument("--snapshot", default="local", type=_snapshot_arg, help="snapshot name for the rows")
-    process.add_argument("--workers", type=int, default=0, help="worker processes (0 = cores, 1 = in-process)")
+    process.add_argument("--workers", type=int, default=0, help="worker processes (0 = cores, 1 = in-process); "
+                         "with --engine ray: CPUs of a local Ray instance or this run's share of the cluster")
+    process.add_argument("--engine", default=None, choices=ENGINES,
+                         help="shard engine (default: $DATAPLATFORM_ENGINE or 'process'); 'ray' connects to "
+                         "$DATAPLATFORM_RAY_ADDRESS or starts a local Ray instance")
     process.add_argument("--language-model", default=None, help="fastText language-ID model (default: lid.176.ftz)")
     process.add_argument("--quality-model", default=None, help="quality classifier .bin with its .json sidecar "
                          "(default: train one on these documents against the bundled reference set)")
     process.add_argument("--benchmarks", default=None, help="folder or file of benchmark items (JSONL/Parquet) to decontaminate against")
     process.set_defaults(func=cmd_process)
+    gc = sub.add_parser("gc", help="remove superseded dataset versions past retention and abandoned attempts")
+    gc.add_argument("--data-root", default=".dataplatform/datasets", help="local dataset folder")
+    gc.add_argument("--grace-hours", type=float, default=1.0, help="keep superseded versions this long")
+    gc.add_argument("--keep", type=int, default=2, help="keep this many newest superseded versions regardless")
+    gc.add_argument("--abandon-after-hours", type=float, default=7 * 24, help="remove unfinished attempts idle this long")
+    gc.set_defaults(func=cmd_gc)
     return parser
 
 

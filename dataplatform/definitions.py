@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dataplatform.assets import dedup, eval_mix, filtering, ingest, synthesis
+from dataplatform.assets import dedup, eval, filtering, ingest, mix, synthesis
 from dataplatform.assets.partitions import crawl_snapshots
 from dataplatform.assets.sensors import build_snapshot_sensor
 from dataplatform.resources.settings import resources_from_env
@@ -17,15 +17,15 @@ all_assets = [
     filtering.quality_classifier,
     filtering.scored,
     dedup.deduplicate_snapshot,
-    eval_mix.benchmark_files,
-    eval_mix.eval_benchmarks,
-    eval_mix.decontaminated,
-    eval_mix.eval_splits,
+    eval.benchmark_files,
+    eval.eval_benchmarks,
+    eval.decontaminated,
+    eval.eval_splits,
     synthesis.rewritten,
     synthesis.instruction_templates,
     synthesis.instruction_pairs,
     synthesis.contamination_audit,
-    eval_mix.training_mix,
+    mix.training_mix,
 ]
 
 _per_snapshot = dg.AssetSelection.all().materializable() & dg.AssetSelection.assets(

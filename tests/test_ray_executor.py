@@ -17,6 +17,7 @@ except ImportError:
         raise
     pytest.skip("ray is not installed (pip install 'dataplatform[ray]')", allow_module_level=True)
 
+from content_hash import shard_sha256s
 from warc_factory import build_snapshot_warcs
 
 from dataplatform.execution.ray_executor import RayShardExecutor
@@ -47,8 +48,8 @@ def _run_ingest(crawl_root, data_root, executor):
     return store, raw, docs
 
 
-def _shard_hashes(manifest):
-    return {table: [s["sha256"] for s in spec["shards"]] for table, spec in sorted(manifest["tables"].items())}
+def _shard_hashes(store, asset):
+    return shard_sha256s(store, asset, SNAPSHOT)
 
 
 def test_ray_stage_output_is_identical_to_inline(local_ray, tmp_path):

@@ -52,7 +52,7 @@ def deduplicate_snapshot(context: dg.AssetExecutionContext, config: Deduplicated
     except IncompatibleSignatureIndex as exc:
         raise dg.Failure(description=str(exc)) from exc
     yield dg.MaterializeResult(asset_key=DEDUPLICATED_ASSET, metadata=report_metadata(
-        report, DEDUPLICATED, store.object_store.uri(f"{DEDUPLICATED_ASSET}/{snapshot}")))
+        report, store.object_store.uri(f"{DEDUPLICATED_ASSET}/{snapshot}"), DEDUPLICATED))
     yield dg.MaterializeResult(asset_key=SIGNATURE_INDEX_ASSET, metadata={
         "dagster/row_count": index_info["rows"],
         "documents_indexed": index_info["documents"],

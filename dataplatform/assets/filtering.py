@@ -4,8 +4,9 @@ classifier (``quality_classifier``), and quality scoring with the REWIRE pool (`
 import dagster as dg
 from pydantic import Field
 
+from dataplatform import names
 from dataplatform.assets.ingest import documents
-from dataplatform.assets.metadata import counts_table, report_metadata
+from dataplatform.assets.metadata import report_metadata, stage_failures
 from dataplatform.assets.partitions import OWNERS, crawl_snapshots, snapshot_of
 from dataplatform.assets.quality_gates import gx_check_spec, run_gx_check
 from dataplatform.checks import filtered_expectations, scored_expectations
@@ -13,14 +14,8 @@ from dataplatform.core.language_routing import LanguageRouting
 from dataplatform.core.pii import PIIConfig
 from dataplatform.core.schemas import FILTERED, SCORED
 from dataplatform.resources.storage import DatasetStorageResource, ShardExecutionResource
-from dataplatform.stages.filtering import FILTERED_ASSET, FilterOptions, examples_markdown, materialize_filtered
-from dataplatform.stages.scoring import (
-    SCORED_ASSET,
-    ClassifierTrainingOptions,
-    ScoringOptions,
-    materialize_quality_classifier,
-    materialize_scored,
-)
+from dataplatform.stages.filtering import FilterOptions, materialize_filtered
+from dataplatform.stages.scoring import ClassifierTrainingOptions, ScoringOptions, materialize_quality_classifier, materialize_scored
 
 
 class FilteredConfig(dg.Config):
@@ -53,14 +48,11 @@ def filtered(
         routing=LanguageRouting(tuple(config.target_languages), config.min_language_score),
         pii=PIIConfig() if config.redact_pii else None,
     )
-    report = materialize_filtered(store, snapshot, shard_execution.executor(), options)
-    metadata = report_metadata(report, FILTERED, store.object_store.uri(f"{FILTERED_ASSET}/{snapshot}"))
-    metadata["rule_family_failures"] = dg.MetadataValue.md(
-        counts_table(report.extra["rule_family_failures"], report.rows_in, "rule family")
-    )
-    metadata["drop_examples"] = dg.MetadataValue.md(examples_markdown(report.extra["drop_examples"]))
+    with stage_failures("FilteredConfig"):
+        report = materialize_filtered(store, snapshot, shard_execution.executor(), options, progress=context.log.info)
+    metadata = report_metadata(report, store.object_store.uri(f"{names.FILTERED}/{snapshot}"), FILTERED)
     drop_fraction = report.dropped / report.rows_in if report.rows_in else None
-    check = run_gx_check("filtered", store.scan(FILTERED_ASSET, snapshot), filtered_expectations(
+    check = run_gx_check(names.FILTERED, store.scan(names.FILTERED, snapshot), filtered_expectations(
         drop_fraction, required_columns=set(FILTERED.names), min_drop_fraction=config.min_drop_fraction,
         max_drop_fraction=config.max_drop_fraction), f"filtered/{snapshot}")
     return dg.MaterializeResult(metadata=metadata, check_results=[check])
@@ -82,14 +74,17 @@ class QualityClassifierConfig(dg.Config):
     owners=OWNERS,
     tags={"stage": "filter"},
     description="DCLM-style fastText bigram quality classifier, versioned by its training-data hash.",
-    check_specs=[dg.AssetCheckSpec("min_heldout_auc", asset="quality_classifier", blocking=True,
+    check_specs=[dg.AssetCheckSpec("min_heldout_auc", asset=names.QUALITY_CLASSIFIER, blocking=True,
                                    description="held-out ROC AUC of the classifier is at least `min_auc`")],
 )
-def quality_classifier(config: QualityClassifierConfig, dataset_storage: DatasetStorageResource) -> dg.MaterializeResult:
+def quality_classifier(context: dg.AssetExecutionContext, config: QualityClassifierConfig,
+                       dataset_storage: DatasetStorageResource, shard_execution: ShardExecutionResource) -> dg.MaterializeResult:
     store = dataset_storage.dataset_store()
-    info = materialize_quality_classifier(store, ClassifierTrainingOptions(
-        positives_path=config.positives_path, max_negatives=config.max_negatives, seed=config.seed, epoch=config.epoch, lr=config.lr,
-    ))
+    options = ClassifierTrainingOptions(positives_path=config.positives_path, max_negatives=config.max_negatives,
+                                        seed=config.seed, epoch=config.epoch, lr=config.lr)
+    with stage_failures("QualityClassifierConfig", FileNotFoundError, ValueError):
+        report = materialize_quality_classifier(store, shard_execution.executor(), options, progress=context.log.info)
+    info = report.extra
     metrics = info["metrics"]
     summary = (f"**{info['model_file']}** trained on {info['positives']} positives / {info['negatives']} negatives from "
                f"{', '.join(info['snapshots'])}; held-out AUC {metrics.get('roc_auc')}, precision {metrics.get('precision')}, "
@@ -110,7 +105,7 @@ def quality_classifier(config: QualityClassifierConfig, dataset_storage: Dataset
         "metrics": dg.MetadataValue.json(metrics),
         "hyperparameters": dg.MetadataValue.json(info["hyperparameters"]),
         "training_snapshots": dg.MetadataValue.json(info["snapshots"]),
-        "wall_seconds": dg.MetadataValue.float(info["wall_seconds"]),
+        "wall_seconds": dg.MetadataValue.float(round(report.wall_seconds, 3)),
     })
 
 
@@ -142,13 +137,14 @@ def scored(
         options = ScoringOptions(config.top_fraction, (config.rewrite_band_low, config.rewrite_band_high))
     except ValueError as exc:
         raise dg.Failure(description=f"ScoredConfig: {exc}") from exc
-    report = materialize_scored(store, snapshot, shard_execution.executor(), options)
-    metadata = report_metadata(report, SCORED, store.object_store.uri(f"{SCORED_ASSET}/{snapshot}"))
+    with stage_failures("ScoredConfig"):
+        report = materialize_scored(store, snapshot, shard_execution.executor(), options, progress=context.log.info)
+    metadata = report_metadata(report, store.object_store.uri(f"{names.SCORED}/{snapshot}"), SCORED)
     histogram = report.extra["quality_score_histogram"]
     metadata["quality_score_histogram"] = dg.MetadataValue.md(
         "| score | docs |\n|---|---:|\n" + "\n".join(f"| {k} | {'#' * min(v, 40)} {v} |" for k, v in histogram.items())
     )
     drop_fraction = report.dropped / report.rows_in if report.rows_in else None
-    check = run_gx_check("scored", store.scan(SCORED_ASSET, snapshot), scored_expectations(
+    check = run_gx_check(names.SCORED, store.scan(names.SCORED, snapshot), scored_expectations(
         drop_fraction, required_columns=set(SCORED.names)), f"scored/{snapshot}")
     return dg.MaterializeResult(metadata=metadata, check_results=[check])

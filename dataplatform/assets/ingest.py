@@ -4,7 +4,8 @@
 import dagster as dg
 from pydantic import Field
 
-from dataplatform.assets.metadata import report_metadata
+from dataplatform import names
+from dataplatform.assets.metadata import report_metadata, stage_failures
 from dataplatform.assets.partitions import OWNERS, crawl_snapshots, snapshot_of
 from dataplatform.assets.quality_gates import gx_check_spec, run_gx_check
 from dataplatform.checks import documents_expectations
@@ -12,10 +13,10 @@ from dataplatform.core.html_extraction import ExtractionOptions
 from dataplatform.core.schemas import DOCUMENTS, RAW_PAGES
 from dataplatform.core.warc_records import WarcReadOptions
 from dataplatform.resources.storage import CrawlSourceResource, DatasetStorageResource, ShardExecutionResource
-from dataplatform.stages.ingest import DOCUMENTS_ASSET, RAW_PAGES_ASSET, materialize_documents, materialize_raw_pages
+from dataplatform.stages.ingest import materialize_documents, materialize_raw_pages
 
 crawl_warc_files = dg.AssetSpec(
-    "crawl_warc_files",
+    names.CRAWL_WARC_FILES,
     description="WARC files of one crawl snapshot, as published (Common Crawl layout, local or S3).",
     group_name="ingest",
     kinds={"warc"},
@@ -48,9 +49,11 @@ def raw_pages(
     snapshot = snapshot_of(context)
     store = dataset_storage.dataset_store()
     options = WarcReadOptions(max_payload_bytes=int(config.max_payload_mb * 1024 * 1024), verify_digests=config.verify_digests)
-    report = materialize_raw_pages(crawl_source.crawl_source(), store, snapshot, shard_execution.executor(), options)
+    with stage_failures("RawPagesConfig", FileNotFoundError):
+        report = materialize_raw_pages(crawl_source.crawl_source(), store, snapshot, shard_execution.executor(), options,
+                                       progress=context.log.info)
     context.log.info(f"raw_pages/{snapshot}: {report.rows_out} pages, {report.dropped} quarantined")
-    return dg.MaterializeResult(metadata=report_metadata(report, RAW_PAGES, store.object_store.uri(f"{RAW_PAGES_ASSET}/{snapshot}")))
+    return dg.MaterializeResult(metadata=report_metadata(report, store.object_store.uri(f"{names.RAW_PAGES}/{snapshot}"), RAW_PAGES))
 
 
 class DocumentsConfig(dg.Config):
@@ -76,11 +79,11 @@ def documents(
 ) -> dg.MaterializeResult:
     snapshot = snapshot_of(context)
     store = dataset_storage.dataset_store()
-    report = materialize_documents(
-        store, snapshot, shard_execution.executor(), config.language_model_path, ExtractionOptions(main_content=config.main_content)
-    )
-    check = run_gx_check("documents", store.scan(DOCUMENTS_ASSET, snapshot), documents_expectations(), f"documents/{snapshot}")
+    with stage_failures("DocumentsConfig"):
+        report = materialize_documents(store, snapshot, shard_execution.executor(), config.language_model_path,
+                                       ExtractionOptions(main_content=config.main_content), progress=context.log.info)
+    check = run_gx_check(names.DOCUMENTS, store.scan(names.DOCUMENTS, snapshot), documents_expectations(), f"documents/{snapshot}")
     return dg.MaterializeResult(
-        metadata=report_metadata(report, DOCUMENTS, store.object_store.uri(f"{DOCUMENTS_ASSET}/{snapshot}")),
+        metadata=report_metadata(report, store.object_store.uri(f"{names.DOCUMENTS}/{snapshot}"), DOCUMENTS),
         check_results=[check],
     )

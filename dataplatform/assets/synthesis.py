@@ -9,11 +9,10 @@ node. On a laptop or in CI the same assets run through the CPU transformers back
 import dagster as dg
 from pydantic import Field
 
-from dataplatform.assets.eval_mix import decontaminated, eval_benchmarks
+from dataplatform.assets.eval import decontaminated, eval_benchmarks
 from dataplatform.assets.filtering import quality_classifier, scored
 from dataplatform.assets.metadata import report_metadata
 from dataplatform.assets.partitions import OWNERS, crawl_snapshots, snapshot_of
-from dataplatform.core.schemas import MIX
 from dataplatform.core.synthesis.fineinstructions import FineInstructionsConfig
 from dataplatform.core.synthesis.rewire import RewireConfig
 from dataplatform.llm import EngineUnavailable, SamplingConfig
@@ -81,8 +80,7 @@ def rewritten(context: dg.AssetExecutionContext, config: RewrittenConfig, datase
     rewire = RewireConfig(max_doc_chars=max_chars, sampling=SamplingConfig(
         max_tokens=max_tokens, temperature=config.temperature, seed=llm.seed, stop=RewireConfig().sampling.stop))
     report = materialize_rewritten(store, snapshot, _engine(llm), RewriteOptions(rewire, config.unit_docs, config.min_quality_score))
-    metadata = report_metadata(report, MIX, store.object_store.uri(f"{REWRITTEN_ASSET}/{snapshot}"))
-    metadata.pop("dagster/column_schema")
+    metadata = report_metadata(report, store.object_store.uri(f"{REWRITTEN_ASSET}/{snapshot}"))
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -127,8 +125,7 @@ def instruction_pairs(context: dg.AssetExecutionContext, config: InstructionPair
                                 sampling=SamplingConfig(max_tokens=max_tokens, seed=llm.seed, stop=default.sampling.stop))
     embedder = SentenceTransformerEmbedder() if config.embedder == "minilm" else HashingEmbedder()
     report = materialize_instruction_pairs(store, snapshot, _engine(llm), embedder, InstructionOptions(fi, config.unit_docs))
-    metadata = report_metadata(report, MIX, store.object_store.uri(f"{INSTRUCTION_PAIRS_ASSET}/{snapshot}"))
-    metadata.pop("dagster/column_schema")
+    metadata = report_metadata(report, store.object_store.uri(f"{INSTRUCTION_PAIRS_ASSET}/{snapshot}"))
     return dg.MaterializeResult(metadata=metadata)
 
 

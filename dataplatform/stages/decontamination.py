@@ -2,30 +2,34 @@
 
 Training documents that share a long n-gram (default 13 words) with any benchmark item are
 dropped as ``contamination:<benchmark>`` or have the overlapping span cut, so no evaluation
-split is trusted on leaked text.
+split is trusted on leaked text. The snapshot is decontaminated shard by shard against the
+committed benchmark index (each worker loads it once).
 """
 
 from __future__ import annotations
 
-import time
+import dataclasses
+import functools
+import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from dataplatform import names
 from dataplatform.core.decontamination import BenchmarkNgramIndex, decontaminate, load_benchmark_items
 from dataplatform.core.schemas import DECONTAMINATED, conform
-from dataplatform.io.datasets import DatasetStore
-from dataplatform.stages.dedup import DEDUPLICATED_ASSET, REWRITE_POOL_TABLE
-from dataplatform.stages.filtering import DROPPED_TABLE
-from dataplatform.stages.ingest import StageReport
-from dataplatform.stages.scoring import UNPARTITIONED
+from dataplatform.execution.shard_executor import ShardExecutor
+from dataplatform.io.datasets import DatasetStore, ShardSink, iter_shard_batches
+from dataplatform.io.object_store import StoreLocation
+from dataplatform.stages.runner import ProgressSink, ShardTask, StageReport, StageRun, TaskResult, add_counts, upstream_versions
 
-EVAL_BENCHMARKS_ASSET = "eval_benchmarks"
-DECONTAMINATED_ASSET = "decontaminated"
-ITEMS_TABLE = "items"
-NGRAM_TABLE = "ngram_index"
 BENCHMARK_SUFFIXES = (".jsonl", ".json", ".parquet")
+DecontaminationMode = Literal["drop", "cut"]
+_SHARD_INDEX = re.compile(r"part-(\d+)\.parquet$")
 
 
 def benchmark_files(path: str | Path) -> list[Path]:
@@ -46,61 +50,119 @@ def build_benchmark_index(files: list[Path], n: int = 13, text_fields: tuple[str
     return items, BenchmarkNgramIndex.build(items, n=n)
 
 
-def materialize_eval_benchmarks(store: DatasetStore, path: str | Path, n: int = 13, text_fields: tuple[str, ...] | None = None) -> dict[str, Any]:
+def materialize_eval_benchmarks(store: DatasetStore, path: str | Path, n: int = 13,
+                                text_fields: tuple[str, ...] | None = None) -> StageReport:
     files = benchmark_files(path)
-    items, index = build_benchmark_index(files, n, text_fields)
-    counts = dict(sorted(items["benchmark"].value_counts().iter_rows()))
-    with store.write_partition(EVAL_BENCHMARKS_ASSET, UNPARTITIONED) as writer:
-        writer.write_table(ITEMS_TABLE, items.to_arrow())
-        writer.write_table(NGRAM_TABLE, index.to_arrow())
-        metadata = {"items": items.height, "items_per_benchmark": counts, "ngram_n": n, "ngrams": int(len(index.hashes)),
-                    "short_items": index.short_items, "files": [p.name for p in files]}
-        writer.commit(metadata)
-    return metadata
+    config = {"n": n, "text_fields": text_fields, "files": [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]}
+    with StageRun(store, names.EVAL_BENCHMARKS, names.UNPARTITIONED, config=config) as run:
+        if run.up_to_date:
+            return run.report
+        items, index = build_benchmark_index(files, n, text_fields)
+        run.write_table(names.ITEMS, items.to_arrow())
+        run.write_table(names.NGRAM_INDEX, index.to_arrow())
+        run.report.rows_in = run.report.rows_out = items.height
+        return run.commit({"items": items.height, "items_per_benchmark": dict(sorted(items["benchmark"].value_counts().iter_rows())),
+                           "ngram_n": n, "ngrams": int(len(index.hashes)), "short_items": index.short_items,
+                           "files": [p.name for p in files]})
+
+
+def ngram_index_location(store: DatasetStore) -> tuple[StoreLocation, str]:
+    """Where workers load the committed benchmark n-gram index from (one shard)."""
+    keys = store.shard_keys(names.EVAL_BENCHMARKS, names.UNPARTITIONED, names.NGRAM_INDEX)
+    if len(keys) != 1:
+        raise ValueError(f"eval_benchmarks: expected one {names.NGRAM_INDEX} shard, found {len(keys)}")
+    return store.location, keys[0]
 
 
 def load_benchmark_index(store: DatasetStore) -> BenchmarkNgramIndex:
-    return BenchmarkNgramIndex.from_arrow(store.read_table(EVAL_BENCHMARKS_ASSET, UNPARTITIONED, NGRAM_TABLE))
+    return cached_benchmark_index(*ngram_index_location(store))
 
 
-def decontaminate_partition(store: DatasetStore, snapshot: str, source_asset: str = DEDUPLICATED_ASSET,
-                            benchmarks_path: str | Path | None = None, mode: str = "drop", n: int = 13) -> StageReport:
-    """Decontaminate the kept documents and the REWIRE pool of ``source_asset``/``snapshot``.
+@functools.lru_cache(maxsize=2)
+def cached_benchmark_index(location: StoreLocation, key: str) -> BenchmarkNgramIndex:
+    with location.open().readable_path(key) as path:
+        return BenchmarkNgramIndex.from_arrow(pq.read_table(path))
 
-    With ``benchmarks_path`` the n-gram index is built from those files (CLI use); otherwise the
-    committed ``eval_benchmarks`` index is used.
-    """
-    started = time.perf_counter()
-    index = build_benchmark_index(benchmark_files(benchmarks_path), n)[1] if benchmarks_path else load_benchmark_index(store)
-    report = StageReport("decontaminated", snapshot)
-    hits: dict[str, int] = {}
-    with store.write_partition(DECONTAMINATED_ASSET, snapshot) as writer:
-        dropped_parts = []
-        for table in ("data", REWRITE_POOL_TABLE):
-            frame = store.read_frame(source_asset, snapshot, table)
-            if frame.is_empty():
-                writer.write_table(table, DECONTAMINATED.empty_table())
+
+@dataclasses.dataclass(frozen=True)
+class DecontaminateTask(ShardTask):
+    source: StoreLocation
+    inputs: tuple[tuple[str, str], ...]  # (table, shard key) of this shard index: data, rewrite_pool
+    ngram_index: tuple[StoreLocation, str]
+    mode: DecontaminationMode
+    out: StoreLocation
+    partition_prefix: str
+    outputs: tuple[tuple[str, str], ...]  # (table, shard key): data, rewrite_pool, dropped
+
+
+def _decontaminate_table(frame: pl.DataFrame, index: BenchmarkNgramIndex, mode: str, result: TaskResult,
+                         table: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    decontaminated = decontaminate(frame, index, mode=mode)
+    newly = decontaminated["drop_reason"].is_not_null() & decontaminated["contamination_benchmark"].is_not_null()
+    hits = decontaminated.filter(pl.col("contamination_benchmark").is_not_null())["contamination_benchmark"]
+    add_counts(result.tallies.setdefault("contamination_hits", {}), dict(hits.value_counts().iter_rows()))
+    if "contamination_cut_chars" in decontaminated.columns:
+        add_counts(result.counters, {"cut_documents": int((decontaminated["contamination_cut_chars"].fill_null(0) > 0).sum())})
+    kept, dropped = decontaminated.filter(~newly), decontaminated.filter(newly)
+    result.rows_in += frame.height
+    if table == names.DATA:
+        result.rows_out += kept.height
+    else:
+        add_counts(result.routed, {table: kept.height})
+    add_counts(result.drop_counts, dict(dropped["drop_reason"].value_counts().iter_rows()))
+    return kept, dropped
+
+
+def run_decontaminate_task(task: DecontaminateTask) -> TaskResult:
+    index = cached_benchmark_index(*task.ngram_index)
+    outputs = dict(task.outputs)
+    result = TaskResult(tallies={"contamination_hits": {}})
+    sinks = {t: ShardSink(task.out, key, DECONTAMINATED, t, task.partition_prefix) for t, key in outputs.items()}
+    with sinks[names.DATA], sinks[names.REWRITE_POOL], sinks[names.DROPPED]:
+        for table, key in task.inputs:
+            batches = list(iter_shard_batches(task.source, key, 10_000))
+            if not batches or not sum(b.num_rows for b in batches):
                 continue
-            result = decontaminate(frame, index, mode=mode)
-            newly = result["drop_reason"].is_not_null() & result["contamination_benchmark"].is_not_null()
-            cut = result.filter(pl.col("contamination_cut_chars").fill_null(0) > 0) if "contamination_cut_chars" in result.columns else None
-            for name, count in result.filter(result["contamination_benchmark"].is_not_null())["contamination_benchmark"].value_counts().iter_rows():
-                hits[name] = hits.get(name, 0) + int(count)
-            kept = result.filter(~newly)
-            dropped_parts.append(result.filter(newly))
-            writer.write_table(table, conform(kept.to_arrow(), DECONTAMINATED))
-            report.rows_in += frame.height
-            if table == "data":
-                report.rows_out = kept.height
-            if cut is not None:
-                report.extra["cut_documents"] = report.extra.get("cut_documents", 0) + cut.height
-        dropped = pl.concat(dropped_parts, how="diagonal_relaxed") if dropped_parts else pl.DataFrame()
-        writer.write_table(DROPPED_TABLE, conform(dropped.to_arrow(), DECONTAMINATED) if dropped.height else DECONTAMINATED.empty_table())
-        report.drop_counts = dict(sorted(dropped["drop_reason"].value_counts().iter_rows())) if dropped.height else {}
-        report.bytes_in = store.table_bytes(source_asset, snapshot)
-        report.shards = 1
-        report.wall_seconds = time.perf_counter() - started
-        report.extra.update({"contamination_hits": dict(sorted(hits.items())), "mode": mode, "ngram_n": index.n,
-                             "benchmarks": list(index.benchmarks)})
-        writer.commit(report.as_metadata())
-    return report
+            frame = pl.from_arrow(pa.Table.from_batches(batches))
+            kept, dropped = _decontaminate_table(frame, index, task.mode, result, table)
+            sinks[table].write(conform(kept.to_arrow(), DECONTAMINATED))
+            sinks[names.DROPPED].write(conform(dropped.to_arrow(), DECONTAMINATED))
+    result.shards = [s.info for s in sinks.values()]
+    return result
+
+
+def shards_by_index(store: DatasetStore, asset: str, partition: str, tables: Sequence[str]) -> dict[int, list[tuple[str, str]]]:
+    """Shard keys of ``tables`` grouped by their ``part-NNNNN`` number (shards line up across tables)."""
+    grouped: dict[int, list[tuple[str, str]]] = {}
+    for table in tables:
+        for key in store.shard_keys(asset, partition, table):
+            match = _SHARD_INDEX.search(key)
+            if match is None:
+                raise ValueError(f"{asset}/{partition}: shard {key} is not named part-NNNNN.parquet")
+            grouped.setdefault(int(match.group(1)), []).append((table, key))
+    return dict(sorted(grouped.items()))
+
+
+def decontaminate_partition(store: DatasetStore, snapshot: str, executor: ShardExecutor, source_asset: str = names.DEDUPLICATED,
+                            mode: DecontaminationMode = "drop", progress: ProgressSink | None = None) -> StageReport:
+    """Decontaminate the kept documents and the REWIRE pool of ``source_asset``/``snapshot`` against
+    the committed ``eval_benchmarks`` index."""
+    if mode not in ("drop", "cut"):
+        raise ValueError(f"mode must be 'drop' or 'cut', got {mode!r}")
+    index = ngram_index_location(store)
+    upstream = upstream_versions(store, [(source_asset, snapshot), (names.EVAL_BENCHMARKS, names.UNPARTITIONED)])
+    with StageRun(store, names.DECONTAMINATED, snapshot, executor, config={"mode": mode}, upstream=upstream,
+                  progress=progress) as run:
+        if run.up_to_date:
+            return run.report
+        outputs = (names.DATA, names.REWRITE_POOL, names.DROPPED)
+        for table in outputs:
+            run.declare(table, DECONTAMINATED)
+        groups = shards_by_index(store, source_asset, snapshot, (names.DATA, names.REWRITE_POOL))
+        tasks = [DecontaminateTask(i, store.location, tuple(inputs), index, mode, store.location, run.prefix,
+                                   tuple((t, run.shard_key(i, t)) for t in outputs)) for i, inputs in groups.items()]
+        run.map("decontaminate", run_decontaminate_task, tasks)
+        run.report.bytes_in = store.table_bytes(source_asset, snapshot)
+        benchmarks = load_benchmark_index(store)
+        return run.commit({"mode": mode, "ngram_n": benchmarks.n, "benchmarks": list(benchmarks.benchmarks)})
+

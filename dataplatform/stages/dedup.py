@@ -19,16 +19,18 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from dataplatform import names
 from dataplatform.core.dedup import INDEX_SCHEMA, DedupConfig, deduplicate, empty_index
 from dataplatform.core.schemas import DEDUPLICATED, conform
 from dataplatform.io.datasets import DatasetStore
-from dataplatform.stages.filtering import DROPPED_TABLE
-from dataplatform.stages.ingest import StageReport
-from dataplatform.stages.scoring import REWRITE_TABLE, SCORED_ASSET
+from dataplatform.stages.runner import StageReport
 
-DEDUPLICATED_ASSET = "deduplicated"
-SIGNATURE_INDEX_ASSET = "dedup_signature_index"
-REWRITE_POOL_TABLE = "rewrite_pool"
+DEDUPLICATED_ASSET = names.DEDUPLICATED
+SIGNATURE_INDEX_ASSET = names.SIGNATURE_INDEX
+REWRITE_POOL_TABLE = names.REWRITE_POOL
+DROPPED_TABLE = names.DROPPED
+REWRITE_TABLE = names.REWRITE_CANDIDATES
+SCORED_ASSET = names.SCORED
 # Bumped whenever shingling/MinHash/banding changes the values of band hashes: index segments of
 # another version cannot be compared with new ones and must be rebuilt.
 SIGNATURE_FORMAT = "minhash-word-oph/v2"
@@ -87,8 +89,9 @@ def materialize_deduplicated(store: DatasetStore, snapshot: str, config: DedupCo
         report.bytes_in = store.table_bytes(SCORED_ASSET, snapshot) + store.table_bytes(SCORED_ASSET, snapshot, REWRITE_TABLE)
         report.shards = 1
         report.wall_seconds = time.perf_counter() - started
+        report.routed = {REWRITE_POOL_TABLE: int((kept & (out["quality_label"] == names.REWRITE_CANDIDATE)).sum())}
         report.extra = {
-            "rewrite_pool": int((kept & (out["quality_label"] == "rewrite_candidate")).sum()),
+            "rewrite_pool": report.routed[REWRITE_POOL_TABLE],
             "cross_snapshot_duplicates": int(result.stats["cross_snapshot"]),
             "duplicate_rate": round((frame.height - int(kept.sum())) / max(frame.height, 1), 4),
             "compared_with_snapshots": earlier,

@@ -9,12 +9,11 @@ exactly those, and "why is this page gone?" has an answer.
 from __future__ import annotations
 
 import dataclasses
-import time
-from typing import Any
 
 import polars as pl
 import pyarrow as pa
 
+from dataplatform import names
 from dataplatform.core.filters import HeuristicFilterSuite
 from dataplatform.core.language_routing import LanguageRouting
 from dataplatform.core.pii import PIIConfig, redact_pii
@@ -22,10 +21,16 @@ from dataplatform.core.schemas import FILTER_FLAGS, FILTERED, conform
 from dataplatform.execution.shard_executor import ShardExecutor
 from dataplatform.io.datasets import DatasetStore, ShardSink, iter_shard_batches
 from dataplatform.io.object_store import StoreLocation
-from dataplatform.stages.ingest import DOCUMENTS_ASSET, StageReport, _merge
-
-FILTERED_ASSET = "filtered"
-DROPPED_TABLE = "dropped"
+from dataplatform.stages.runner import (
+    EXAMPLES_PER_REASON,
+    ProgressSink,
+    ShardTask,
+    StageReport,
+    StageRun,
+    TaskResult,
+    add_counts,
+    upstream_versions,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +56,7 @@ def filter_frame(documents: pl.DataFrame, options: FilterOptions) -> pl.DataFram
 
 
 @dataclasses.dataclass(frozen=True)
-class FilterTask:
+class FilterTask(ShardTask):
     source: StoreLocation
     documents_key: str
     out: StoreLocation
@@ -61,7 +66,6 @@ class FilterTask:
     options: FilterOptions
 
 
-EXAMPLES_PER_REASON = 3
 EXAMPLE_CHARS = 160
 
 
@@ -74,78 +78,50 @@ def _add_examples(examples: dict[str, list[dict]], dropped: pl.DataFrame) -> Non
             bucket.append({"url": url, "text": " ".join((text or "").split())[:EXAMPLE_CHARS]})
 
 
-def examples_markdown(examples: dict[str, list[dict]]) -> str:
-    lines = ["| reason | url | text (start) |", "|---|---|---|"]
-    for reason in sorted(examples):
-        for ex in examples[reason]:
-            text = ex["text"].replace("|", "\\|")
-            lines.append(f"| `{reason}` | {ex['url']} | {text} |")
-    return "\n".join(lines)
+def _count_batch(result: TaskResult, filtered: pl.DataFrame, kept: pl.DataFrame, dropped: pl.DataFrame) -> None:
+    result.rows_in += filtered.height
+    result.rows_out += kept.height
+    add_counts(result.counters, {
+        "pii_replacements": int(kept["pii_count"].sum() or 0),
+        "chars_kept": int(kept["n_chars"].sum() or 0),
+        "words_kept": int(kept["text"].str.count_matches(r"\S+").sum() or 0),
+    })
+    add_counts(result.drop_counts, dict(dropped["drop_reason"].value_counts().iter_rows()))
+    add_counts(result.tallies.setdefault("rule_family_failures", {}), {f: int((~filtered[f]).sum()) for f in FILTER_FLAGS})
+    _add_examples(result.examples, dropped)
 
 
-def run_filter_task(task: FilterTask) -> dict[str, Any]:
-    stats: dict[str, Any] = {"rows": 0, "kept": 0, "drop_counts": {}, "pii": 0, "flags_failed": {}, "chars_kept": 0, "words_kept": 0,
-                             "examples": {}}
-    with ShardSink(task.out, task.kept_key, FILTERED, "data", task.partition_prefix) as kept_sink, ShardSink(
-        task.out, task.dropped_key, FILTERED, DROPPED_TABLE, task.partition_prefix
+def run_filter_task(task: FilterTask) -> TaskResult:
+    result = TaskResult(counters={"pii_replacements": 0, "chars_kept": 0, "words_kept": 0},
+                        tallies={"rule_family_failures": {}})
+    with ShardSink(task.out, task.kept_key, FILTERED, names.DATA, task.partition_prefix) as kept_sink, ShardSink(
+        task.out, task.dropped_key, FILTERED, names.DROPPED, task.partition_prefix
     ) as dropped_sink:
         for batch in iter_shard_batches(task.source, task.documents_key, task.options.batch_rows):
             frame = pl.from_arrow(pa.Table.from_batches([batch]))
             frame = frame.filter(pl.col("drop_reason").is_null())  # earlier stages' drops stay there
             if frame.is_empty():
                 continue
-            result = filter_frame(frame, task.options)
-            is_kept = result["drop_reason"].is_null()
-            kept, dropped = result.filter(is_kept), result.filter(~is_kept)
+            filtered = filter_frame(frame, task.options)
+            is_kept = filtered["drop_reason"].is_null()
+            kept, dropped = filtered.filter(is_kept), filtered.filter(~is_kept)
             kept_sink.write(conform(kept.to_arrow(), FILTERED))
             dropped_sink.write(conform(dropped.to_arrow(), FILTERED))
-            stats["rows"] += result.height
-            stats["kept"] += kept.height
-            stats["pii"] += int(kept["pii_count"].sum() or 0)
-            stats["chars_kept"] += int(kept["n_chars"].sum() or 0)
-            stats["words_kept"] += int(kept["text"].str.count_matches(r"\S+").sum() or 0)
-            _merge(stats["drop_counts"], dict(dropped["drop_reason"].value_counts().iter_rows()))
-            _merge(stats["flags_failed"], {f: int((~result[f]).sum()) for f in FILTER_FLAGS})
-            _add_examples(stats["examples"], dropped)
-    return {"shards": [kept_sink.info, dropped_sink.info], "stats": stats}
+            _count_batch(result, filtered, kept, dropped)
+    result.shards = [kept_sink.info, dropped_sink.info]
+    return result
 
 
-def materialize_filtered(store: DatasetStore, snapshot: str, executor: ShardExecutor, options: FilterOptions = FilterOptions()) -> StageReport:
-    started = time.perf_counter()
-    report = StageReport("filtered", snapshot)
-    keys = store.shard_keys(DOCUMENTS_ASSET, snapshot)
-    totals: dict[str, Any] = {"drop_counts": {}, "flags_failed": {}, "pii": 0, "chars_kept": 0, "words_kept": 0, "examples": {}}
-    with store.write_partition(FILTERED_ASSET, snapshot) as writer:
-        writer.declare_table("data", FILTERED)
-        writer.declare_table(DROPPED_TABLE, FILTERED)
-        tasks = [FilterTask(store.location, key, store.location, writer.prefix, writer.shard_key(i),
-                            writer.shard_key(i, DROPPED_TABLE), options) for i, key in enumerate(keys)]
-        for result in executor.map(run_filter_task, tasks):
-            for shard in result["shards"]:
-                writer.add(shard)
-                report.bytes_out += shard.bytes if shard.table == "data" else 0
-            stats = result["stats"]
-            report.rows_in += stats["rows"]
-            report.rows_out += stats["kept"]
-            _merge(totals["drop_counts"], stats["drop_counts"])
-            _merge(totals["flags_failed"], stats["flags_failed"])
-            totals["pii"] += stats["pii"]
-            totals["chars_kept"] += stats["chars_kept"]
-            totals["words_kept"] += stats["words_kept"]
-            for reason, items in stats["examples"].items():
-                bucket = totals["examples"].setdefault(reason, [])
-                bucket.extend(items[: EXAMPLES_PER_REASON - len(bucket)])
-        report.drop_counts = dict(sorted(totals["drop_counts"].items()))
-        report.bytes_in = store.table_bytes(DOCUMENTS_ASSET, snapshot)
-        report.shards = len(tasks)
-        report.wall_seconds = time.perf_counter() - started
-        report.extra = {
-            "rule_family_failures": dict(sorted(totals["flags_failed"].items())),
-            "pii_replacements": totals["pii"],
-            "chars_kept": totals["chars_kept"],
-            "words_kept": totals["words_kept"],
-            "drop_examples": totals["examples"],
-            "docs_per_s": round(report.rows_in / max(report.wall_seconds, 1e-9), 1),
-        }
-        writer.commit(report.as_metadata())
-    return report
+def materialize_filtered(store: DatasetStore, snapshot: str, executor: ShardExecutor, options: FilterOptions = FilterOptions(),
+                         progress: ProgressSink | None = None) -> StageReport:
+    upstream = upstream_versions(store, [(names.DOCUMENTS, snapshot)])
+    with StageRun(store, names.FILTERED, snapshot, executor, config=options, upstream=upstream, progress=progress) as run:
+        if run.up_to_date:
+            return run.report
+        run.declare(names.DATA, FILTERED)
+        run.declare(names.DROPPED, FILTERED)
+        tasks = [FilterTask(i, store.location, key, store.location, run.prefix, run.shard_key(i), run.shard_key(i, names.DROPPED),
+                            options) for i, key in enumerate(store.shard_keys(names.DOCUMENTS, snapshot))]
+        run.map("filter", run_filter_task, tasks)
+        run.report.bytes_in = store.table_bytes(names.DOCUMENTS, snapshot)
+        return run.commit()

@@ -1,21 +1,19 @@
 """Ingest stages, shard by shard: WARC files -> ``raw_pages`` -> ``documents``.
 
-Each ``run_*_task`` function is what one worker does for one shard (picklable arguments in, a
-small summary out; the data itself goes straight to storage). The ``materialize_*`` functions
-fan tasks out over a :class:`ShardExecutor` and commit the partition. Dagster assets and the
-``dataplatform`` command line both call these; nothing here imports dagster.
+One task per WARC file (shard ``i`` of both datasets comes from the ``i``-th WARC). ``documents``
+reads its pages either from a committed ``raw_pages`` shard (the asset graph) or straight from the
+WARC (``dataplatform process``: no payload shard is written); the same task body does both.
+Nothing here imports dagster.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import time
-from collections.abc import Sequence
-from typing import Any
-
+from collections.abc import Iterator, Sequence
 import pyarrow as pa
 
+from dataplatform import names
 from dataplatform.core.documents import pages_to_documents
 from dataplatform.core.html_extraction import ExtractionOptions
 from dataplatform.core.language_id import FastTextLanguageIdentifier
@@ -25,91 +23,99 @@ from dataplatform.execution.shard_executor import ShardExecutor
 from dataplatform.io.crawl_sources import CrawlSource, WarcFile
 from dataplatform.io.datasets import DatasetStore, ShardInfo, ShardSink, iter_shard_batches
 from dataplatform.io.object_store import StoreLocation
-
-RAW_PAGES_ASSET = "raw_pages"
-DOCUMENTS_ASSET = "documents"
-QUARANTINE_TABLE = "quarantine"
+from dataplatform.stages.runner import ProgressSink, ShardTask, StageReport, StageRun, TaskResult, upstream_versions
 
 
-@dataclasses.dataclass
-class StageReport:
-    """What one stage did to one partition; becomes Dagster metadata and the CLI summary."""
+@dataclasses.dataclass(frozen=True)
+class WarcSource:
+    """Pages read from one WARC file of the crawl; unusable records go to a quarantine shard."""
 
-    stage: str
-    partition: str
-    rows_in: int = 0
-    rows_out: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    shards: int = 0
-    wall_seconds: float = 0.0
-    drop_counts: dict[str, int] = dataclasses.field(default_factory=dict)
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    @property
-    def dropped(self) -> int:
-        return sum(self.drop_counts.values())
-
-    def as_metadata(self) -> dict[str, Any]:
-        return {
-            "rows_in": self.rows_in,
-            "rows_out": self.rows_out,
-            "rows_dropped": self.dropped,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "shards": self.shards,
-            "wall_seconds": round(self.wall_seconds, 3),
-            "drop_counts": dict(sorted(self.drop_counts.items())),
-            **self.extra,
-        }
+    crawl: StoreLocation
+    warc_key: str
+    snapshot: str
+    options: WarcReadOptions
+    quarantine_key: str
 
 
-def _merge(into: dict[str, int], counts: dict[str, int]) -> None:
-    for key, value in counts.items():
-        if value:
-            into[key] = into.get(key, 0) + value
+@dataclasses.dataclass(frozen=True)
+class RawPagesShard:
+    """Pages read back from a committed ``raw_pages`` shard."""
+
+    location: StoreLocation
+    key: str
+    batch_rows: int = 500
+
+
+class _PageReader:
+    """Iterates page batches of one source; for WARCs it collects quarantine rows and read stats."""
+
+    def __init__(self, source: WarcSource | RawPagesShard, batch_rows: int | None = None) -> None:
+        self.source = source
+        self.stats = WarcReadStats()
+        self.quarantined: list[pa.RecordBatch] = []
+        self.input_bytes = 0
+        self.batch_rows = batch_rows
+
+    def pages(self) -> Iterator[pa.RecordBatch]:
+        source = self.source
+        if isinstance(source, RawPagesShard):
+            yield from iter_shard_batches(source.location, source.key, source.batch_rows)
+            return
+        crawl_store = source.crawl.open()
+        self.input_bytes = crawl_store.size(source.warc_key)
+        options = source.options
+        if self.batch_rows:
+            options = dataclasses.replace(options, batch_rows=min(options.batch_rows, self.batch_rows))
+        with crawl_store.readable_path(source.warc_key) as local_warc:
+            for kind, batch in iter_raw_page_batches(str(local_warc), snapshot=source.snapshot, warc_file=source.warc_key,
+                                                     options=options, stats=self.stats):
+                if kind == "pages":
+                    yield batch
+                else:
+                    self.quarantined.append(batch)
+
+    def write_quarantine(self, out: StoreLocation, prefix: str) -> list[ShardInfo]:
+        """The quarantine shard of one WARC (records are few, so they were kept in memory); none if empty."""
+        if not self.quarantined or not isinstance(self.source, WarcSource):
+            return []
+        with ShardSink(out, self.source.quarantine_key, QUARANTINE, names.QUARANTINE, prefix) as sink:
+            for batch in self.quarantined:
+                sink.write(batch)
+        return [sink.info]
+
+    def warc_result(self, result: TaskResult) -> TaskResult:
+        """Fold the WARC reader's counts into a task result: quarantined records are rows in, dropped."""
+        result.rows_in += sum(self.stats.quarantined.values())
+        result.bytes_in += self.input_bytes
+        for reason, count in self.stats.quarantined.items():
+            result.drop_counts[reason] = result.drop_counts.get(reason, 0) + count
+        result.tallies["skipped_records"] = dict(self.stats.skipped)
+        return result
 
 
 # ------------------------------------------------------------------------------------ raw_pages
 @dataclasses.dataclass(frozen=True)
-class RawPagesTask:
-    crawl: StoreLocation
-    warc_key: str
-    snapshot: str
+class RawPagesTask(ShardTask):
+    source: WarcSource
     out: StoreLocation
     partition_prefix: str
     pages_key: str
-    quarantine_key: str
-    options: WarcReadOptions
 
 
-def _write_quarantine(out: StoreLocation, key: str, prefix: str, batches: list[pa.RecordBatch]) -> list[ShardInfo]:
-    """The quarantine shard of one WARC (records are few, so they were kept in memory); none if empty."""
-    if not batches:
-        return []
-    with ShardSink(out, key, QUARANTINE, QUARANTINE_TABLE, prefix) as sink:
-        for batch in batches:
+def run_raw_pages_task(task: RawPagesTask) -> TaskResult:
+    reader = _PageReader(task.source)
+    with ShardSink(task.out, task.pages_key, RAW_PAGES, names.DATA, task.partition_prefix) as sink:
+        for batch in reader.pages():
             sink.write(batch)
-    return [sink.info]
+    shards = [sink.info, *reader.write_quarantine(task.out, task.partition_prefix)]
+    return reader.warc_result(TaskResult(shards=shards, rows_in=reader.stats.pages, rows_out=reader.stats.pages))
 
 
-def run_raw_pages_task(task: RawPagesTask) -> dict[str, Any]:
-    crawl_store = task.crawl.open()
-    stats = WarcReadStats()
-    quarantined: list[pa.RecordBatch] = []
-    input_bytes = crawl_store.size(task.warc_key)
-    with crawl_store.readable_path(task.warc_key) as local_warc, ShardSink(
-        task.out, task.pages_key, RAW_PAGES, "data", task.partition_prefix
-    ) as sink:
-        for kind, batch in iter_raw_page_batches(
-            str(local_warc), snapshot=task.snapshot, warc_file=task.warc_key, options=task.options, stats=stats
-        ):
-            if kind == "pages":
-                sink.write(batch)
-            else:
-                quarantined.append(batch)
-    shards = [sink.info, *_write_quarantine(task.out, task.quarantine_key, task.partition_prefix, quarantined)]
-    return {"shards": shards, "stats": stats, "input_bytes": input_bytes}
+def _warc_files(crawl: CrawlSource, snapshot: str, warc_files: Sequence[WarcFile] | None) -> list[WarcFile]:
+    files = list(warc_files) if warc_files is not None else crawl.list_warc_files(snapshot)
+    if not files:
+        raise FileNotFoundError(f"no WARC files for snapshot {snapshot!r} under {crawl.describe()}")
+    return files
 
 
 def materialize_raw_pages(
@@ -119,94 +125,63 @@ def materialize_raw_pages(
     executor: ShardExecutor,
     options: WarcReadOptions = WarcReadOptions(),
     warc_files: Sequence[WarcFile] | None = None,
+    progress: ProgressSink | None = None,
 ) -> StageReport:
-    started = time.perf_counter()
-    files = list(warc_files) if warc_files is not None else crawl.list_warc_files(snapshot)
-    if not files:
-        raise FileNotFoundError(f"no WARC files for snapshot {snapshot!r} under {crawl.describe()}")
-    report = StageReport("raw_pages", snapshot)
-    skipped: dict[str, int] = {}
-    with store.write_partition(RAW_PAGES_ASSET, snapshot) as writer:
-        writer.declare_table("data", RAW_PAGES)
-        writer.declare_table(QUARANTINE_TABLE, QUARANTINE)
-        tasks = [
-            RawPagesTask(crawl.location, f.key, snapshot, store.location, writer.prefix,
-                         writer.shard_key(i), writer.shard_key(i, QUARANTINE_TABLE), options)
-            for i, f in enumerate(files)
-        ]
-        for result in executor.map(run_raw_pages_task, tasks):
-            stats: WarcReadStats = result["stats"]
-            for shard in result["shards"]:
-                writer.add(shard)
-                if shard.table == "data":
-                    report.bytes_out += shard.bytes
-            report.rows_in += stats.pages + sum(stats.quarantined.values())
-            report.rows_out += stats.pages
-            report.bytes_in += result["input_bytes"]
-            _merge(report.drop_counts, stats.quarantined)
-            _merge(skipped, stats.skipped)
-        report.shards = len(tasks)
-        report.wall_seconds = time.perf_counter() - started
-        report.extra = {
-            "warc_files": len(files),
-            "skipped_records": dict(sorted(skipped.items())),
-            "input_mb_per_s": round(report.bytes_in / 1e6 / max(report.wall_seconds, 1e-9), 2),
-        }
-        writer.commit(report.as_metadata())
-    return report
+    files = _warc_files(crawl, snapshot, warc_files)
+    inputs = {"crawl": crawl.describe(), "files": [(f.key, f.size) for f in files]}
+    with StageRun(store, names.RAW_PAGES, snapshot, executor, config=options, upstream=inputs, progress=progress) as run:
+        if run.up_to_date:
+            return run.report
+        run.declare(names.DATA, RAW_PAGES)
+        run.declare(names.QUARANTINE, QUARANTINE)
+        tasks = [RawPagesTask(i, WarcSource(crawl.location, f.key, snapshot, options, run.shard_key(i, names.QUARANTINE)),
+                              store.location, run.prefix, run.shard_key(i)) for i, f in enumerate(files)]
+        run.map("read", run_raw_pages_task, tasks)
+        return run.commit({"warc_files": len(files)})
 
 
 # ------------------------------------------------------------------------------------ documents
 @dataclasses.dataclass(frozen=True)
-class DocumentsTask:
-    source: StoreLocation
-    pages_key: str
+class DocumentsTask(ShardTask):
+    source: WarcSource | RawPagesShard
     out: StoreLocation
     partition_prefix: str
     documents_key: str
     language_model_path: str | None
     extraction: ExtractionOptions
-    batch_rows: int = 500
 
 
-def _document_stats(table: pa.Table) -> dict[str, Any]:
+def _document_counts(result: TaskResult, table: pa.Table) -> None:
     reasons = table.column("drop_reason").to_pylist()
     kept = [i for i, r in enumerate(reasons) if r is None]
-    languages = collections.Counter(table.column("language").take(kept).to_pylist()) if kept else collections.Counter()
     n_chars = table.column("n_chars").to_pylist()
-    return {
-        "rows": table.num_rows,
-        "kept": len(kept),
-        "drop_counts": dict(collections.Counter(r for r in reasons if r is not None)),
-        "languages": dict(languages),
-        "chars_kept": sum(n_chars[i] for i in kept),
-    }
+    languages = collections.Counter(table.column("language").take(kept).to_pylist()) if kept else collections.Counter()
+    result.rows_in += table.num_rows
+    result.rows_out += len(kept)
+    for reason, count in collections.Counter(r for r in reasons if r is not None).items():
+        result.drop_counts[reason] = result.drop_counts.get(reason, 0) + count
+    tally = result.tallies.setdefault("languages", {})
+    for language, count in languages.items():
+        tally[language] = tally.get(language, 0) + count
+    result.counters["chars_kept"] = result.counters.get("chars_kept", 0) + sum(n_chars[i] for i in kept)
 
 
-def _accumulate(total: dict[str, Any], part: dict[str, Any]) -> None:
-    for key in ("rows", "kept", "chars_kept"):
-        total[key] = total.get(key, 0) + part.get(key, 0)
-    for key in ("drop_counts", "languages"):
-        _merge(total.setdefault(key, {}), part.get(key, {}))
-
-
-def run_documents_task(task: DocumentsTask) -> dict[str, Any]:
+def run_documents_task(task: DocumentsTask) -> TaskResult:
     identifier = FastTextLanguageIdentifier(task.language_model_path)
-    totals: dict[str, Any] = {}
-    with ShardSink(task.out, task.documents_key, DOCUMENTS, "data", task.partition_prefix) as sink:
-        for batch in iter_shard_batches(task.source, task.pages_key, task.batch_rows):
+    reader = _PageReader(task.source, batch_rows=500)
+    result = TaskResult()
+    with ShardSink(task.out, task.documents_key, DOCUMENTS, names.DATA, task.partition_prefix) as sink:
+        for batch in reader.pages():
             documents = pages_to_documents(batch, identifier, task.extraction)
             sink.write(documents)
-            _accumulate(totals, _document_stats(documents))
-    return {"shards": [sink.info], "stats": totals}
+            _document_counts(result, documents)
+    result.shards = [sink.info, *reader.write_quarantine(task.out, task.partition_prefix)]
+    return reader.warc_result(result) if isinstance(task.source, WarcSource) else result
 
 
-def _report_documents(report: StageReport, totals: dict[str, Any]) -> None:
-    report.rows_in = totals.get("rows", 0)
-    report.rows_out = totals.get("kept", 0)
-    report.drop_counts = dict(sorted(totals.get("drop_counts", {}).items()))
-    report.extra["languages"] = dict(sorted(totals.get("languages", {}).items(), key=lambda kv: (-kv[1], kv[0])))
-    report.extra["chars_kept"] = totals.get("chars_kept", 0)
+def _languages_by_count(report: StageReport) -> None:
+    languages = report.tallies.get("languages", {})
+    report.tallies["languages"] = dict(sorted(languages.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def materialize_documents(
@@ -215,69 +190,21 @@ def materialize_documents(
     executor: ShardExecutor,
     language_model_path: str | None = None,
     extraction: ExtractionOptions = ExtractionOptions(),
+    progress: ProgressSink | None = None,
 ) -> StageReport:
-    started = time.perf_counter()
-    report = StageReport("documents", snapshot)
-    page_keys = store.shard_keys(RAW_PAGES_ASSET, snapshot)
-    with store.write_partition(DOCUMENTS_ASSET, snapshot) as writer:
-        writer.declare_table("data", DOCUMENTS)
-        tasks = [
-            DocumentsTask(store.location, key, store.location, writer.prefix, writer.shard_key(i),
-                          language_model_path, extraction)
-            for i, key in enumerate(page_keys)
-        ]
-        totals: dict[str, Any] = {}
-        for result in executor.map(run_documents_task, tasks):
-            for shard in result["shards"]:
-                writer.add(shard)
-                report.bytes_out += shard.bytes
-            _accumulate(totals, result["stats"])
-        report.bytes_in = store.table_bytes(RAW_PAGES_ASSET, snapshot)
-        _report_documents(report, totals)
-        report.shards = len(tasks)
-        report.wall_seconds = time.perf_counter() - started
-        report.extra["docs_per_s"] = round(report.rows_in / max(report.wall_seconds, 1e-9), 1)
-        writer.commit(report.as_metadata())
-    return report
-
-
-# ------------------------------------------------------------- WARC -> documents in one pass (CLI)
-@dataclasses.dataclass(frozen=True)
-class WarcToDocumentsTask:
-    crawl: StoreLocation
-    warc_key: str
-    snapshot: str
-    out: StoreLocation
-    partition_prefix: str
-    documents_key: str
-    quarantine_key: str
-    options: WarcReadOptions
-    language_model_path: str | None
-    extraction: ExtractionOptions
-
-
-def run_warc_to_documents_task(task: WarcToDocumentsTask) -> dict[str, Any]:
-    """Fused raw_pages + documents for one WARC: no intermediate payload shard is written."""
-    crawl_store = task.crawl.open()
-    identifier = FastTextLanguageIdentifier(task.language_model_path)
-    stats = WarcReadStats()
-    totals: dict[str, Any] = {}
-    quarantined: list[pa.RecordBatch] = []
-    read_options = dataclasses.replace(task.options, batch_rows=min(task.options.batch_rows, 500))
-    with crawl_store.readable_path(task.warc_key) as local_warc, ShardSink(
-        task.out, task.documents_key, DOCUMENTS, "data", task.partition_prefix
-    ) as sink:
-        for kind, batch in iter_raw_page_batches(
-            str(local_warc), snapshot=task.snapshot, warc_file=task.warc_key, options=read_options, stats=stats
-        ):
-            if kind == "pages":
-                documents = pages_to_documents(batch, identifier, task.extraction)
-                sink.write(documents)
-                _accumulate(totals, _document_stats(documents))
-            else:
-                quarantined.append(batch)
-    shards = [sink.info, *_write_quarantine(task.out, task.quarantine_key, task.partition_prefix, quarantined)]
-    return {"shards": shards, "stats": totals, "warc_stats": stats, "input_bytes": crawl_store.size(task.warc_key)}
+    config = {"language_model_path": language_model_path, "extraction": extraction}
+    upstream = upstream_versions(store, [(names.RAW_PAGES, snapshot)])
+    with StageRun(store, names.DOCUMENTS, snapshot, executor, config=config, upstream=upstream, progress=progress) as run:
+        if run.up_to_date:
+            return run.report
+        run.declare(names.DATA, DOCUMENTS)
+        tasks = [DocumentsTask(i, RawPagesShard(store.location, key), store.location, run.prefix, run.shard_key(i),
+                               language_model_path, extraction)
+                 for i, key in enumerate(store.shard_keys(names.RAW_PAGES, snapshot))]
+        run.map("extract", run_documents_task, tasks)
+        run.report.bytes_in = store.table_bytes(names.RAW_PAGES, snapshot)
+        _languages_by_count(run.report)
+        return run.commit()
 
 
 def materialize_documents_from_warcs(
@@ -289,34 +216,20 @@ def materialize_documents_from_warcs(
     options: WarcReadOptions = WarcReadOptions(),
     language_model_path: str | None = None,
     extraction: ExtractionOptions = ExtractionOptions(),
+    progress: ProgressSink | None = None,
 ) -> StageReport:
-    started = time.perf_counter()
-    report = StageReport("documents", snapshot)
-    with store.write_partition(DOCUMENTS_ASSET, snapshot) as writer:
-        writer.declare_table("data", DOCUMENTS)
-        writer.declare_table(QUARANTINE_TABLE, QUARANTINE)
-        tasks = [
-            WarcToDocumentsTask(crawl.location, key, snapshot, store.location, writer.prefix, writer.shard_key(i),
-                                writer.shard_key(i, QUARANTINE_TABLE), options, language_model_path, extraction)
-            for i, key in enumerate(warc_keys)
-        ]
-        totals: dict[str, Any] = {}
-        quarantine_counts: dict[str, int] = {}
-        for result in executor.map(run_warc_to_documents_task, tasks):
-            for shard in result["shards"]:
-                writer.add(shard)
-                if shard.table == "data":
-                    report.bytes_out += shard.bytes
-            _accumulate(totals, result["stats"])
-            _merge(quarantine_counts, result["warc_stats"].quarantined)
-            report.bytes_in += result["input_bytes"]
-        _report_documents(report, totals)
-        report.rows_in += sum(quarantine_counts.values())
-        _merge(report.drop_counts, quarantine_counts)
-        report.drop_counts = dict(sorted(report.drop_counts.items()))
-        report.shards = len(tasks)
-        report.wall_seconds = time.perf_counter() - started
-        report.extra["docs_per_s"] = round(report.rows_in / max(report.wall_seconds, 1e-9), 1)
-        report.extra["input_mb_per_s"] = round(report.bytes_in / 1e6 / max(report.wall_seconds, 1e-9), 2)
-        writer.commit(report.as_metadata())
-    return report
+    """``raw_pages`` and ``documents`` fused for one pass over the WARCs (``dataplatform process``):
+    the documents partition also holds the ``quarantine`` table."""
+    config = {"read": options, "language_model_path": language_model_path, "extraction": extraction}
+    inputs = {"crawl": crawl.describe(), "files": list(warc_keys)}
+    with StageRun(store, names.DOCUMENTS, snapshot, executor, config=config, upstream=inputs, progress=progress) as run:
+        if run.up_to_date:
+            return run.report
+        run.declare(names.DATA, DOCUMENTS)
+        run.declare(names.QUARANTINE, QUARANTINE)
+        tasks = [DocumentsTask(i, WarcSource(crawl.location, key, snapshot, options, run.shard_key(i, names.QUARANTINE)),
+                               store.location, run.prefix, run.shard_key(i), language_model_path, extraction)
+                 for i, key in enumerate(warc_keys)]
+        run.map("extract", run_documents_task, tasks)
+        _languages_by_count(run.report)
+        return run.commit({"warc_files": len(warc_keys)})

@@ -1,38 +1,42 @@
-"""The whole CPU chain for ``dataplatform process``: WARC files -> one table, no Dagster.
+"""The CPU chain for ``dataplatform process``: WARC files -> one row per page, no Dagster instance.
 
-Runs the same stage functions the assets run (documents, filtered, quality classifier, scored,
-deduplicated, optional decontamination) against a local output folder, then assembles
-``processed/<snapshot>``: one row per page, kept or not, with every stage's columns and the
-``drop_reason`` of the stage that set it aside.
+The steps and their order are the asset graph's (``dataplatform.definitions``): :func:`chain_order`
+walks it and runs, for each asset the command can build, the same stage function the asset runs,
+against a local output folder. ``raw_pages`` is fused into ``documents`` (one pass over the WARCs,
+no payload shard). The result ``processed/<snapshot>`` is assembled shard by shard: shard ``i``
+holds every page of WARC ``i``, kept (``drop_reason`` null) or set aside by the stage named in
+its reason, with every stage's columns; :func:`export_parquet` streams it into one file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import shutil
-import tempfile
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from dataplatform import names
 from dataplatform.core.schemas import PROCESSED, conform
 from dataplatform.execution.shard_executor import ShardExecutor
 from dataplatform.io.crawl_sources import CrawlSource
-from dataplatform.io.datasets import DatasetStore
-from dataplatform.stages.dedup import DEDUPLICATED_ASSET, REWRITE_POOL_TABLE, materialize_deduplicated
-from dataplatform.stages.filtering import DROPPED_TABLE, FILTERED_ASSET, materialize_filtered
-from dataplatform.stages.ingest import DOCUMENTS_ASSET, StageReport, materialize_documents_from_warcs
+from dataplatform.io.datasets import DatasetStore, ShardSink, iter_shard_batches
+from dataplatform.io.object_store import StoreLocation
+from dataplatform.stages.decontamination import decontaminate_partition, materialize_eval_benchmarks, shards_by_index
+from dataplatform.stages.dedup import materialize_deduplicated
+from dataplatform.stages.filtering import materialize_filtered
+from dataplatform.stages.ingest import materialize_documents_from_warcs
+from dataplatform.stages.runner import ProgressSink, ShardTask, StageReport, StageRun, TaskResult, upstream_versions
 from dataplatform.stages.scoring import (
-    QUALITY_CLASSIFIER_ASSET,
-    SCORED_ASSET,
-    UNPARTITIONED,
     ClassifierTrainingOptions,
+    commit_classifier,
     materialize_quality_classifier,
     materialize_scored,
 )
-
-PROCESSED_ASSET = "processed"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,82 +44,154 @@ class ProcessOptions:
     language_model_path: str | None = None
     quality_model_path: str | None = None  # None: train one on this run's documents (DCLM recipe)
     benchmarks_path: str | None = None
-    min_negatives: int = 10
 
 
-def install_quality_model(store: DatasetStore, model_path: str) -> None:
+@dataclasses.dataclass
+class ChainContext:
+    crawl: CrawlSource
+    warc_keys: Sequence[str]
+    store: DatasetStore
+    snapshot: str
+    executor: ShardExecutor
+    options: ProcessOptions
+    progress: ProgressSink | None = None
+
+
+def install_quality_model(store: DatasetStore, model_path: str) -> StageReport:
     """Commit a model trained elsewhere (``quality-*.bin`` + its ``.json`` sidecar) as the classifier."""
     from dataplatform.core.quality_classifier import load_quality_classifier
 
     model = load_quality_classifier(model_path)  # validates file and sidecar, names the path on error
-    with store.write_partition(QUALITY_CLASSIFIER_ASSET, UNPARTITIONED) as writer:
-        bin_path = Path(model_path)
-        writer.add_file(bin_path)
-        writer.add_file(bin_path.with_suffix(".json"))
-        writer.commit({"model_file": bin_path.name, "training_hash": model.training_hash, "source": str(bin_path),
-                       "metrics": model.metrics.to_dict() if model.metrics else {}})
+    config = {"source": str(Path(model_path).resolve()), "training_hash": model.training_hash}
+    with StageRun(store, names.QUALITY_CLASSIFIER, names.UNPARTITIONED, config=config) as run:
+        if run.up_to_date:
+            return run.report
+        return commit_classifier(run, model, {"source": str(Path(model_path).resolve())})
 
 
-def run_process_chain(
-    crawl: CrawlSource, warc_keys: Sequence[str], store: DatasetStore, snapshot: str, executor: ShardExecutor,
-    options: ProcessOptions = ProcessOptions(),
-) -> list[StageReport]:
-    reports = [materialize_documents_from_warcs(crawl, warc_keys, store, snapshot, executor,
-                                                language_model_path=options.language_model_path)]
-    reports.append(materialize_filtered(store, snapshot, executor))
-    if options.quality_model_path:
-        install_quality_model(store, options.quality_model_path)
-    else:
-        materialize_quality_classifier(store, ClassifierTrainingOptions())
-    reports.append(materialize_scored(store, snapshot, executor))
-    reports.append(materialize_deduplicated(store, snapshot)[0])
-    if options.benchmarks_path:
-        from dataplatform.stages.decontamination import decontaminate_partition
+def _classifier(ctx: ChainContext) -> StageReport:
+    if ctx.options.quality_model_path:
+        return install_quality_model(ctx.store, ctx.options.quality_model_path)
+    return materialize_quality_classifier(ctx.store, ctx.executor, ClassifierTrainingOptions(), ctx.progress)
 
-        reports.append(decontaminate_partition(store, snapshot, DEDUPLICATED_ASSET, options.benchmarks_path))
-    assemble_processed(store, snapshot)
+
+# What `dataplatform process` runs for each asset it can build; the order comes from the asset graph.
+STEPS: dict[str, Callable[[ChainContext], StageReport | None]] = {
+    names.EVAL_BENCHMARKS: lambda c: materialize_eval_benchmarks(c.store, c.options.benchmarks_path)
+    if c.options.benchmarks_path else None,
+    names.RAW_PAGES: lambda c: None,  # fused into documents
+    names.DOCUMENTS: lambda c: materialize_documents_from_warcs(
+        c.crawl, c.warc_keys, c.store, c.snapshot, c.executor, language_model_path=c.options.language_model_path,
+        progress=c.progress),
+    names.FILTERED: lambda c: materialize_filtered(c.store, c.snapshot, c.executor, progress=c.progress),
+    names.QUALITY_CLASSIFIER: _classifier,
+    names.SCORED: lambda c: materialize_scored(c.store, c.snapshot, c.executor, progress=c.progress),
+    names.DEDUPLICATED: lambda c: materialize_deduplicated(c.store, c.snapshot)[0],
+    names.DECONTAMINATED: lambda c: decontaminate_partition(c.store, c.snapshot, c.executor, progress=c.progress)
+    if c.options.benchmarks_path else None,
+}
+
+
+def chain_order() -> list[str]:
+    """The assets of :data:`STEPS` in the asset graph's topological order."""
+    from dataplatform.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    order = [key.to_user_string() for key in graph.toposorted_asset_keys]
+    missing = set(STEPS) - set(order)
+    if missing:
+        raise RuntimeError(f"process chain names assets the graph does not have: {sorted(missing)}")
+    return [name for name in order if name in STEPS]
+
+
+def run_process_chain(crawl: CrawlSource, warc_keys: Sequence[str], store: DatasetStore, snapshot: str,
+                      executor: ShardExecutor, options: ProcessOptions = ProcessOptions(),
+                      progress: ProgressSink | None = None) -> list[StageReport]:
+    ctx = ChainContext(crawl, warc_keys, store, snapshot, executor, options, progress)
+    reports = [report for name in chain_order() if (report := STEPS[name](ctx)) is not None]
+    reports.append(assemble_processed(store, snapshot, executor, progress))
     return reports
 
 
-def assemble_processed(store: DatasetStore, snapshot: str) -> int:
-    """Union the tables where each page ended up into ``processed/<snapshot>``; return its rows."""
-    documents = store.scan(DOCUMENTS_ASSET, snapshot).filter(pl.col("drop_reason").is_not_null()).collect()
-    parts = [documents]
-    for asset, tables in (
-        (FILTERED_ASSET, [DROPPED_TABLE]),
-        (SCORED_ASSET, [DROPPED_TABLE]),
-        (DEDUPLICATED_ASSET, ["data", REWRITE_POOL_TABLE, DROPPED_TABLE]),
-    ):
-        for table in tables:
-            frame = store.read_frame(asset, snapshot, table)
-            if frame.height:
-                parts.append(frame)
-    contamination = store.manifest("decontaminated", snapshot)
-    merged = pl.concat([p for p in parts if p.height], how="diagonal_relaxed")
-    if contamination is not None:
-        decon = pl.concat([store.read_frame("decontaminated", snapshot, t) for t in ("data", REWRITE_POOL_TABLE, DROPPED_TABLE)],
-                          how="diagonal_relaxed").select("doc_id", "text", "drop_reason", "contamination_benchmark",
-                                                         "contamination_cut_chars")
-        merged = merged.join(decon, on="doc_id", how="left", suffix="_decon").with_columns(
-            pl.coalesce("text_decon", "text").alias("text"),
-            pl.coalesce("drop_reason", "drop_reason_decon").alias("drop_reason"),
-        ).drop("text_decon", "drop_reason_decon")
-    merged = merged.sort("warc_file", "doc_id")
-    table = conform(merged.to_arrow(), PROCESSED)
-    with store.write_partition(PROCESSED_ASSET, snapshot) as writer:
-        writer.write_table("data", table)
-        writer.commit({"rows": table.num_rows, "kept": int(merged["drop_reason"].is_null().sum()),
-                       "drop_counts": dict(merged["drop_reason"].drop_nulls().value_counts().iter_rows())})
-    return table.num_rows
+# --------------------------------------------------------------------------------- one row per page
+# Where each page can end up, per asset: the tables of pages set aside there, and (last asset of
+# the chain that ran) the tables of what it kept.
+SET_ASIDE = ((names.DOCUMENTS, (names.DATA,)), (names.FILTERED, (names.DROPPED,)), (names.SCORED, (names.DROPPED,)))
+
+
+@dataclasses.dataclass(frozen=True)
+class AssembleTask(ShardTask):
+    source: StoreLocation
+    inputs: tuple[tuple[str, str], ...]  # (asset/table, shard key)
+    out: StoreLocation
+    partition_prefix: str
+    processed_key: str
+
+
+def run_assemble_task(task: AssembleTask) -> TaskResult:
+    frames = []
+    for label, key in task.inputs:
+        batches = list(iter_shard_batches(task.source, key, 10_000))
+        if not batches:
+            continue
+        frame = pl.from_arrow(pa.Table.from_batches(batches))
+        if label == f"{names.DOCUMENTS}/{names.DATA}" and frame.height:
+            frame = frame.filter(pl.col("drop_reason").is_not_null())  # kept documents show up downstream
+        if frame.height:
+            frames.append(frame)
+    merged = pl.concat(frames, how="diagonal_relaxed").sort("warc_file", "doc_id") if frames else None
+    with ShardSink(task.out, task.processed_key, PROCESSED, names.DATA, task.partition_prefix) as sink:
+        if merged is not None:
+            sink.write(conform(merged.to_arrow(), PROCESSED))
+    kept = int(merged["drop_reason"].is_null().sum()) if merged is not None else 0
+    drops = dict(merged["drop_reason"].drop_nulls().value_counts().iter_rows()) if merged is not None else {}
+    return TaskResult(shards=[sink.info], rows_in=sink.rows, rows_out=kept, drop_counts=drops)
+
+
+def _final_tables(store: DatasetStore, snapshot: str) -> list[tuple[str, tuple[str, ...]]]:
+    if store.manifest(names.DECONTAMINATED, snapshot) is not None:
+        final = (names.DECONTAMINATED, (names.DATA, names.REWRITE_POOL, names.DROPPED))
+    else:
+        final = (names.DEDUPLICATED, (names.DATA, names.REWRITE_POOL))
+    return [*SET_ASIDE, (names.DEDUPLICATED, (names.DROPPED,)), final]
+
+
+def assemble_processed(store: DatasetStore, snapshot: str, executor: ShardExecutor,
+                       progress: ProgressSink | None = None) -> StageReport:
+    """Union, shard by shard, the tables where each page ended up into ``processed/<snapshot>``."""
+    sources = _final_tables(store, snapshot)
+    groups: dict[int, list[tuple[str, str]]] = {}
+    for asset, tables in sources:
+        for index, keys in shards_by_index(store, asset, snapshot, tables).items():
+            groups.setdefault(index, []).extend((f"{asset}/{table}", key) for table, key in keys)
+    upstream = upstream_versions(store, [(asset, snapshot) for asset in dict(sources)])
+    with StageRun(store, names.PROCESSED, snapshot, executor, upstream=upstream, progress=progress) as run:
+        if run.up_to_date:
+            return run.report
+        run.declare(names.DATA, PROCESSED)
+        run.map("assemble", run_assemble_task, [
+            AssembleTask(i, store.location, tuple(inputs), store.location, run.prefix, run.shard_key(i))
+            for i, inputs in groups.items()])
+        run.report.rows_in = run.report.rows_out + run.report.dropped
+        return run.commit({"rows": run.report.rows_in, "kept": run.report.rows_out})
 
 
 def export_parquet(store: DatasetStore, snapshot: str, path: Path) -> Path:
-    """Write ``processed/<snapshot>`` as one Parquet file (what most users want to open)."""
-    keys = store.shard_keys(PROCESSED_ASSET, snapshot)
-    with tempfile.TemporaryDirectory() as tmp:
-        frames = [pl.read_parquet(store.object_store.uri(k)) for k in keys] if keys else []
-        frame = pl.concat(frames) if frames else pl.from_arrow(PROCESSED.empty_table())
-        tmp_path = Path(tmp) / path.name
-        frame.write_parquet(tmp_path, compression="zstd")
-        shutil.move(tmp_path, path)
+    """Stream ``processed/<snapshot>`` into one Parquet file (what most users want to open).
+
+    Written to a temp file beside ``path`` and renamed into place, so a kill never leaves a
+    truncated file under the final name; memory stays at one row group.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with pq.ParquetWriter(tmp, PROCESSED, compression="zstd") as writer:
+            for shard in store.shards(names.PROCESSED, snapshot):
+                with store.object_store.readable_path(f"{names.PROCESSED}/{snapshot}/{shard.key}") as local:
+                    for batch in pq.ParquetFile(local).iter_batches(batch_size=10_000):
+                        writer.write_batch(batch.cast(PROCESSED))
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
     return path

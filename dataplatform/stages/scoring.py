@@ -1,44 +1,49 @@
 """Quality classifier training and scoring: ``filtered`` -> ``scored`` (+ REWIRE candidates).
 
-Training (DCLM, Li et al. 2024): positives are curated reference text, negatives random
-documents from the crawl that survived the heuristic filters. Scoring is two passes over the
-partition so that "top 10%" means the top 10% of the snapshot, not of each shard: pass one
-scores every shard (one float per document comes back), the selection is made on all scores
-at once, pass two writes each shard split into high quality / rewrite candidates / dropped.
+Training (DCLM, Li et al. 2024): positives are curated reference text, negatives a seeded random
+sample of crawl documents that survived the heuristic filters, drawn shard by shard (a hash of
+``seed:doc_id`` decides), so no process ever holds more than the sample.
+
+Scoring ranks the whole snapshot: "top 10%" means the top 10% of the snapshot, not of each shard,
+with exactly the ranks :func:`~dataplatform.core.quality_classifier.select_by_quality` gives (score
+descending, ties by row order, NaN last). The scores never meet in one process: each shard writes
+its scores to a work file and reports a sparse histogram of their keys; two refinement passes find
+the exact score and tied rows at each cut (:mod:`dataplatform.core.rank_selection`); a last pass
+writes each shard split into high quality / rewrite candidates / dropped.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import tempfile
-import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
+import xxhash
 
+from dataplatform import names
+from dataplatform.core import rank_selection as rs
 from dataplatform.core.quality_classifier import (
     TrainedQualityClassifier,
     default_positives,
     load_quality_classifier,
-    select_by_quality,
     train_quality_classifier,
 )
 from dataplatform.core.schemas import SCORED, conform
 from dataplatform.execution.shard_executor import ShardExecutor
 from dataplatform.io.datasets import DatasetStore, ShardSink, iter_shard_batches
 from dataplatform.io.object_store import StoreLocation
-from dataplatform.stages.filtering import DROPPED_TABLE, FILTERED_ASSET
-from dataplatform.stages.ingest import StageReport
+from dataplatform.stages.runner import ProgressSink, ShardTask, StageReport, StageRun, TaskResult, upstream_versions
 
-QUALITY_CLASSIFIER_ASSET = "quality_classifier"
-SCORED_ASSET = "scored"
-REWRITE_TABLE = "rewrite_candidates"
-UNPARTITIONED = "unpartitioned"
 BELOW_THRESHOLD = "quality:below_threshold"
+MIN_NEGATIVES = 10
 
 
 # ------------------------------------------------------------------------------------- training
@@ -64,52 +69,89 @@ def read_positives(path: str | None) -> list[str]:
     return lines
 
 
-def sample_negatives(store: DatasetStore, snapshots: list[str], max_rows: int, seed: int) -> list[str]:
-    """A seeded random sample of kept ``filtered`` documents across the given snapshots."""
-    frames = [store.scan(FILTERED_ASSET, s).select("doc_id", "text") for s in snapshots]
-    if not frames:
-        return []
-    frame = pl.concat(frames).collect().sort("doc_id")
-    if frame.height > max_rows:
-        frame = frame.sample(n=max_rows, seed=seed, shuffle=False)
-    return frame["text"].to_list()
+def sample_key(seed: int, doc_id: str) -> int:
+    """The seeded hash that decides which documents are sampled as negatives (smallest first)."""
+    return xxhash.xxh3_64_intdigest(f"{seed}:{doc_id}".encode())
 
 
-def train_classifier(store: DatasetStore, options: ClassifierTrainingOptions) -> tuple[TrainedQualityClassifier, dict[str, Any]]:
-    snapshots = store.partitions(FILTERED_ASSET)
-    negatives = sample_negatives(store, snapshots, options.max_negatives, options.seed)
-    if len(negatives) < 10:
-        raise ValueError(f"quality_classifier needs >= 10 filtered documents as negatives, found {len(negatives)} "
-                         f"in snapshots {snapshots}: materialize `filtered` first")
-    positives = read_positives(options.positives_path)
-    model = train_quality_classifier(positives, negatives, seed=options.seed, epoch=options.epoch, lr=options.lr,
-                                     word_ngrams=options.word_ngrams)
-    info = {"snapshots": snapshots, "positives": len(positives), "negatives": len(negatives)}
-    return model, info
+@dataclasses.dataclass(frozen=True)
+class NegativesTask(ShardTask):
+    source: StoreLocation
+    filtered_key: str
+    seed: int
+    below: int  # keep documents whose sample key is below this (2**64 = all)
+    out: StoreLocation
+    sample_key: str
 
 
-def materialize_quality_classifier(store: DatasetStore, options: ClassifierTrainingOptions = ClassifierTrainingOptions()) -> dict[str, Any]:
-    started = time.perf_counter()
-    model, info = train_classifier(store, options)
-    metrics = model.metrics.to_dict() if model.metrics else {}
-    with store.write_partition(QUALITY_CLASSIFIER_ASSET, UNPARTITIONED) as writer, tempfile.TemporaryDirectory() as tmp:
+def run_negatives_task(task: NegativesTask) -> TaskResult:
+    """Write this shard's candidates for the negative sample (key, doc_id, text) to a work file."""
+    parts = []
+    for batch in iter_shard_batches(task.source, task.filtered_key, 5000, columns=["doc_id", "text"]):
+        frame = pl.from_arrow(pa.Table.from_batches([batch]))
+        keys = pl.Series("key", [sample_key(task.seed, d) for d in frame["doc_id"]], dtype=pl.UInt64)
+        parts.append(frame.with_columns(keys).filter(pl.col("key") < task.below))
+    chosen = pl.concat(parts) if parts else pl.DataFrame(schema={"doc_id": pl.String, "text": pl.String, "key": pl.UInt64})
+    buffer = io.BytesIO()
+    chosen.write_parquet(buffer, compression="zstd")
+    task.out.open().put_bytes(task.sample_key, buffer.getvalue())
+    return TaskResult(rows_in=chosen.height, payload={"key": task.sample_key})
+
+
+def sample_negatives(run: StageRun, snapshots: Sequence[str], max_rows: int, seed: int) -> list[str]:
+    """A seeded random sample of at most ``max_rows`` kept ``filtered`` documents across snapshots.
+
+    Each shard keeps the documents whose sample key falls below a bound chosen so that about twice
+    ``max_rows`` pass in all; the driver keeps the ``max_rows`` smallest keys of those.
+    """
+    store = run.store
+    keys = [k for s in snapshots for k in store.shard_keys(names.FILTERED, s)]
+    total = sum(store.require_manifest(names.FILTERED, s)["tables"].get(names.DATA, {}).get("rows", 0) for s in snapshots)
+    below = 2**64 if total <= max_rows else min(2**64, int(2**64 * min(1.0, 2.0 * max_rows / total)))
+    tasks = [NegativesTask(i, store.location, key, seed, below, store.location, run.work_key(f"negatives/part-{i:05d}.parquet"))
+             for i, key in enumerate(keys)]
+    results = run.map("sample", run_negatives_task, tasks, collect=False)
+    frames = [pl.read_parquet(io.BytesIO(store.object_store.get_bytes(r.payload["key"]))) for r in results]
+    chosen = pl.concat(frames) if frames else pl.DataFrame(schema={"doc_id": pl.String, "text": pl.String, "key": pl.UInt64})
+    return chosen.sort("key").head(max_rows).sort("doc_id")["text"].to_list()
+
+
+def materialize_quality_classifier(store: DatasetStore, executor: ShardExecutor,
+                                   options: ClassifierTrainingOptions = ClassifierTrainingOptions(),
+                                   progress: ProgressSink | None = None) -> StageReport:
+    snapshots = store.partitions(names.FILTERED)
+    upstream = upstream_versions(store, [(names.FILTERED, s) for s in snapshots])
+    with StageRun(store, names.QUALITY_CLASSIFIER, names.UNPARTITIONED, executor, config=options, upstream=upstream,
+                  progress=progress) as run:
+        if run.up_to_date:
+            return run.report
+        negatives = sample_negatives(run, snapshots, options.max_negatives, options.seed)
+        if len(negatives) < MIN_NEGATIVES:
+            raise ValueError(f"quality_classifier needs >= {MIN_NEGATIVES} filtered documents as negatives, found "
+                             f"{len(negatives)} in snapshots {snapshots}: materialize `filtered` first")
+        positives = read_positives(options.positives_path)
+        model = train_quality_classifier(positives, negatives, seed=options.seed, epoch=options.epoch, lr=options.lr,
+                                         word_ngrams=options.word_ngrams)
+        return commit_classifier(run, model, {"snapshots": snapshots, "positives": len(positives),
+                                              "negatives": len(negatives)})
+
+
+def commit_classifier(run: StageRun, model: TrainedQualityClassifier, info: dict[str, Any]) -> StageReport:
+    """Store the model file and its sidecar with the version and publish them."""
+    with tempfile.TemporaryDirectory() as tmp:
         bin_path = model.save(tmp)
-        writer.add_file(bin_path)
-        writer.add_file(bin_path.with_suffix(".json"))
-        metadata = {
-            "model_file": bin_path.name,
-            "training_hash": model.training_hash,
-            "metrics": metrics,
-            "hyperparameters": model.hyperparameters,
-            **info,
-            "wall_seconds": round(time.perf_counter() - started, 3),
-        }
-        writer.commit(metadata)
-    return metadata
+        run.writer.add_file(bin_path)
+        run.writer.add_file(bin_path.with_suffix(".json"))
+    run.report.rows_in = info.get("positives", 0) + info.get("negatives", 0)
+    run.report.rows_out = run.report.rows_in
+    return run.commit({"model_file": bin_path.name, "training_hash": model.training_hash,
+                       "metrics": model.metrics.to_dict() if model.metrics else {},
+                       "hyperparameters": model.hyperparameters, **info})
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_model(location: StoreLocation, bin_key: str, json_key: str) -> TrainedQualityClassifier:
+def cached_classifier(location: StoreLocation, bin_key: str, json_key: str) -> TrainedQualityClassifier:
+    """The committed classifier, downloaded and loaded once per process."""
     store = location.open()
     folder = Path(tempfile.mkdtemp(prefix="dataplatform-model-"))
     for key in (bin_key, json_key):
@@ -118,11 +160,12 @@ def _cached_model(location: StoreLocation, bin_key: str, json_key: str) -> Train
     return load_quality_classifier(folder / Path(bin_key).name)
 
 
-def load_committed_classifier(store: DatasetStore) -> tuple[StoreLocation, str, str]:
-    manifest = store.require_manifest(QUALITY_CLASSIFIER_ASSET, UNPARTITIONED)
+def committed_classifier(store: DatasetStore) -> tuple[StoreLocation, str, str]:
+    """(location, model key, sidecar key) of the committed classifier: what workers load."""
+    manifest = store.require_manifest(names.QUALITY_CLASSIFIER, names.UNPARTITIONED)
     name = manifest["metadata"]["model_file"]
-    return (store.location, store.file_key(QUALITY_CLASSIFIER_ASSET, UNPARTITIONED, name),
-            store.file_key(QUALITY_CLASSIFIER_ASSET, UNPARTITIONED, name.removesuffix(".bin") + ".json"))
+    return (store.location, store.file_key(names.QUALITY_CLASSIFIER, names.UNPARTITIONED, name),
+            store.file_key(names.QUALITY_CLASSIFIER, names.UNPARTITIONED, name.removesuffix(".bin") + ".json"))
 
 
 # -------------------------------------------------------------------------------------- scoring
@@ -141,101 +184,172 @@ class ScoringOptions:
 
 
 @dataclasses.dataclass(frozen=True)
-class ScoreTask:
+class ScoreTask(ShardTask):
     source: StoreLocation
     filtered_key: str
     model: tuple[StoreLocation, str, str]
     batch_rows: int
+    scores_key: str
 
 
-def run_score_task(task: ScoreTask) -> np.ndarray:
-    model = _cached_model(*task.model)
+def run_score_task(task: ScoreTask) -> TaskResult:
+    """Score one shard; scores go to a work file, their key histogram and moments come back."""
+    model = cached_classifier(*task.model)
     parts = [model.score(pl.from_arrow(pa.Table.from_batches([b]))["text"])
              for b in iter_shard_batches(task.source, task.filtered_key, task.batch_rows, columns=["text"])]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    scores = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, dtype=np.float32)
+    _write_scores(task.source, task.scores_key, scores)
+    valid = scores[~np.isnan(scores)].astype(np.float64)
+    histogram, _ = np.histogram(valid, bins=10, range=(0.0, 1.0))
+    return TaskResult(rows_in=len(scores), payload={
+        "high_buckets": rs.sparse_histogram(rs.score_keys(scores) >> np.uint32(rs.HIGH_BITS)),
+        "sum": float(valid.sum()), "valid": int(valid.size), "histogram": histogram.tolist(),
+    })
+
+
+def _write_scores(location: StoreLocation, key: str, scores: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"quality_score": scores}), buffer, compression="zstd")
+    location.open().put_bytes(key, buffer.getvalue())
+
+
+def _read_scores(location: StoreLocation, key: str) -> np.ndarray:
+    raw = location.open().get_bytes(key)
+    return pq.read_table(io.BytesIO(raw)).column("quality_score").to_numpy().astype(np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
-class SplitTask:
+class RefineTask(ShardTask):
+    """Pass 2 and 3 of locating the cuts: key histograms inside chosen buckets, or tied rows."""
+
+    scores: StoreLocation
+    scores_key: str
+    row_offset: int
+    high_buckets: tuple[int, ...] = ()  # pass 2: histogram of the low bits inside these buckets
+    exact_keys: tuple[int, ...] = ()  # pass 3: global row numbers of rows with exactly these keys
+
+
+def run_refine_task(task: RefineTask) -> TaskResult:
+    keys = rs.score_keys(_read_scores(task.scores, task.scores_key))
+    payload: dict[str, Any] = {}
+    for bucket in task.high_buckets:
+        inside = keys[(keys >> np.uint32(rs.HIGH_BITS)) == bucket]
+        payload[f"bucket:{bucket}"] = rs.sparse_histogram(inside)
+    for key in task.exact_keys:
+        payload[f"key:{key}"] = (np.flatnonzero(keys == key) + task.row_offset).tolist()
+    return TaskResult(payload=payload)
+
+
+def _rank_count(fraction: float, n: int) -> int:
+    # Same rounding as select_by_quality: half up, tolerant of binary fractions (0.1 * 30).
+    return min(n, int(np.floor(fraction * n + 0.5 + 1e-9)))
+
+
+def locate_cuts(run: StageRun, score_results: list[TaskResult], score_tasks: list[ScoreTask],
+                ranks: Sequence[int]) -> dict[int, rs.Cut | None]:
+    """The exact cut (score key and row) at each rank in ``ranks`` (counts of rows above the cut)."""
+    offsets = np.cumsum([0] + [r.rows_in for r in score_results])[:-1].tolist()
+    wanted = sorted({k for k in ranks if k > 0})
+    cuts: dict[int, rs.Cut | None] = {k: None for k in ranks if k <= 0}
+    if not wanted:
+        return cuts
+    first = [rs.locate(rs.merge_histograms(r.payload["high_buckets"] for r in score_results), k - 1) for k in wanted]
+
+    def refine(phase: str, **kwargs) -> list[TaskResult]:
+        tasks = [RefineTask(t.index, t.source, t.scores_key, off, **kwargs) for t, off in zip(score_tasks, offsets)]
+        return run.map(phase, run_refine_task, tasks, collect=False)
+
+    buckets = tuple(sorted({loc.bucket for loc in first}))
+    inside = refine("cut-buckets", high_buckets=buckets)
+    exact = [rs.locate(rs.merge_histograms(r.payload.get(f"bucket:{loc.bucket}", {}) for r in inside), loc.offset)
+             for loc in first]
+    tied = refine("cut-ties", exact_keys=tuple(sorted({loc.bucket for loc in exact})))
+    for k, loc in zip(wanted, exact):
+        rows = [row for r in tied for row in r.payload.get(f"key:{loc.bucket}", [])]
+        cuts[k] = rs.cut_from_ties(loc.bucket, loc.offset, rows, k - 1)
+    return cuts
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitTask(ShardTask):
     source: StoreLocation
     filtered_key: str
-    scores: np.ndarray
-    labels: tuple[str, ...]
+    scores_key: str
+    row_offset: int
+    cuts: tuple[rs.Cut | None, rs.Cut | None, rs.Cut | None]  # ranks < k_high, < k_lo, < k_hi
     out: StoreLocation
     partition_prefix: str
-    keys: dict[str, str]  # table -> shard key
+    keys: tuple[tuple[str, str], ...]  # (table, shard key)
     batch_rows: int
 
 
-def run_split_task(task: SplitTask) -> dict[str, Any]:
-    sinks = {table: ShardSink(task.out, key, SCORED, table, task.partition_prefix) for table, key in task.keys.items()}
-    for sink in sinks.values():
-        sink.__enter__()
+def run_split_task(task: SplitTask) -> TaskResult:
+    scores = _read_scores(task.source, task.scores_key)
+    labels = rs.band_labels(rs.score_keys(scores), np.arange(len(scores)) + task.row_offset, task.cuts, names.QUALITY_LABELS)
+    result = TaskResult(rows_in=len(scores))
+    tables = {names.HIGH_QUALITY: names.DATA, names.REWRITE_CANDIDATE: names.REWRITE_CANDIDATES, names.LOW_QUALITY: names.DROPPED}
+    keys = dict(task.keys)
     offset = 0
-    try:
+    sinks = {t: ShardSink(task.out, keys[t], SCORED, t, task.partition_prefix) for t in tables.values()}
+    with sinks[names.DATA], sinks[names.REWRITE_CANDIDATES], sinks[names.DROPPED]:
         for batch in iter_shard_batches(task.source, task.filtered_key, task.batch_rows):
             n = batch.num_rows
             frame = pl.from_arrow(pa.Table.from_batches([batch])).with_columns(
-                pl.Series("quality_score", task.scores[offset : offset + n], dtype=pl.Float32, nan_to_null=True),
-                pl.Series("quality_label", task.labels[offset : offset + n], dtype=pl.Utf8),
+                pl.Series("quality_score", scores[offset: offset + n], dtype=pl.Float32, nan_to_null=True),
+                pl.Series("quality_label", labels[offset: offset + n].tolist(), dtype=pl.Utf8),
             )
             offset += n
-            frame = frame.with_columns(
-                pl.when(pl.col("quality_label") == "low_quality").then(pl.lit(BELOW_THRESHOLD)).otherwise(pl.col("drop_reason")).alias("drop_reason")
-            )
-            for table, label in (("data", "high_quality"), (REWRITE_TABLE, "rewrite_candidate"), (DROPPED_TABLE, "low_quality")):
+            frame = frame.with_columns(pl.when(pl.col("quality_label") == names.LOW_QUALITY).then(pl.lit(BELOW_THRESHOLD))
+                                       .otherwise(pl.col("drop_reason")).alias("drop_reason"))
+            for label, table in tables.items():
                 sinks[table].write(conform(frame.filter(pl.col("quality_label") == label).to_arrow(), SCORED))
-    except BaseException as exc:
-        for sink in sinks.values():
-            sink.__exit__(type(exc), exc, exc.__traceback__)
-        raise
-    for sink in sinks.values():
-        sink.__exit__(None, None, None)
-    return {"shards": [s.info for s in sinks.values()]}
+    result.shards = [sinks[t].info for t in tables.values()]
+    counts = {label: int((labels == label).sum()) for label in tables}
+    result.rows_out = counts[names.HIGH_QUALITY]
+    result.routed = {names.REWRITE_CANDIDATES: counts[names.REWRITE_CANDIDATE]}
+    result.drop_counts = {BELOW_THRESHOLD: counts[names.LOW_QUALITY]}
+    return result
 
 
-def score_histogram(scores: np.ndarray, bins: int = 10) -> list[tuple[str, int]]:
-    counts, edges = np.histogram(scores[~np.isnan(scores)], bins=bins, range=(0.0, 1.0))
-    return [(f"{edges[i]:.1f}-{edges[i + 1]:.1f}", int(c)) for i, c in enumerate(counts)]
+def _score_summary(score_results: list[TaskResult]) -> dict[str, Any]:
+    valid = sum(r.payload["valid"] for r in score_results)
+    histogram = np.sum([r.payload["histogram"] for r in score_results], axis=0) if score_results else np.zeros(10, int)
+    edges = np.linspace(0.0, 1.0, 11)
+    return {
+        "quality_score_mean": round(sum(r.payload["sum"] for r in score_results) / valid, 4) if valid else None,
+        "quality_score_histogram": {f"{edges[i]:.1f}-{edges[i + 1]:.1f}": int(c) for i, c in enumerate(histogram)},
+    }
 
 
-def materialize_scored(store: DatasetStore, snapshot: str, executor: ShardExecutor, options: ScoringOptions = ScoringOptions()) -> StageReport:
-    started = time.perf_counter()
-    report = StageReport("scored", snapshot)
-    model = load_committed_classifier(store)
-    keys = store.shard_keys(FILTERED_ASSET, snapshot)
-    per_shard = list(executor.map(run_score_task, [ScoreTask(store.location, k, model, options.batch_rows) for k in keys]))
-    all_scores = np.concatenate(per_shard) if per_shard else np.zeros(0, dtype=np.float32)
-    selection = select_by_quality(all_scores, top_fraction=options.top_fraction, rewrite_band=options.rewrite_band)
-    labels = selection.labels.to_list()
-    with store.write_partition(SCORED_ASSET, snapshot) as writer:
-        for table in ("data", REWRITE_TABLE, DROPPED_TABLE):
-            writer.declare_table(table, SCORED)
-        tasks, offset = [], 0
-        for i, (key, scores) in enumerate(zip(keys, per_shard)):
-            tasks.append(SplitTask(store.location, key, scores, tuple(labels[offset : offset + len(scores)]), store.location,
-                                   writer.prefix, {t: writer.shard_key(i, t) for t in ("data", REWRITE_TABLE, DROPPED_TABLE)},
-                                   options.batch_rows))
-            offset += len(scores)
-        for result in executor.map(run_split_task, tasks):
-            for shard in result["shards"]:
-                writer.add(shard)
-                report.bytes_out += shard.bytes if shard.table == "data" else 0
-        report.rows_in = len(all_scores)
-        report.rows_out = selection.n_high
-        report.drop_counts = {BELOW_THRESHOLD: selection.n_low} if selection.n_low else {}
-        report.bytes_in = store.table_bytes(FILTERED_ASSET, snapshot)
-        report.shards = len(tasks)
-        report.wall_seconds = time.perf_counter() - started
-        valid = all_scores[~np.isnan(all_scores)]
-        report.extra = {
-            "rewrite_candidates": selection.n_rewrite,
-            "high_quality_threshold": None if not np.isfinite(selection.threshold) else round(float(selection.threshold), 4),
-            "rewrite_threshold": None if not np.isfinite(selection.rewrite_threshold) else round(float(selection.rewrite_threshold), 4),
-            "quality_score_mean": round(float(valid.mean()), 4) if valid.size else None,
-            "quality_score_histogram": dict(score_histogram(all_scores)),
+def materialize_scored(store: DatasetStore, snapshot: str, executor: ShardExecutor, options: ScoringOptions = ScoringOptions(),
+                       progress: ProgressSink | None = None) -> StageReport:
+    model = committed_classifier(store)
+    upstream = upstream_versions(store, [(names.FILTERED, snapshot), (names.QUALITY_CLASSIFIER, names.UNPARTITIONED)])
+    with StageRun(store, names.SCORED, snapshot, executor, config=options, upstream=upstream, progress=progress) as run:
+        if run.up_to_date:
+            return run.report
+        for table in (names.DATA, names.REWRITE_CANDIDATES, names.DROPPED):
+            run.declare(table, SCORED)
+        keys = store.shard_keys(names.FILTERED, snapshot)
+        score_tasks = [ScoreTask(i, store.location, k, model, options.batch_rows, run.work_key(f"scores/part-{i:05d}.parquet"))
+                       for i, k in enumerate(keys)]
+        score_results = run.map("score", run_score_task, score_tasks, collect=False)
+        n = sum(r.rows_in for r in score_results)
+        lo, hi = options.rewrite_band
+        k_high, k_lo, k_hi = (_rank_count(f, n) for f in (options.top_fraction, lo, hi))
+        cuts = locate_cuts(run, score_results, score_tasks, (k_high, k_lo, k_hi))
+        offsets = np.cumsum([0] + [r.rows_in for r in score_results])[:-1].tolist()
+        tables = (names.DATA, names.REWRITE_CANDIDATES, names.DROPPED)
+        run.map("split", run_split_task, [
+            SplitTask(t.index, store.location, t.filtered_key, t.scores_key, off, (cuts[k_high], cuts[k_lo], cuts[k_hi]),
+                      store.location, run.prefix, tuple((tb, run.shard_key(t.index, tb)) for tb in tables), options.batch_rows)
+            for t, off in zip(score_tasks, offsets)])
+        run.report.bytes_in = store.table_bytes(names.FILTERED, snapshot)
+        rewrite_cut = cuts[k_hi] if k_hi > max(k_lo, k_high) else None
+        return run.commit({
+            "rewrite_candidates": run.report.routed.get(names.REWRITE_CANDIDATES, 0),
+            "high_quality_threshold": round(cuts[k_high].score, 4) if cuts[k_high] else None,
+            "rewrite_threshold": round(rewrite_cut.score, 4) if rewrite_cut else None,
+            **_score_summary(score_results),
             "classifier": Path(model[1]).name,
-            "docs_per_s": round(report.rows_in / max(report.wall_seconds, 1e-9), 1),
-        }
-        writer.commit(report.as_metadata())
-    return report
+        })

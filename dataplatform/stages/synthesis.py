@@ -31,11 +31,13 @@ from dataplatform.core.synthesis.fineinstructions import (
 from dataplatform.core.synthesis.min_k_prob import min_k_audit
 from dataplatform.core.synthesis.resume import done_marker_name, output_shard_name, plan_resume, work_fingerprint
 from dataplatform.core.synthesis.rewire import FAILURES_SCHEMA, REWRITTEN_SCHEMA, RewireConfig, rewrite_documents
+from dataplatform import names
 from dataplatform.io.datasets import DatasetStore
-from dataplatform.stages.decontamination import DECONTAMINATED_ASSET, EVAL_BENCHMARKS_ASSET, ITEMS_TABLE
-from dataplatform.stages.dedup import REWRITE_POOL_TABLE
-from dataplatform.stages.ingest import StageReport
-from dataplatform.stages.scoring import SCORED_ASSET, UNPARTITIONED, _cached_model, load_committed_classifier
+from dataplatform.stages.runner import StageReport
+from dataplatform.stages.scoring import cached_classifier, committed_classifier
+
+DECONTAMINATED_ASSET, EVAL_BENCHMARKS_ASSET, ITEMS_TABLE = names.DECONTAMINATED, names.EVAL_BENCHMARKS, names.ITEMS
+REWRITE_POOL_TABLE, SCORED_ASSET, UNPARTITIONED = names.REWRITE_POOL, names.SCORED, names.UNPARTITIONED
 
 REWRITTEN_ASSET = "rewritten"
 INSTRUCTION_TEMPLATES_ASSET = "instruction_templates"
@@ -94,7 +96,7 @@ def materialize_rewritten(store: DatasetStore, snapshot: str, engine, options: R
     report = StageReport("rewritten", snapshot)
     pool = store.read_frame(DECONTAMINATED_ASSET, snapshot, REWRITE_POOL_TABLE, columns=["doc_id", "text", "quality_score"])
     upstream = store.require_manifest(DECONTAMINATED_ASSET, snapshot)["version"]
-    model = _cached_model(*load_committed_classifier(store))
+    model = cached_classifier(*committed_classifier(store))
     run_key = work_fingerprint(stage="rewire", upstream=upstream, model=engine.model_id, config=repr(options.rewire),
                                unit=options.unit_docs)
 

@@ -1,0 +1,59 @@
+"""Mix asset: the training mix by token proportions, its reproducibility manifest, and the blocking
+"no benchmark overlap" gate."""
+
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field
+
+from dataplatform import names
+from dataplatform.assets.eval import decontaminated, eval_benchmarks, eval_splits
+from dataplatform.assets.metadata import counts_table, stage_failures
+from dataplatform.assets.partitions import OWNERS
+from dataplatform.assets.quality_gates import gx_check_spec, run_gx_check
+from dataplatform.assets.synthesis import instruction_pairs, rewritten
+from dataplatform.checks import between, columns_match, not_null, unique
+from dataplatform.core.schemas import MIX
+from dataplatform.resources.storage import DatasetStorageResource
+from dataplatform.stages.mix import MixOptions, materialize_training_mix
+
+
+class TrainingMixConfig(dg.Config):
+    curated_raw: float = Field(default=0.6, ge=0, description="token share of curated raw web text")
+    rewritten: float = Field(default=0.3, ge=0, description="token share of REWIRE-rewritten text")
+    instructions: float = Field(default=0.1, ge=0, description="token share of FineInstructions pairs")
+    total_tokens: int | None = Field(default=None, description="None: the scarcest source bounds the total (no upsampling)")
+    seed: int = 0
+    tokenizer_path: str | None = Field(default=None, description="Hugging Face tokenizer.json; None = bundled sample tokenizer")
+    on_missing: Literal["redistribute", "error"] = Field(
+        default="redistribute", description="'redistribute' the share of sources not built yet, or 'error'")
+
+
+@dg.asset(deps=[decontaminated, eval_splits, eval_benchmarks, rewritten, instruction_pairs],
+          group_name="mix", kinds={"parquet"}, owners=OWNERS, tags={"stage": "mix"},
+          description="The training mix by token proportions, with a manifest that reproduces it byte for byte.",
+          check_specs=[dg.AssetCheckSpec("no_benchmark_overlap", asset=names.TRAINING_MIX, blocking=True,
+                                         description="no document of the mix shares an n-gram with any benchmark item"),
+                       gx_check_spec(names.TRAINING_MIX, "schema, unique ids, positive token counts")])
+def training_mix(config: TrainingMixConfig, dataset_storage: DatasetStorageResource) -> dg.MaterializeResult:
+    store = dataset_storage.dataset_store()
+    options = MixOptions(
+        proportions=(("curated_raw", config.curated_raw), ("rewritten", config.rewritten), ("instructions", config.instructions)),
+        total_tokens=config.total_tokens, seed=config.seed, tokenizer_path=config.tokenizer_path, on_missing=config.on_missing)
+    with stage_failures("TrainingMixConfig", FileNotFoundError, ValueError):
+        report = materialize_training_mix(store, options)
+    info = report.extra
+    overlaps = info["benchmark_overlaps"]
+    overlap_check = dg.AssetCheckResult(check_name="no_benchmark_overlap", passed=not any(overlaps.values()),
+                                        severity=dg.AssetCheckSeverity.ERROR, metadata={"overlaps": dg.MetadataValue.json(overlaps)})
+    gx = run_gx_check(names.TRAINING_MIX, store.scan(names.TRAINING_MIX, names.UNPARTITIONED),
+                      [columns_match(MIX.names), unique("doc_id"), not_null("text"), between("n_tokens", 1, None)], "training_mix")
+    return dg.MaterializeResult(check_results=[overlap_check, gx], metadata={
+        "dagster/row_count": info["rows"],
+        "tokens": info["tokens"],
+        "tokens_per_source": dg.MetadataValue.md(counts_table(info["tokens_per_source"], info["tokens"], "source")),
+        "achieved_proportions": dg.MetadataValue.json(info["achieved_proportions"]),
+        "redistributed_sources": dg.MetadataValue.json(info["redistributed"]),
+        "manifest_sha256": info["manifest_sha256"],
+        "manifest": store.object_store.uri(store.file_key(names.TRAINING_MIX, names.UNPARTITIONED, names.MIX_MANIFEST)),
+    })
