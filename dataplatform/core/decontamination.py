@@ -151,7 +151,8 @@ def _json_line_record(path: Path, lineno: int, raw: bytes) -> dict | None:
     except RecursionError:
         raise BenchmarkFileError(f"{where} is nested too deeply to parse") from None
     except json.JSONDecodeError as exc:
-        hint = " (expected JSON Lines: one object per line, not a JSON array)" if lineno == 1 and line.lstrip().startswith("[") else ""
+        is_array = lineno == 1 and line.lstrip().startswith("[")
+        hint = " (expected JSON Lines: one object per line, not a JSON array)" if is_array else ""
         raise BenchmarkFileError(f"{where} is not valid JSON: {exc}{hint}") from None
     if not isinstance(record, dict):
         raise BenchmarkFileError(f"{where} is not a JSON object but a {type(record).__name__}")

@@ -63,7 +63,9 @@ def test_bad_lines_name_the_file_and_the_line(tmp_path, line, message):
 
 
 def test_invalid_utf8_names_the_line(tmp_path):
-    path = _write(tmp_path / "latin1.jsonl", (_good_line() + "\n").encode() + '{"question": "caf\xe9"}\n'.encode("latin-1"))
+    path = _write(
+        tmp_path / "latin1.jsonl", (_good_line() + "\n").encode() + '{"question": "caf\xe9"}\n'.encode("latin-1")
+    )
     with pytest.raises(BenchmarkFileError, match=r"latin1\.jsonl: line 2 is not valid UTF-8"):
         load_benchmark_items([path])
 
@@ -75,7 +77,9 @@ def test_a_json_array_file_gets_a_hint(tmp_path):
 
 
 def test_byte_order_mark_blank_lines_and_crlf_are_accepted(tmp_path):
-    path = _write(tmp_path / "bom.jsonl", ("\ufeff" + _good_line(0) + "\r\n\r\n   \n" + _good_line(1) + "\r\n").encode())
+    path = _write(
+        tmp_path / "bom.jsonl", ("\ufeff" + _good_line(0) + "\r\n\r\n   \n" + _good_line(1) + "\r\n").encode()
+    )
     items = load_benchmark_items([path])
     assert items["item_id"].to_list() == ["q0", "q1"]
     assert items["text"][0] == f"{LONG_QUESTION}\nOxygen Argon\nOxygen"
@@ -89,7 +93,10 @@ def test_an_empty_file_is_an_error(tmp_path, content):
 
 
 def test_non_string_scalars_are_text_and_binary_fields_are_refused(tmp_path):
-    path = _write(tmp_path / "types.jsonl", json.dumps({"question": 12, "choices": [True, 2.5, None, {"a": "x"}], "answer": 0}) + "\n")
+    path = _write(
+        tmp_path / "types.jsonl",
+        json.dumps({"question": 12, "choices": [True, 2.5, None, {"a": "x"}], "answer": 0}) + "\n",
+    )
     assert load_benchmark_items([path])["text"].to_list() == ["12\nTrue 2.5 x\n0"]
     parquet = tmp_path / "binary.parquet"
     pl.DataFrame({"question": ["fine", None], "context": [b"ok", b"\x00\x01"]}).write_parquet(parquet)
@@ -98,7 +105,10 @@ def test_non_string_scalars_are_text_and_binary_fields_are_refused(tmp_path):
 
 
 def test_items_without_text_are_kept_and_counted(tmp_path):
-    path = _write(tmp_path / "partial.jsonl", _good_line() + "\n" + json.dumps({"id": "blank", "question": "", "other": "x"}) + "\n")
+    path = _write(
+        tmp_path / "partial.jsonl",
+        _good_line() + "\n" + json.dumps({"id": "blank", "question": "", "other": "x"}) + "\n",
+    )
     items = load_benchmark_items([path])
     assert items["item_id"].to_list() == ["q0", "blank"]
     assert items["text"][1] == ""
@@ -125,7 +135,9 @@ def test_validation_reads_the_folder_as_decontamination_will(tmp_path):
     assert summary.to_dict()["files"][1]["benchmark"] == "quiz_a"
     # the word count agrees with the n-gram index the stage builds
     items = load_benchmark_items(find_benchmark_files(folder))
-    assert BenchmarkNgramIndex.build(items, n=13).short_items == {f.benchmark: f.short_items for f in summary.files if f.short_items}
+    assert BenchmarkNgramIndex.build(items, n=13).short_items == {
+        f.benchmark: f.short_items for f in summary.files if f.short_items
+    }
     assert validate_benchmark_files(folder, n=4).short_items == 0
 
 
@@ -164,6 +176,8 @@ def test_a_symlink_loop_under_the_folder_is_not_followed(tmp_path):
 
 
 def test_the_bundled_sample_benchmark_validates():
-    lines = [ln for ln in (SAMPLE_BENCHMARKS / "sample_qa.jsonl").read_text(encoding="utf-8").splitlines() if ln.strip()]
+    lines = [
+        ln for ln in (SAMPLE_BENCHMARKS / "sample_qa.jsonl").read_text(encoding="utf-8").splitlines() if ln.strip()
+    ]
     summary = validate_benchmark_files(SAMPLE_BENCHMARKS)
     assert [(f.benchmark, f.items, f.items_without_text) for f in summary.files] == [("sample_qa", len(lines), 0)]

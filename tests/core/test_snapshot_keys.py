@@ -11,8 +11,15 @@ from dataplatform.io.crawl_sources import CrawlSource
 from dataplatform.io.object_store import LocalLocation
 from dataplatform.resources.storage import CrawlSourceResource
 
-NEWLINE_KEYS = ["CC-MAIN-2024-10\n", "CC-MAIN-2024-10\r\n", "CC-MAIN-2024-10\r", "\nCC-MAIN-2024-10",
-                "CC-MAIN\n2024-10", "CC-MAIN-2024-10\n\n", "CC-MAIN-2024-10 "]
+NEWLINE_KEYS = [
+    "CC-MAIN-2024-10\n",
+    "CC-MAIN-2024-10\r\n",
+    "CC-MAIN-2024-10\r",
+    "\nCC-MAIN-2024-10",
+    "CC-MAIN\n2024-10",
+    "CC-MAIN-2024-10\n\n",
+    "CC-MAIN-2024-10 ",
+]
 
 
 @pytest.mark.parametrize("key", NEWLINE_KEYS)
