@@ -82,8 +82,16 @@ class QualityModelError(ValueError):
 # on ' ', '\t', '\r', '\v', '\f', '\0' itself) plus '\n', which fastText reads as end-of-sentence
 # and which ``predict`` refuses. They are mapped to a space.
 _FOREIGN_WHITESPACE = [
-    "\n", "\x85", "\xa0", "\u1680", *[chr(c) for c in range(0x2000, 0x200B)],
-    "\u2028", "\u2029", "\u202f", "\u205f", "\u3000",
+    "\n",
+    "\x85",
+    "\xa0",
+    "\u1680",
+    *[chr(c) for c in range(0x2000, 0x200B)],
+    "\u2028",
+    "\u2029",
+    "\u202f",
+    "\u205f",
+    "\u3000",
 ]
 _LABEL_PREFIX = "__label__"
 
@@ -313,9 +321,7 @@ def load_quality_classifier(
     try:
         model = _fasttext().load_model(str(bin_path))
     except Exception as exc:  # fastText raises ValueError / RuntimeError / MemoryError
-        raise QualityModelError(
-            f"cannot load quality classifier model {bin_path}: {exc}"
-        ) from exc
+        raise QualityModelError(f"cannot load quality classifier model {bin_path}: {exc}") from exc
     labels = list(model.get_labels()) if model.get_labels() else []
     if positive_label not in labels:
         raise QualityModelError(
@@ -386,8 +392,15 @@ def train_quality_classifier(
     few hundred examples: held-out AUC 0.73 vs 0.995 with Python-docs negatives), ``dim=64`` and
     ``bucket=200_000`` keep the model file around 50 MB; raise them for DCLM-sized training sets.
     """
-    _check_hyperparameters(holdout_fraction, lr, word_ngrams=word_ngrams, epoch=epoch, dim=dim,
-                           bucket=bucket, min_count=min_count)
+    _check_hyperparameters(
+        holdout_fraction,
+        lr,
+        word_ngrams=word_ngrams,
+        epoch=epoch,
+        dim=dim,
+        bucket=bucket,
+        min_count=min_count,
+    )
     pos = normalize_for_fasttext(
         _as_list(default_positives() if positives is None else positives, "positives")
     ).to_list()
@@ -448,7 +461,9 @@ def _split_train_test(
 
 
 def _training_hash(
-    hyperparameters: dict[str, Any], train: list[tuple[bytes, str, str]], test: list[tuple[str, str]]
+    hyperparameters: dict[str, Any],
+    train: list[tuple[bytes, str, str]],
+    test: list[tuple[str, str]],
 ) -> str:
     """sha256 over the hyperparameters and the sorted training and held-out examples."""
     digest = hashlib.sha256()
@@ -695,7 +710,7 @@ def select_by_quality(
     labels = pl.Series("quality_label", names[codes].tolist(), dtype=pl.String)
 
     threshold = float(arr[order[k_high - 1]]) if k_high else float("inf")
-    rewrite_ranks = order[max(k_lo, k_high):k_hi]
+    rewrite_ranks = order[max(k_lo, k_high) : k_hi]
     rewrite_threshold = float(arr[rewrite_ranks[-1]]) if rewrite_ranks.size else float("inf")
     n_high = int(high.sum())
     n_rewrite = int(rewrite.sum())
