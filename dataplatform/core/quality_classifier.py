@@ -29,6 +29,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -475,6 +476,7 @@ def _training_hash(
 
 # glibc's mallopt(M_PERTURB): while set to 0xFF, malloc'd memory is handed out filled with 0x00.
 _M_PERTURB = -6
+_TRAINING_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -486,21 +488,22 @@ def _zero_filled_allocations():
     identical inputs differed, or training failed with "Encountered NaN."). A fresh process gets
     zeroed pages and so does a matrix large enough to be mmap'd (the 50 MB default), which is why
     it went unnoticed. glibc's ``M_PERTURB`` fills allocations with zeros while training runs;
-    elsewhere (no glibc) this is a no-op.
+    elsewhere (no glibc) this is a no-op. The setting is process-wide, so trainings in one
+    process take turns.
     """
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        yield
-        return
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    before = int(os.environ.get("MALLOC_PERTURB_", "0") or 0) & 0xFF
-    mallopt(_M_PERTURB, 0xFF)
-    try:
-        yield
-    finally:
-        mallopt(_M_PERTURB, before)
+    with _TRAINING_LOCK:
+        try:
+            mallopt = ctypes.CDLL(None).mallopt
+        except (OSError, AttributeError):
+            yield
+            return
+        mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        before = os.environ.get("MALLOC_PERTURB_", "0")
+        mallopt(_M_PERTURB, 0xFF)
+        try:
+            yield
+        finally:
+            mallopt(_M_PERTURB, int(before) & 0xFF if before.isdigit() else 0)
 
 
 def _fit_fasttext(train: list[tuple[bytes, str, str]], hyperparameters: dict[str, Any]) -> Any:
