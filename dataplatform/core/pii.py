@@ -206,78 +206,76 @@ def _bounded_replace(
     return twice, count
 
 
-def redact_pii(
-    df: pl.DataFrame, text_column: str = "text", config: PIIConfig | None = None
-) -> pl.DataFrame:
-    """Return ``df`` with PII in ``text_column`` replaced and a ``pii_count`` (Int32) column.
+_TMP_TEXT = "__pii_text__"
 
-    ``pii_count`` is the total number of replacements per document (0 for null text, which stays
-    null). With ``config.per_kind_counts`` the per-kind counts are added too. All other columns
-    are passed through unchanged, in order.
-    """
-    config = config or PIIConfig()
-    if text_column not in df.columns:
-        raise ValueError(f"redact_pii: text_column {text_column!r} not in columns {df.columns}")
-    dtype = df.schema[text_column]
-    if dtype not in (pl.String, pl.Null):
-        raise ValueError(f"redact_pii: text_column {text_column!r} must be String, got {dtype}")
 
-    tmp = "__pii_text__"
-    lf = df.lazy().with_columns(pl.col(text_column).cast(pl.String).alias(tmp))
-    text = pl.col(tmp)
-    done: set[str] = set()
+@dataclass(frozen=True)
+class _RedactionPass:
+    """One kind of identifier: optional protecting rewrites of the text, then replace + count."""
 
-    def step(new_text: pl.Expr, count: pl.Expr, kind: str) -> None:
-        nonlocal lf
-        lf = lf.with_columns(new_text.alias(tmp), count.alias(f"__pii_{kind}__"))
-        done.add(kind)
+    kind: str
+    text: pl.Expr
+    count: pl.Expr
+    protect: tuple[pl.Expr, ...] = ()
 
-    # 1. e-mail first: an address may contain IP- or phone-like parts (user@[1.2.3.4]).
-    if config.emails:
-        step(
-            text.str.replace_all(EMAIL_PATTERN, _escape_replacement(config.email_placeholder)),
-            text.str.count_matches(EMAIL_PATTERN),
-            "email",
-        )
 
-    # 2. IPv6 before IPv4 (embedded IPv4 forms).
-    if config.ipv6:
-        step(*_bounded_replace(text, IPV6_PATTERN, _IPV6_PRE, _IPV6_POST, config.ip_placeholder),
-             "ipv6")
+def _email_pass(text: pl.Expr, config: PIIConfig) -> _RedactionPass:
+    replaced = text.str.replace_all(EMAIL_PATTERN, _escape_replacement(config.email_placeholder))
+    return _RedactionPass("email", replaced, text.str.count_matches(EMAIL_PATTERN))
 
-    # 3. IPv4: protect non-public addresses and version numbers, replace, unprotect.
-    if config.ipv4:
-        protected = False
-        if config.keep_version_numbers:
-            lf = lf.with_columns(
-                text.str.replace_all(
-                    rf"(?P<kw>\b{_VERSION_KEYWORDS}[ \t]*)(?P<ip>{IPV4_PATTERN})\b",
-                    "${kw}" + _SENTINEL + "${ip}" + _SENTINEL,
-                ).alias(tmp)
+
+def _ipv6_pass(text: pl.Expr, config: PIIConfig) -> _RedactionPass:
+    replaced, count = _bounded_replace(
+        text, IPV6_PATTERN, _IPV6_PRE, _IPV6_POST, config.ip_placeholder
+    )
+    return _RedactionPass("ipv6", replaced, count)
+
+
+def _ipv4_pass(text: pl.Expr, config: PIIConfig) -> _RedactionPass:
+    """Protect version numbers and non-public addresses with the sentinel, replace, unprotect."""
+    protect = []
+    if config.keep_version_numbers:
+        protect.append(
+            text.str.replace_all(
+                rf"(?P<kw>\b{_VERSION_KEYWORDS}[ \t]*)(?P<ip>{IPV4_PATTERN})\b",
+                "${kw}" + _SENTINEL + "${ip}" + _SENTINEL,
             )
-            protected = True
-        if config.ipv4_public_only:
-            lf = lf.with_columns(
-                text.str.replace_all(
-                    rf"(?P<pre>^|[^\w.\x00])(?P<ip>{_NON_PUBLIC_IPV4})\b",
-                    "${pre}" + _SENTINEL + "${ip}" + _SENTINEL,
-                ).alias(tmp)
+        )
+    if config.ipv4_public_only:
+        protect.append(
+            text.str.replace_all(
+                rf"(?P<pre>^|[^\w.\x00])(?P<ip>{_NON_PUBLIC_IPV4})\b",
+                "${pre}" + _SENTINEL + "${ip}" + _SENTINEL,
             )
-            protected = True
-        new_text, count = _bounded_replace(
-            text, IPV4_PATTERN, _IPV4_PRE, _IPV4_POST, config.ip_placeholder
         )
-        if protected:
-            new_text = new_text.str.replace_all(r"\x00(?P<ip>[0-9.]+)\x00", "${ip}")
-        step(new_text, count, "ipv4")
+    replaced, count = _bounded_replace(
+        text, IPV4_PATTERN, _IPV4_PRE, _IPV4_POST, config.ip_placeholder
+    )
+    if protect:
+        replaced = replaced.str.replace_all(r"\x00(?P<ip>[0-9.]+)\x00", "${ip}")
+    return _RedactionPass("ipv4", replaced, count, tuple(protect))
 
-    # 4. phone numbers last.
-    if config.phone_numbers:
-        step(
-            text.str.replace_all(PHONE_PATTERN, _escape_replacement(config.phone_placeholder)),
-            text.str.count_matches(PHONE_PATTERN),
-            "phone",
-        )
+
+def _phone_pass(text: pl.Expr, config: PIIConfig) -> _RedactionPass:
+    replaced = text.str.replace_all(PHONE_PATTERN, _escape_replacement(config.phone_placeholder))
+    return _RedactionPass("phone", replaced, text.str.count_matches(PHONE_PATTERN))
+
+
+def _redaction_passes(config: PIIConfig) -> list[_RedactionPass]:
+    """The enabled passes, in order: e-mail first (an address may contain IP- or phone-like parts,
+    user@[1.2.3.4]), IPv6 before IPv4 (embedded IPv4 forms), phone numbers last."""
+    text = pl.col(_TMP_TEXT)
+    builders = (
+        (config.emails, _email_pass),
+        (config.ipv6, _ipv6_pass),
+        (config.ipv4, _ipv4_pass),
+        (config.phone_numbers, _phone_pass),
+    )
+    return [build(text, config) for enabled, build in builders if enabled]
+
+
+def _count_columns(config: PIIConfig, done: set[str]) -> list[pl.Expr]:
+    """``pii_count`` and, with ``per_kind_counts``, the per-kind counts (Int32, 0 for null text)."""
 
     def total(kind: str) -> pl.Expr:
         if kind not in done:
@@ -294,7 +292,37 @@ def redact_pii(
             ip_n.cast(pl.Int32).alias("pii_ip_count"),
             phone_n.alias("pii_phone_count"),
         ]
-    lf = lf.with_columns(pl.col(tmp).alias(text_column), *out_cols)
+    return out_cols
+
+
+def _check_text_column(df: pl.DataFrame, text_column: str) -> None:
+    if text_column not in df.columns:
+        raise ValueError(f"redact_pii: text_column {text_column!r} not in columns {df.columns}")
+    dtype = df.schema[text_column]
+    if dtype not in (pl.String, pl.Null):
+        raise ValueError(f"redact_pii: text_column {text_column!r} must be String, got {dtype}")
+
+
+def redact_pii(
+    df: pl.DataFrame, text_column: str = "text", config: PIIConfig | None = None
+) -> pl.DataFrame:
+    """Return ``df`` with PII in ``text_column`` replaced and a ``pii_count`` (Int32) column.
+
+    ``pii_count`` is the total number of replacements per document (0 for null text, which stays
+    null). With ``config.per_kind_counts`` the per-kind counts are added too. All other columns
+    are passed through unchanged, in order.
+    """
+    config = config or PIIConfig()
+    _check_text_column(df, text_column)
+    lf = df.lazy().with_columns(pl.col(text_column).cast(pl.String).alias(_TMP_TEXT))
+    done: set[str] = set()
+    for step in _redaction_passes(config):
+        for protected in step.protect:
+            lf = lf.with_columns(protected.alias(_TMP_TEXT))
+        lf = lf.with_columns(step.text.alias(_TMP_TEXT), step.count.alias(f"__pii_{step.kind}__"))
+        done.add(step.kind)
+    out_cols = _count_columns(config, done)
+    lf = lf.with_columns(pl.col(_TMP_TEXT).alias(text_column), *out_cols)
     out_names = [e.meta.output_name() for e in out_cols]
     keep = [c for c in df.columns if c not in out_names] + out_names
     return lf.select(keep).collect()

@@ -22,11 +22,14 @@ load: fastText happily loads a truncated file), metrics and hyperparameters.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import json
 import math
 import os
 import tempfile
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -66,6 +69,7 @@ REWRITE_CANDIDATE = "rewrite_candidate"
 LOW_QUALITY = "low_quality"
 
 MODEL_FORMAT_VERSION = 1
+_FILE_MODE = 0o644  # mkstemp creates 0600; a model is shared like any other dataset file
 
 
 class QualityModelError(ValueError):
@@ -79,8 +83,16 @@ class QualityModelError(ValueError):
 # on ' ', '\t', '\r', '\v', '\f', '\0' itself) plus '\n', which fastText reads as end-of-sentence
 # and which ``predict`` refuses. They are mapped to a space.
 _FOREIGN_WHITESPACE = [
-    "\n", "\x85", "\xa0", "\u1680", *[chr(c) for c in range(0x2000, 0x200B)],
-    "\u2028", "\u2029", "\u202f", "\u205f", "\u3000",
+    "\n",
+    "\x85",
+    "\xa0",
+    "\u1680",
+    *[chr(c) for c in range(0x2000, 0x200B)],
+    "\u2028",
+    "\u2029",
+    "\u202f",
+    "\u205f",
+    "\u3000",
 ]
 _LABEL_PREFIX = "__label__"
 
@@ -205,12 +217,16 @@ class TrainedQualityClassifier:
     def score(self, texts: pl.Series | Sequence[str | None]) -> np.ndarray:
         return score_documents(self, texts)
 
-    def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write ``quality-<hash12>.bin`` and ``quality-<hash12>.json`` atomically; return the .bin."""
+    def save(self, directory: str | os.PathLike[str], *, stem: str | None = None) -> Path:
+        """Write ``<stem>.bin`` and ``<stem>.json`` atomically; return the .bin.
+
+        ``stem`` defaults to :attr:`name` (``quality-<hash12>``).
+        """
+        stem = stem or self.name
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        bin_path = directory / f"{self.name}.bin"
-        fd, tmp_bin = tempfile.mkstemp(prefix=f".{self.name}.", suffix=".bin", dir=directory)
+        bin_path = directory / f"{stem}.bin"
+        fd, tmp_bin = tempfile.mkstemp(prefix=f".{stem}.", suffix=".bin", dir=directory)
         os.close(fd)
         try:
             self.model.save_model(tmp_bin)
@@ -228,6 +244,7 @@ class TrainedQualityClassifier:
             _atomic_write_text(
                 _sidecar_path(bin_path), json.dumps(sidecar, indent=2, sort_keys=True) + "\n"
             )
+            os.chmod(tmp_bin, _FILE_MODE)
             os.replace(tmp_bin, bin_path)
         finally:
             if os.path.exists(tmp_bin):
@@ -253,6 +270,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -304,9 +322,7 @@ def load_quality_classifier(
     try:
         model = _fasttext().load_model(str(bin_path))
     except Exception as exc:  # fastText raises ValueError / RuntimeError / MemoryError
-        raise QualityModelError(
-            f"cannot load quality classifier model {bin_path}: {exc}"
-        ) from exc
+        raise QualityModelError(f"cannot load quality classifier model {bin_path}: {exc}") from exc
     labels = list(model.get_labels()) if model.get_labels() else []
     if positive_label not in labels:
         raise QualityModelError(
@@ -377,20 +393,19 @@ def train_quality_classifier(
     few hundred examples: held-out AUC 0.73 vs 0.995 with Python-docs negatives), ``dim=64`` and
     ``bucket=200_000`` keep the model file around 50 MB; raise them for DCLM-sized training sets.
     """
-    if not 0.0 <= holdout_fraction < 1.0:
-        raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
-    for name, value in (("word_ngrams", word_ngrams), ("epoch", epoch), ("dim", dim),
-                        ("bucket", bucket), ("min_count", min_count)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-
+    _check_hyperparameters(
+        holdout_fraction,
+        lr,
+        word_ngrams=word_ngrams,
+        epoch=epoch,
+        dim=dim,
+        bucket=bucket,
+        min_count=min_count,
+    )
     pos = normalize_for_fasttext(
         _as_list(default_positives() if positives is None else positives, "positives")
     ).to_list()
     neg = normalize_for_fasttext(_as_list(negatives, "negatives")).to_list()
-
     hyperparameters = {
         "seed": seed,
         "word_ngrams": word_ngrams,
@@ -406,7 +421,32 @@ def train_quality_classifier(
         "normalization": "utf8_lower+whitespace_to_space+defuse_label+collapse_v2",
         "labels": [HQ_LABEL, CC_LABEL],
     }
+    train, test = _split_train_test(pos, neg, seed, holdout_fraction)
+    model = _fit_fasttext(train, hyperparameters)
+    classifier = TrainedQualityClassifier(
+        model=model,
+        training_hash=_training_hash(hyperparameters, train, test),
+        hyperparameters=hyperparameters,
+    )
+    classifier.metrics = _holdout_metrics(classifier, train, test, threshold)
+    return classifier
 
+
+def _check_hyperparameters(holdout_fraction: float, lr: float, **positive_ints: int) -> None:
+    if not 0.0 <= holdout_fraction < 1.0:
+        raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
+    for name, value in positive_ints.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+
+
+def _split_train_test(
+    pos: list[str], neg: list[str], seed: int, holdout_fraction: float
+) -> tuple[list[tuple[bytes, str, str]], list[tuple[str, str]]]:
+    """Stratified split by seeded example hash; train rows are ``(key, label, text)`` in training
+    order (the seeded shuffle), test rows ``(label, text)``."""
     train: list[tuple[bytes, str, str]] = []
     test: list[tuple[str, str]] = []
     for label, texts in ((HQ_LABEL, pos), (CC_LABEL, neg)):
@@ -418,36 +458,84 @@ def train_quality_classifier(
         test += [(lab, t) for _, lab, t in keyed[:n_test]]
         train += keyed[n_test:]
     train.sort()  # seeded shuffle (order = hash of seed + example)
+    return train, test
 
+
+def _training_hash(
+    hyperparameters: dict[str, Any],
+    train: list[tuple[bytes, str, str]],
+    test: list[tuple[str, str]],
+) -> str:
+    """sha256 over the hyperparameters and the sorted training and held-out examples."""
     digest = hashlib.sha256()
     digest.update(json.dumps(hyperparameters, sort_keys=True).encode())
     for label, text in sorted((lab, t) for _, lab, t in train) + [("\x00test", "")] + sorted(test):
         digest.update(f"{label}\t{text}\n".encode())
-    training_hash = digest.hexdigest()
+    return digest.hexdigest()
 
+
+# glibc's mallopt(M_PERTURB): while set to 0xFF, malloc'd memory is handed out filled with 0x00.
+_M_PERTURB = -6
+_TRAINING_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _zero_filled_allocations():
+    """Make fastText's training deterministic within a long-lived process.
+
+    The fastText build we depend on does not initialise most of the input matrix it allocates
+    (measured: rows holding 5.6e14 after an earlier training in the same process; models of
+    identical inputs differed, or training failed with "Encountered NaN."). A fresh process gets
+    zeroed pages and so does a matrix large enough to be mmap'd (the 50 MB default), which is why
+    it went unnoticed. glibc's ``M_PERTURB`` fills allocations with zeros while training runs;
+    elsewhere (no glibc) this is a no-op. The setting is process-wide, so trainings in one
+    process take turns.
+    """
+    with _TRAINING_LOCK:
+        try:
+            mallopt = ctypes.CDLL(None).mallopt
+        except (OSError, AttributeError):
+            yield
+            return
+        mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        before = os.environ.get("MALLOC_PERTURB_", "0")
+        mallopt(_M_PERTURB, 0xFF)
+        try:
+            yield
+        finally:
+            mallopt(_M_PERTURB, int(before) & 0xFF if before.isdigit() else 0)
+
+
+def _fit_fasttext(train: list[tuple[bytes, str, str]], hyperparameters: dict[str, Any]) -> Any:
+    """Single-threaded, seeded fastText supervised training on ``train`` in its given order."""
     fasttext = _fasttext()
     with tempfile.TemporaryDirectory(prefix="quality-train-") as tmp:
         train_file = Path(tmp) / "train.txt"
         with open(train_file, "w", encoding="utf-8") as f:
             for _, label, text in train:
                 f.write(f"{label} {text}\n")
-        model = fasttext.train_supervised(
-            input=str(train_file),
-            lr=lr,
-            dim=dim,
-            epoch=epoch,
-            wordNgrams=word_ngrams,
-            minCount=min_count,
-            bucket=bucket,
-            loss="softmax",
-            thread=1,
-            seed=seed,
-            verbose=0,
-        )
+        with _zero_filled_allocations():
+            return fasttext.train_supervised(
+                input=str(train_file),
+                lr=hyperparameters["lr"],
+                dim=hyperparameters["dim"],
+                epoch=hyperparameters["epoch"],
+                wordNgrams=hyperparameters["word_ngrams"],
+                minCount=hyperparameters["min_count"],
+                bucket=hyperparameters["bucket"],
+                loss="softmax",
+                thread=1,
+                seed=hyperparameters["seed"],
+                verbose=0,
+            )
 
-    classifier = TrainedQualityClassifier(
-        model=model, training_hash=training_hash, hyperparameters=hyperparameters
-    )
+
+def _holdout_metrics(
+    classifier: TrainedQualityClassifier,
+    train: list[tuple[bytes, str, str]],
+    test: list[tuple[str, str]],
+    threshold: float,
+) -> QualityMetrics:
     counts = {
         "n_train": len(train),
         "n_test": len(test),
@@ -462,8 +550,7 @@ def train_quality_classifier(
         if test
         else np.zeros(0, dtype=np.float32)
     )
-    classifier.metrics = _evaluate(y_test, scores, threshold, counts)
-    return classifier
+    return _evaluate(y_test, scores, threshold, counts)
 
 
 # ----------------------------------------------------------------------------------- scoring
@@ -626,7 +713,7 @@ def select_by_quality(
     labels = pl.Series("quality_label", names[codes].tolist(), dtype=pl.String)
 
     threshold = float(arr[order[k_high - 1]]) if k_high else float("inf")
-    rewrite_ranks = order[max(k_lo, k_high):k_hi]
+    rewrite_ranks = order[max(k_lo, k_high) : k_hi]
     rewrite_threshold = float(arr[rewrite_ranks[-1]]) if rewrite_ranks.size else float("inf")
     n_high = int(high.sum())
     n_rewrite = int(rewrite.sum())

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 
-_SNAPSHOT_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Matched with ``fullmatch``: ``$`` in ``re.match`` also matches before a trailing newline, which let
+# ``"CC-MAIN-2024-10\n"`` through.
+_SNAPSHOT_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class InvalidSnapshotKey(ValueError):
@@ -23,7 +25,7 @@ def validate_snapshot_key(key: str) -> str:
     """
     if not isinstance(key, str):
         raise InvalidSnapshotKey(f"snapshot key must be a string, got {type(key).__name__}")
-    if not _SNAPSHOT_KEY.match(key) or ".." in key:
+    if not _SNAPSHOT_KEY.fullmatch(key) or ".." in key:
         raise InvalidSnapshotKey(
             f"invalid snapshot key {key!r}: use 1-128 characters from [A-Za-z0-9._-], starting "
             "with a letter or digit, without '/' or '..'"

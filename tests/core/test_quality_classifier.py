@@ -303,3 +303,15 @@ def test_scoring_independent_of_chunking_and_whitespace_collapse(classifier):
     direct = classifier.model.predict(collapsed, k=2)
     probs = np.array([p[list(lab).index("__label__hq")] for lab, p in zip(*direct)])
     np.testing.assert_allclose(np.delete(whole, 5), np.clip(probs, 0, 1), rtol=0, atol=1e-7)
+
+
+def test_small_models_are_identical_after_the_heap_was_reused(tmp_path, positives, negatives):
+    """fastText leaves most of its input matrix uninitialised; a small one (not mmap'd) used to
+    pick up whatever an earlier allocation left behind: different bytes, or "Encountered NaN"."""
+    digests = set()
+    for i in range(4):
+        garbage = [np.full(300_000, 1e15) for _ in range(20)]  # fill, then free, heap memory
+        del garbage
+        model = train_quality_classifier(positives, negatives, dim=16, bucket=20_000)
+        digests.add(hashlib.sha256(model.save(tmp_path / str(i)).read_bytes()).hexdigest())
+    assert len(digests) == 1
