@@ -85,8 +85,15 @@ def _check_process_args(args: argparse.Namespace, files: list[Path]) -> str | No
     if missing:
         return f"not a file: {', '.join(missing)}"
     for flag, value in (("--quality-model", args.quality_model), ("--benchmarks", args.benchmarks), ("--language-model", args.language_model)):
-        if value and not Path(value).exists():
+        if value and not (flag == "--quality-model" and value == "default") and not Path(value).exists():
             return f"{flag}: no such file or folder: {value}"
+    if args.benchmarks:
+        from dataplatform.core.decontamination import validate_benchmark_files
+
+        try:  # before any page is read: a bad benchmark file fails now, naming file and line
+            print(validate_benchmark_files(args.benchmarks).describe(), file=sys.stderr)
+        except (FileNotFoundError, ValueError) as exc:
+            return f"--benchmarks: {exc}"
     if args.engine and args.engine not in ENGINES:
         return f"--engine must be one of {', '.join(ENGINES)}"
     return None
@@ -96,7 +103,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     from dataplatform.io.crawl_sources import CrawlSource
     from dataplatform.io.datasets import CommitConflict, DatasetStore
     from dataplatform.io.object_store import LocalLocation
-    from dataplatform.stages.process_chain import ProcessOptions, export_parquet, run_process_chain
+    from dataplatform.stages.process_chain import ProcessOptions, describe_classifier, export_parquet, run_process_chain
 
     files = sorted({Path(f).resolve() for f in args.files})
     problem = _check_process_args(args, files)
@@ -121,6 +128,7 @@ def cmd_process(args: argparse.Namespace) -> int:
         return 2
     progress.close()
     print(_summary_table([_row(r.stage, args.snapshot, r.as_metadata()) for r in reports]))
+    print(f"\nquality scores from {describe_classifier(store)}")
     single = export_parquet(store, args.snapshot, output / f"{args.snapshot}.parquet")
     print(f"\nwrote {single}: one row per page, kept (drop_reason null) or not, with every stage's columns;"
           f"\nper-stage datasets under {output}/<stage>/{args.snapshot}/ (WARC records that never became a page:"
@@ -249,8 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="shard engine (default: $DATAPLATFORM_ENGINE or 'process'); 'ray' connects to "
                          "$DATAPLATFORM_RAY_ADDRESS or starts a local Ray instance")
     process.add_argument("--language-model", default=None, help="fastText language-ID model (default: lid.176.ftz)")
-    process.add_argument("--quality-model", default=None, help="quality classifier .bin with its .json sidecar "
-                         "(default: train one on these documents against the bundled reference set)")
+    process.add_argument("--quality-model", default=None, help="quality classifier .bin with its .json sidecar, or "
+                         "'default' for the classifier shipped with the package (default: train one on these documents "
+                         "against the bundled reference set; the shipped one when there are too few to train on)")
     process.add_argument("--benchmarks", default=None, help="folder or file of benchmark items (JSONL/Parquet) to decontaminate against")
     process.set_defaults(func=cmd_process)
     gc = sub.add_parser("gc", help="remove superseded dataset versions past retention and abandoned attempts")

