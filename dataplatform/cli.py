@@ -15,8 +15,7 @@ import tempfile
 from pathlib import Path
 
 from dataplatform.core.snapshot_keys import InvalidSnapshotKey, validate_snapshot_key
-
-ENGINES = ("process", "inline", "ray")
+from dataplatform.execution.engines import ENGINES
 
 
 # Step logs go to the instance; the terminal gets the summary table (and errors).
@@ -71,7 +70,7 @@ class _ProgressLine:
 
 
 def _engine(args: argparse.Namespace):
-    from dataplatform.execution.shard_executor import make_executor
+    from dataplatform.execution.engines import make_executor
 
     engine = args.engine or os.environ.get("DATAPLATFORM_ENGINE") or "process"
     if args.workers == 1 and engine == "process":

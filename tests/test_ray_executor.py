@@ -21,7 +21,8 @@ from content_hash import shard_sha256s
 from warc_factory import build_snapshot_warcs
 
 from dataplatform.execution.ray_executor import RayShardExecutor
-from dataplatform.execution.shard_executor import InlineExecutor, ShardTaskError, make_executor
+from dataplatform.execution.engines import make_executor
+from dataplatform.execution.shard_executor import InlineExecutor, ShardTaskError
 from dataplatform.io.crawl_sources import CrawlSource, WarcFile
 from dataplatform.io.datasets import DatasetStore
 from dataplatform.io.object_store import LocalLocation
@@ -62,12 +63,12 @@ def test_ray_stage_output_is_identical_to_inline(local_ray, tmp_path):
     ray_store, ray_raw, ray_docs = _run_ingest(crawl_root, tmp_path / "ray", ray_executor)
 
     for asset in ("raw_pages", "documents"):
-        expected = _shard_hashes(inline_store.require_manifest(asset, SNAPSHOT))
-        got = _shard_hashes(ray_store.require_manifest(asset, SNAPSHOT))
+        expected = _shard_hashes(inline_store, asset)
+        got = _shard_hashes(ray_store, asset)
         assert got == expected, asset
         assert len(got["data"]) == 3
     assert (ray_raw.rows_out, ray_raw.drop_counts) == (inline_raw.rows_out, inline_raw.drop_counts)
-    assert (ray_docs.rows_out, ray_docs.extra["languages"]) == (inline_docs.rows_out, inline_docs.extra["languages"])
+    assert (ray_docs.rows_out, ray_docs.tallies["languages"]) == (inline_docs.rows_out, inline_docs.tallies["languages"])
     assert ray_docs.rows_out == 21
     assert ray_store.read_frame("documents", SNAPSHOT).equals(inline_store.read_frame("documents", SNAPSHOT))
 

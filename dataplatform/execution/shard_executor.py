@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures as cf
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
@@ -39,6 +44,32 @@ class InlineExecutor(ShardExecutor):
         return "inline"
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool worker initializer: end this worker when the process that started it dies.
+
+    Workers otherwise finish (or hang in) their current task long after a SIGKILLed driver is gone.
+    On Linux the kernel delivers SIGKILL when the parent exits (``PR_SET_PDEATHSIG``); elsewhere, and
+    as a backstop for the race between fork and prctl, a daemon thread polls the parent pid.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
 class ProcessPoolShardExecutor(ShardExecutor):
     """A process pool per map call. ``spawn`` start method: safe under Dagster's threads and grpc."""
 
@@ -54,7 +85,8 @@ class ProcessPoolShardExecutor(ShardExecutor):
             yield from InlineExecutor().map(fn, tasks)
             return
         ctx = multiprocessing.get_context(self.start_method)
-        with cf.ProcessPoolExecutor(max_workers=min(self.max_workers, len(tasks)), mp_context=ctx) as pool:
+        with cf.ProcessPoolExecutor(max_workers=min(self.max_workers, len(tasks)), mp_context=ctx,
+                                    initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
             futures = [pool.submit(fn, task) for task in tasks]
             try:
                 for task, future in zip(tasks, futures):
@@ -68,20 +100,3 @@ class ProcessPoolShardExecutor(ShardExecutor):
 
     def describe(self) -> str:
         return f"process pool ({self.max_workers} workers)"
-
-
-def make_executor(
-    kind: str = "process", max_workers: int | None = None, *, ray_address: str | None = None
-) -> ShardExecutor:
-    """``inline``, ``process`` (pool of ``max_workers``) or ``ray`` (``ray_address``; ``max_workers``
-    is the CPUs of a local Ray instance, or this map's share of a cluster). Ray is imported only
-    when a ``ray`` executor maps its first task."""
-    if kind == "inline":
-        return InlineExecutor()
-    if kind == "process":
-        return ProcessPoolShardExecutor(max_workers)
-    if kind == "ray":
-        from dataplatform.execution.ray_executor import RayShardExecutor
-
-        return RayShardExecutor(address=ray_address, num_cpus=max_workers)
-    raise ValueError(f"executor kind must be 'inline', 'process' or 'ray', got {kind!r}")

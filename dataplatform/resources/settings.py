@@ -25,6 +25,8 @@ from typing import Any
 
 import dagster as dg
 
+from dataplatform.execution.engines import ENGINES
+
 from dataplatform.resources.llm import LLMResource
 from dataplatform.resources.storage import (
     DEFAULT_DATA_ROOT,
@@ -51,7 +53,6 @@ def _backend(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-ENGINES = ("process", "inline", "ray")
 
 
 def _engine(env: Mapping[str, str]) -> str:

@@ -101,7 +101,7 @@ class ShardExecutionResource(dg.ConfigurableResource):
     )
 
     def executor(self):
-        from dataplatform.execution.shard_executor import make_executor
+        from dataplatform.execution.engines import make_executor
 
         if self.max_workers < 0:
             raise dg.DagsterInvalidConfigError("ShardExecutionResource.max_workers must be >= 0", [], None)

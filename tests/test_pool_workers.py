@@ -1,0 +1,40 @@
+"""Shard pool workers end with their driver: a SIGKILLed run leaves no worker running on."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+DRIVER = r"""
+import os, sys, time
+from dataplatform.execution.shard_executor import ProcessPoolShardExecutor
+from pool_tasks import record_pid_and_sleep
+folder = sys.argv[1]
+list(ProcessPoolShardExecutor(2).map(record_pid_and_sleep, [(folder, i) for i in range(4)]))
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie waiting for its reaper is gone for our purpose
+        return f.read().split()[2] != "Z"
+
+
+def test_workers_exit_when_the_driver_is_killed(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), *sys.path])}
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path)], env=env)
+    deadline = time.time() + 60
+    while len(list(tmp_path.glob("*.pid"))) < 2:
+        assert time.time() < deadline and driver.poll() is None, "workers did not start"
+        time.sleep(0.05)
+    workers = [int(p.read_text()) for p in tmp_path.glob("*.pid")]
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait(10)
+    deadline = time.time() + 5
+    while any(_alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not [w for w in workers if _alive(w)], "pool workers outlived the killed driver"
