@@ -195,7 +195,8 @@ import dagster as dg
 from dataplatform.definitions import defs
 from dataplatform.resources.settings import resources_from_env
 dg.Definitions.validate_loadable(defs)
-resources = resources_from_env()
+# Bucket/endpoint/address fields are dg.EnvVar: resolve them as a run would.
+resources = {k: r.process_config_and_initialize() for k, r in resources_from_env().items()}
 context = dg.build_init_resource_context()
 for resource in resources.values():
     resource.setup_for_execution(context)  # validates locations, builds the executor

@@ -13,7 +13,7 @@ from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
 from dataplatform.io.crawl_sources import CrawlSource
-from dataplatform.io.datasets import DatasetStore
+from dataplatform.io.datasets import DatasetStore, RetentionPolicy
 from dataplatform.io.object_store import LocalLocation, S3Location, S3ObjectStore, StoreLocation
 
 DEFAULT_DATA_ROOT = ".dataplatform/datasets"
@@ -56,9 +56,17 @@ class _StoreLocationResource(dg.ConfigurableResource):
 class DatasetStorageResource(_StoreLocationResource):
     """Where datasets are written: ``<root>/<asset>/<snapshot>/`` with manifest-committed shards."""
 
+    retention_grace_hours: float = Field(default=1.0, ge=0, description="superseded versions stay readable this long")
+    retention_keep_versions: int = Field(default=2, ge=0, description="newest superseded versions kept regardless of age")
+    retention_abandon_hours: float = Field(default=7 * 24.0, ge=0, description="unfinished attempts kept this long for resume")
+
+    def retention(self) -> RetentionPolicy:
+        return RetentionPolicy(grace_seconds=self.retention_grace_hours * 3600, keep_superseded=self.retention_keep_versions,
+                               abandon_after_seconds=self.retention_abandon_hours * 3600)
+
     def dataset_store(self) -> DatasetStore:
         location = self.location()
-        store = DatasetStore(location)
+        store = DatasetStore(location, self.retention())
         self._attach_client(location, store.object_store)
         return store
 
