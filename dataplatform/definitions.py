@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from dataplatform import names
 from dataplatform.assets import dedup, eval, filtering, ingest, mix, synthesis
 from dataplatform.assets.partitions import crawl_snapshots
 from dataplatform.assets.sensors import build_snapshot_sensor
@@ -54,14 +55,14 @@ stage_jobs = [
 
 corpus_refresh_job = dg.define_asset_job(
     "corpus_refresh",
-    selection=dg.AssetSelection.assets("quality_classifier", "eval_benchmarks", "instruction_templates", "eval_splits",
-                                       "training_mix", "contamination_audit"),
+    selection=dg.AssetSelection.assets(names.QUALITY_CLASSIFIER, names.EVAL_BENCHMARKS, names.INSTRUCTION_TEMPLATES,
+                                       names.EVAL_SPLITS, names.TRAINING_MIX, names.CONTAMINATION_AUDIT),
     description="Cross-snapshot assets: retrain the classifier, reload benchmarks, recompute splits and the mix.",
 )
 
 weekly_training_mix = dg.ScheduleDefinition(
     name="weekly_training_mix",
-    job=dg.define_asset_job("training_mix_job", selection=dg.AssetSelection.assets("eval_splits", "training_mix")),
+    job=dg.define_asset_job("training_mix_job", selection=dg.AssetSelection.assets(names.EVAL_SPLITS, names.TRAINING_MIX)),
     cron_schedule="0 4 * * 1",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Rebuilds eval splits and the training mix every Monday 04:00 UTC from whatever snapshots are done.",

@@ -2,9 +2,11 @@
 
 import dagster as dg
 
+from dataplatform import names
+
 from dataplatform.core.snapshot_keys import InvalidSnapshotKey, validate_snapshot_key
 
-crawl_snapshots = dg.DynamicPartitionsDefinition(name="crawl_snapshots")
+crawl_snapshots = dg.DynamicPartitionsDefinition(name=names.SNAPSHOT_PARTITIONS)
 
 OWNERS = ["team:data-platform"]
 

@@ -48,6 +48,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dataplatform import names
 from dataplatform.core.snapshot_keys import validate_snapshot_key
 from dataplatform.io.object_store import TEMP_PREFIX, LocalLocation, ObjectStore, S3Location, StoreLocation
 
@@ -59,7 +60,7 @@ SHARD_INDEX_NAME = "_shards.parquet"
 ATTEMPT_NAME = "_attempt.json"
 PROGRESS_DIR = "_progress"
 WORK_DIR = "_work"
-DEFAULT_TABLE = "data"
+DEFAULT_TABLE = names.DATA
 PARQUET_COMPRESSION = "zstd"
 ROW_GROUP_ROWS = 10_000
 VERSION_TIME_FORMAT = "%Y%m%dT%H%M%S"

@@ -39,6 +39,7 @@ from typing import Any
 import pyarrow as pa
 
 import dataplatform
+from dataplatform import names
 from dataplatform.execution.shard_executor import ShardExecutor
 from dataplatform.io.datasets import DatasetStore, PartitionWriter, ShardInfo
 from dataplatform.io.object_store import StoreLocation
@@ -141,7 +142,7 @@ class StageReport:
     def dropped(self) -> int:
         return sum(self.drop_counts.values())
 
-    def add(self, result: TaskResult, output_table: str = "data") -> None:
+    def add(self, result: TaskResult, output_table: str = names.DATA) -> None:
         self.rows_in += result.rows_in
         self.rows_out += result.rows_out
         self.bytes_in += result.bytes_in
@@ -268,14 +269,14 @@ class StageRun:
     def declare(self, table: str, schema: pa.Schema) -> None:
         self.writer.declare_table(table, schema)
 
-    def shard_key(self, index: int, table: str = "data") -> str:
+    def shard_key(self, index: int, table: str = names.DATA) -> str:
         return self.writer.shard_key(index, table)
 
     def work_key(self, name: str) -> str:
         return self.writer.work_key(name)
 
     def map(self, phase: str, fn: Callable[[Any], TaskResult], tasks: Sequence[ShardTask], *,
-            collect: bool = True, output_table: str = "data") -> list[TaskResult]:
+            collect: bool = True, output_table: str = names.DATA) -> list[TaskResult]:
         """Run ``fn`` over ``tasks`` (skipping those recorded as done), in task order.
 
         With ``collect`` the results' shards join the partition and their counts the report;
@@ -305,7 +306,7 @@ class StageRun:
                 self.report.add(result, output_table)
         return ordered
 
-    def add_shard(self, shard: ShardInfo, output_table: str = "data") -> None:
+    def add_shard(self, shard: ShardInfo, output_table: str = names.DATA) -> None:
         """A shard written by the driver itself (small tables)."""
         self.writer.add(shard)
         if shard.table == output_table:
@@ -313,7 +314,7 @@ class StageRun:
 
     def write_table(self, table: str, data: pa.Table, index: int = 0) -> ShardInfo:
         info = self.writer.write_table(table, data, index)
-        if table == "data":
+        if table == names.DATA:
             self.report.bytes_out += info.bytes
         self.report.shards = max(self.report.shards, 1)
         return info
