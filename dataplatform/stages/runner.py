@@ -327,6 +327,8 @@ class StageRun:
         report.extra["docs_per_s"] = round(report.rows_in / seconds, 1)
         if report.bytes_in:
             report.extra["input_mb_per_s"] = round(report.bytes_in / 1e6 / seconds, 2)
+        if self.executor is not None:
+            report.extra["engine"] = self.executor.describe()
         report.extra.update(extra or {})
         self.writer.commit(report.as_metadata())
         return report
