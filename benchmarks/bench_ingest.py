@@ -23,7 +23,7 @@ import real_corpus  # noqa: E402
 
 
 def run_ingest(files: list[str], workers: int) -> dict:
-    from dataplatform.execution.shard_executor import make_executor
+    from dataplatform.execution.engines import make_executor
     from dataplatform.io.crawl_sources import CrawlSource
     from dataplatform.io.datasets import DatasetStore
     from dataplatform.io.object_store import LocalLocation

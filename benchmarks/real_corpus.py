@@ -217,7 +217,7 @@ def run_ingest_filter_chain(files: list[str], workers: int) -> dict:
     import tempfile
     import time
 
-    from dataplatform.execution.shard_executor import make_executor
+    from dataplatform.execution.engines import make_executor
     from dataplatform.io.crawl_sources import CrawlSource
     from dataplatform.io.datasets import DatasetStore
     from dataplatform.io.object_store import LocalLocation

@@ -42,24 +42,23 @@ from dataplatform.resources.storage import (
 )
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _number(env: Mapping[str, str], name: str, default: int | float, kind: type = int):
     raw = env.get(name, "")
     if not raw:
         return default
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError:
-        raise dg.DagsterInvalidConfigError(f"{name}={raw!r} is not an integer", [], None) from None
+        what = "an integer" if kind is int else "a number"
+        raise dg.DagsterInvalidConfigError(f"{name}={raw!r} is not {what}", [], None) from None
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return _number(env, name, default, int)
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "")
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise dg.DagsterInvalidConfigError(f"{name}={raw!r} is not a number", [], None) from None
+    return _number(env, name, default, float)
 
 
 def _backend(env: Mapping[str, str], name: str) -> str:
