@@ -7,6 +7,7 @@ from warc_factory import ENGLISH, build_snapshot_warcs, html_page, http_response
 
 from dataplatform.assets.partitions import crawl_snapshots
 from dataplatform.definitions import all_assets
+from dataplatform.execution.shard_executor import InlineExecutor
 from dataplatform.io.datasets import DatasetStore
 from dataplatform.resources.llm import LLMResource
 from dataplatform.resources.storage import CrawlSourceResource, DatasetStorageResource, ShardExecutionResource
@@ -145,7 +146,7 @@ def test_splits_are_stable_when_a_snapshot_arrives(sample, tmp_path):
     with copy.write_partition("decontaminated", "CC-SAMPLE-2026-12") as writer:
         writer.write_table("data", conform(new_docs.to_arrow(), DECONTAMINATED))
         writer.commit({})
-    materialize_eval_splits(copy)
+    materialize_eval_splits(copy, InlineExecutor())
     after = pl.concat([copy.read_frame("eval_splits", "unpartitioned", s) for s in ("train", "validation", "test")])
     joined = before.select("doc_id", "split").join(after.select("doc_id", "split"), on="doc_id", suffix="_after")
     assert joined.height == before.height and (joined["split"] == joined["split_after"]).all()

@@ -83,12 +83,15 @@ class EvalSplitsConfig(dg.Config):
 
 @dg.asset(deps=[decontaminated], group_name="eval", kinds={"parquet"}, owners=OWNERS, tags={"stage": "eval"},
           description="train / validation / test assignment of every curated document, stable as snapshots arrive.")
-def eval_splits(config: EvalSplitsConfig, dataset_storage: DatasetStorageResource) -> dg.MaterializeResult:
+def eval_splits(context: dg.AssetExecutionContext, config: EvalSplitsConfig, dataset_storage: DatasetStorageResource,
+                shard_execution: ShardExecutionResource) -> dg.MaterializeResult:
     store = dataset_storage.dataset_store()
     fractions = (("train", 1.0 - config.validation_fraction - config.test_fraction),
                  ("validation", config.validation_fraction), ("test", config.test_fraction))
     with stage_failures("EvalSplitsConfig", ValueError):
-        report = materialize_eval_splits(store, SplitOptions(config.mode, fractions, config.salt, config.holdout_snapshots))
+        report = materialize_eval_splits(store, shard_execution.executor(),
+                                         SplitOptions(config.mode, fractions, config.salt, config.holdout_snapshots),
+                                         progress=context.log.info)
     info = report.extra
     total = sum(info["counts"].values())
     return dg.MaterializeResult(metadata={

@@ -15,10 +15,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import polars as pl
+import pyarrow as pa
 
 from dataplatform import names
 from dataplatform.core.decontamination import count_overlaps
@@ -26,9 +28,11 @@ from dataplatform.core.eval_splits import hash_split, temporal_split
 from dataplatform.core.schemas import MIX, conform
 from dataplatform.core.tokenizer_utils import count_tokens, load_tokenizer, tokenizer_sha256
 from dataplatform.core.training_mix import build_manifest, plan_mix
-from dataplatform.io.datasets import DatasetStore
+from dataplatform.execution.shard_executor import ShardExecutor
+from dataplatform.io.datasets import DatasetStore, ShardSink, iter_shard_batches
+from dataplatform.io.object_store import StoreLocation
 from dataplatform.stages.decontamination import load_benchmark_index
-from dataplatform.stages.runner import StageReport, StageRun, upstream_versions
+from dataplatform.stages.runner import ProgressSink, ShardTask, StageReport, StageRun, TaskResult, upstream_versions
 
 SplitMode = Literal["hash", "temporal"]
 OnMissing = Literal["redistribute", "error"]
@@ -48,35 +52,72 @@ class SplitOptions:
     holdout_snapshots: int = 1
 
 
-def curated_frame(store: DatasetStore) -> pl.DataFrame:
-    snapshots = store.partitions(names.DECONTAMINATED)
-    frames = [store.scan(names.DECONTAMINATED, s).select("doc_id", "snapshot", "url", "text").collect() for s in snapshots]
-    frames = [f for f in frames if f.height]
-    return pl.concat(frames) if frames else pl.DataFrame(schema={"doc_id": pl.String, "snapshot": pl.String, "url": pl.String, "text": pl.String})
+CURATED_COLUMNS = ["doc_id", "snapshot", "url", "text"]
+SPLIT_SCHEMA = pa.schema([pa.field(c, pa.large_string()) for c in (*CURATED_COLUMNS, "split")])
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitTask(ShardTask):
+    source: StoreLocation
+    curated_key: str
+    options: SplitOptions
+    snapshots: tuple[str, ...]  # every snapshot, for temporal mode (the newest are held out)
+    out: StoreLocation
+    partition_prefix: str
+    outputs: tuple[tuple[str, str], ...]  # (split, shard key)
+
+
+def assign_splits(curated: pl.DataFrame, options: SplitOptions, snapshots: Sequence[str]) -> pl.DataFrame:
+    """``curated`` with its ``split``: a salted hash of doc_id (stable as snapshots arrive), or the
+    newest snapshots as test (temporal). Depends only on each row, so shards are split on their own."""
+    if options.mode == "hash":
+        return curated.with_columns(hash_split(curated["doc_id"], dict(options.fractions), salt=options.salt).alias("split"))
+    return temporal_split(curated, options.holdout_snapshots, snapshots=snapshots)
+
+
+def run_split_task(task: SplitTask) -> TaskResult:
+    batches = list(iter_shard_batches(task.source, task.curated_key, 10_000, columns=CURATED_COLUMNS))
+    curated = pl.from_arrow(pa.Table.from_batches(batches)) if batches else pl.DataFrame(schema=dict.fromkeys(CURATED_COLUMNS, pl.String))
+    split = assign_splits(curated, task.options, task.snapshots) if curated.height else curated.with_columns(pl.lit("").alias("split"))
+    counts = {}
+    shards = []
+    for name, key in task.outputs:
+        rows = split.filter(pl.col("split") == name).sort("doc_id")
+        with ShardSink(task.out, key, SPLIT_SCHEMA, name, task.partition_prefix) as sink:
+            sink.write(rows.to_arrow().cast(SPLIT_SCHEMA))
+        shards.append(sink.info)
+        counts[name] = rows.height
+    routed = {name: n for name, n in counts.items() if name != "train"}
+    snapshot_counts = dict(curated["snapshot"].value_counts().iter_rows()) if curated.height else {}
+    return TaskResult(shards=shards, rows_in=curated.height, rows_out=counts.get("train", 0), routed=routed,
+                      tallies={"snapshot_documents": snapshot_counts})
 
 
 def _upstream_snapshots(store: DatasetStore) -> dict[str, str]:
     return upstream_versions(store, [(names.DECONTAMINATED, s) for s in store.partitions(names.DECONTAMINATED)])
 
 
-def materialize_eval_splits(store: DatasetStore, options: SplitOptions = SplitOptions()) -> StageReport:
+def materialize_eval_splits(store: DatasetStore, executor: ShardExecutor, options: SplitOptions = SplitOptions(),
+                            progress: ProgressSink | None = None) -> StageReport:
+    """train / validation / test tables of every curated document, split shard by shard."""
     if options.mode not in ("hash", "temporal"):
         raise ValueError(f"eval_splits mode must be 'hash' or 'temporal', got {options.mode!r}")
-    with StageRun(store, names.EVAL_SPLITS, names.UNPARTITIONED, config=options, upstream=_upstream_snapshots(store)) as run:
+    snapshots = tuple(store.partitions(names.DECONTAMINATED))
+    with StageRun(store, names.EVAL_SPLITS, names.UNPARTITIONED, executor, config=options,
+                  upstream=_upstream_snapshots(store), progress=progress) as run:
         if run.up_to_date:
             return run.report
-        curated = curated_frame(store)
-        if options.mode == "hash":
-            split = curated.with_columns(hash_split(curated["doc_id"], dict(options.fractions), salt=options.salt).alias("split"))
-        else:
-            split = temporal_split(curated, options.holdout_snapshots)
-        counts = {name: int((split["split"] == name).sum()) for name in names.SPLITS}
         for name in names.SPLITS:
-            run.writer.write_table(name, split.filter(pl.col("split") == name).sort("doc_id").to_arrow())
-        run.report.rows_in = curated.height
-        run.report.rows_out = counts["train"]
-        run.report.routed = {name: counts[name] for name in names.SPLITS if name != "train"}
-        return run.commit({"mode": options.mode, "counts": counts, "snapshots": sorted(set(curated["snapshot"])),
+            run.declare(name, SPLIT_SCHEMA)
+        keys = [key for s in snapshots for key in store.shard_keys(names.DECONTAMINATED, s)]
+        run.map("split", run_split_task, [
+            SplitTask(i, store.location, key, options, snapshots, store.location, run.prefix,
+                      tuple((name, run.shard_key(i, name)) for name in names.SPLITS)) for i, key in enumerate(keys)],
+            output_table="train")
+        counts = {name: run.report.routed.get(name, 0) for name in names.SPLITS}
+        counts["train"] = run.report.rows_out
+        return run.commit({"mode": options.mode, "counts": counts,
+                           "snapshots": sorted(s for s, n in run.report.tallies.get("snapshot_documents", {}).items() if n),
                            "salt": options.salt, "fractions": dict(options.fractions)})
 
 
@@ -96,8 +137,7 @@ def _all_partitions(store: DatasetStore, asset: str, columns: list[str]) -> pl.D
 
 
 def mix_sources(store: DatasetStore) -> dict[str, pl.DataFrame]:
-    train_ids = store.read_frame(names.EVAL_SPLITS, names.UNPARTITIONED, "train", columns=["doc_id"])["doc_id"]
-    curated = curated_frame(store).filter(pl.col("doc_id").is_in(train_ids.implode()))
+    curated = store.read_frame(names.EVAL_SPLITS, names.UNPARTITIONED, "train", columns=["doc_id", "snapshot", "text"])
     sources = {"curated_raw": curated.select("doc_id", pl.col("doc_id").alias("source_doc_id"), "snapshot", "text")}
     rewritten = _all_partitions(store, names.REWRITTEN, ["doc_id", "source_doc_id", "snapshot", "text"])
     if rewritten is not None:
