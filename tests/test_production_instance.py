@@ -32,6 +32,11 @@ reads "now"; code servers and run workers keep the real clock). What this does n
 wall clock of the machine itself reaching Monday 04:00 (a CI job cannot wait for it), and a
 process-wide fake clock (Debian's libfaketime 0.9.10 breaks Python's ``time.sleep`` in the
 daemon with EINVAL).
+
+Wall time (``pytest tests/test_production_instance.py``): 5 min on a 2-core machine shared with
+other jobs (load average 7), 13 min at load average 12; most of it is the pipeline run, whose
+steps each start a fresh process (Dagster's multiprocess executor) and whose two GPU-pool steps
+run the CPU test model one after the other.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import contextlib
 import copy
 import datetime as dt
 import gzip
+import multiprocessing
 import os
 import shutil
 import sys
@@ -76,9 +82,10 @@ SENSOR_INTERVAL_S = 2
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
-# Generous for a loaded 2-core machine; each wait fails naming the service it waited on.
+# Generous: on an idle 2-core machine the pipeline run takes about 2 minutes, on one shared by other
+# jobs (load average 10) over 6. Each wait fails naming the service it waited on.
 SERVICE_START_TIMEOUT_S = 120
-PIPELINE_TIMEOUT_S = 360
+PIPELINE_TIMEOUT_S = 600
 
 
 def production_like_instance_config(deploy_config: dict) -> dict:
@@ -214,7 +221,13 @@ class Platform:
             record = self.run_record(run_id)
             return record if record and record.dagster_run.status in FINISHED else None
 
-        return self.wait(ended, timeout, f"finish run {run_id}")
+        try:
+            return self.wait(ended, timeout, f"finish run {run_id}")
+        except ServiceError as exc:
+            record = self.run_record(run_id)
+            status = record.dagster_run.status.value if record else "not found"
+            raise ServiceError(f"run {run_id} is {status} after {timeout:.0f} s; steps done (s): "
+                               f"{step_durations(self, run_id)}\n{exc}") from exc
 
     def event_times(self, run_id: str, event_type: DagsterEventType) -> list[float]:
         return [e.timestamp for e in self.instance.all_logs(run_id, of_type=event_type)]
@@ -375,7 +388,8 @@ def test_two_runs_of_one_partition_queue_while_other_partitions_run(platform, ar
     assert queued < a.end_time <= launched
     # The limit is per partition: the pipeline run of the new snapshot was running meanwhile.
     pipeline = platform.run_record(arrival_run_id)
-    assert pipeline.start_time < a.end_time and (pipeline.end_time is None or a.start_time < pipeline.end_time), (
+    assert pipeline.start_time is not None and pipeline.start_time < a.end_time and (
+        pipeline.end_time is None or a.start_time < pipeline.end_time), (
         "the other partition's run did not run alongside (per-partition limit acting as a global one?)")
     platform.timeline["two_runs_s"] = b.end_time - a.start_time
 
@@ -471,8 +485,10 @@ def test_gpu_pool_steps_never_overlap(platform, arrival):
     assert set(spans) == set(GPU_STEPS) and all(None not in span for span in spans.values()), spans
     (_, first_end), (second_start, _) = sorted(spans.values())
     assert first_end <= second_start, f"GPU-pool steps overlapped: {spans}"
-    # Both were ready at once (both only wait for decontaminated): the pool, not the executor, held one back.
-    assert blocked, "no step waited for the gpu pool; the multiprocess executor should have tried both at once"
+    # Both were ready at once (both only wait for decontaminated) and the multiprocess executor runs
+    # up to cpu_count steps at once: the pool, not the executor, held one back.
+    if multiprocessing.cpu_count() >= 2:
+        assert blocked, "no step waited for the gpu pool; the multiprocess executor should have tried both at once"
     info = platform.instance.event_log_storage.get_concurrency_info("gpu")
     assert info.slot_count == 1 and info.active_slot_count == 0
 
