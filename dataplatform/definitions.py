@@ -29,6 +29,10 @@ all_assets = [
     mix.training_mix,
 ]
 
+# Runs of cross-snapshot (unpartitioned) jobs carry this tag; the instance configs under deploy/ queue
+# them one at a time (runs of a snapshot are serialised by their `dagster/partition` tag instead).
+CORPUS_RUN_TAG = "dataplatform/corpus"
+
 _per_snapshot = dg.AssetSelection.all().materializable() & dg.AssetSelection.assets(
     *[key for a in all_assets if isinstance(a, dg.AssetsDefinition) and a.partitions_def is not None for key in a.keys]
 )
@@ -58,11 +62,13 @@ corpus_refresh_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(names.QUALITY_CLASSIFIER, names.EVAL_BENCHMARKS, names.INSTRUCTION_TEMPLATES,
                                        names.EVAL_SPLITS, names.TRAINING_MIX, names.CONTAMINATION_AUDIT),
     description="Cross-snapshot assets: retrain the classifier, reload benchmarks, recompute splits and the mix.",
+    tags={CORPUS_RUN_TAG: "true"},
 )
 
 weekly_training_mix = dg.ScheduleDefinition(
     name="weekly_training_mix",
-    job=dg.define_asset_job("training_mix_job", selection=dg.AssetSelection.assets(names.EVAL_SPLITS, names.TRAINING_MIX)),
+    job=dg.define_asset_job("training_mix_job", selection=dg.AssetSelection.assets(names.EVAL_SPLITS, names.TRAINING_MIX),
+                            tags={CORPUS_RUN_TAG: "true"}),
     cron_schedule="0 4 * * 1",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Rebuilds eval splits and the training mix every Monday 04:00 UTC from whatever snapshots are done.",

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh dev,llm,ray,deploy
 bash scripts/install_browser.sh
+bash scripts/install_postgres.sh
 . .venv/bin/activate
 dagster definitions validate -w workspace.yaml
 python -m pytest "$@"

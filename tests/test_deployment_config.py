@@ -216,7 +216,7 @@ def test_definitions_load_with_production_env_without_a_cluster(production_env):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATAPLATFORM_", "DAGSTER_PG_"))}
     env.update({k: v for k, v in production_env.items() if v})
     env["DAGSTER_HOME"] = ""  # no instance needed to load a code location
-    proc = subprocess.run([sys.executable, "-c", LOAD_SCRIPT], env=env, cwd=REPO, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", LOAD_SCRIPT], check=False, env=env, cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -254,7 +254,7 @@ def test_bad_execution_env_fails_naming_the_variable(production_env, overrides, 
 
 
 # ------------------------------------------------------------------------------------ secrets
-SECRET_KEY = re.compile(r"(password|secret_access_key|access_key_id|session_token|api_key|token)$", re.I)
+SECRET_KEY = re.compile(r"(password|secret_access_key|access_key_id|session_token|api_key|token)$", re.IGNORECASE)
 NOT_A_SECRET = {"postgres_password_secret"}  # the *name* of a Kubernetes Secret
 
 
@@ -262,9 +262,9 @@ def _literal_secrets(node, path=""):
     if isinstance(node, dict):
         for key, value in node.items():
             where = f"{path}.{key}"
-            if isinstance(key, str) and SECRET_KEY.search(key) and key not in NOT_A_SECRET:
-                if not (isinstance(value, dict) and set(value) == {"env"}):
-                    yield where
+            if (isinstance(key, str) and SECRET_KEY.search(key) and key not in NOT_A_SECRET
+                    and not (isinstance(value, dict) and set(value) == {"env"})):
+                yield where
             yield from _literal_secrets(value, where)
     elif isinstance(node, list):
         for i, value in enumerate(node):
@@ -297,7 +297,7 @@ HIGH_SIGNAL_SECRETS = [
 
 def test_no_secrets_in_committed_files():
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO, capture_output=True, text=True)
+                            check=False, cwd=REPO, capture_output=True, text=True)
     if listed.returncode != 0:
         pytest.skip("not a git checkout")
     paths = [REPO / p for p in listed.stdout.split("\0") if p]
@@ -312,3 +312,89 @@ def test_no_secrets_in_committed_files():
         for pattern in HIGH_SIGNAL_SECRETS:
             hits += [f"{path.relative_to(REPO)}: {m.group(0)[:12]}..." for m in pattern.finditer(text)]
     assert not hits, hits
+
+
+# ------------------------------------------------------------ queueing rules and the tags they key on
+LOCAL_YAML = DEPLOY / "local" / "dagster.yaml"
+SINGLE_HOST_YAML = DEPLOY / "single-host" / "dagster.yaml"
+
+
+def _tag_limits(path: Path) -> dict[str, dict]:
+    return {lim["key"]: lim for lim in yaml.safe_load(path.read_text())["concurrency"]["runs"]["tag_concurrency_limits"]}
+
+
+@pytest.mark.parametrize("path", [DEPLOY / "dagster.yaml", LOCAL_YAML, SINGLE_HOST_YAML], ids=lambda p: p.parent.name)
+def test_every_instance_config_queues_one_run_per_snapshot_and_one_corpus_run(path, tmp_path):
+    shutil.copy(path, tmp_path / "dagster.yaml")
+    config, _ = dagster_instance_config(str(tmp_path))
+    assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    limits = _tag_limits(path)
+    assert limits["dagster/partition"] == {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+    assert limits["dataplatform/corpus"] == {"key": "dataplatform/corpus", "limit": 1}
+    assert config["concurrency"]["pools"] == {"default_limit": 1, "granularity": "op"}
+
+
+def test_local_instance_config_is_what_dagster_dev_gets(tmp_path, monkeypatch):
+    """scripts/dev.sh's DAGSTER_HOME holds deploy/local/dagster.yaml: SQLite, queued runs, the same limits."""
+    shutil.copy(LOCAL_YAML, tmp_path / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        queue = instance.get_concurrency_config().run_queue_config
+        assert {lim["key"] for lim in queue.tag_concurrency_limits} == {"dagster/partition", "dataplatform/corpus"}
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+        assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+    script = (REPO / "scripts" / "dev.sh").read_text()
+    assert "deploy/local/dagster.yaml" in script and "DAGSTER_HOME" in script and "-h 127.0.0.1" in script
+
+
+def test_jobs_carry_the_tags_the_run_limits_key_on():
+    """Each non-system key limited in the instance configs is set by the jobs that must queue on it."""
+    from dataplatform.definitions import CORPUS_RUN_TAG, defs
+
+    user_keys = {key for path in (DEPLOY / "dagster.yaml", LOCAL_YAML) for key in _tag_limits(path)
+                 if not key.startswith("dagster/")}
+    assert user_keys == {CORPUS_RUN_TAG}
+    for job_name in ("corpus_refresh", "training_mix_job"):
+        assert defs.resolve_job_def(job_name).tags.get(CORPUS_RUN_TAG) == "true", job_name
+    assert defs.get_schedule_def("weekly_training_mix").job_name == "training_mix_job"
+    # Per-snapshot jobs are partitioned: every run of them carries `dagster/partition`.
+    for job_name in ("snapshot_pipeline", "ingest_job", "filter_job", "dedup_job", "synthesis_job"):
+        job = defs.resolve_job_def(job_name)
+        assert job.partitions_def is not None and CORPUS_RUN_TAG not in job.tags, job_name
+
+
+def test_postgres_storage_driver_is_installed(instance_dir, production_env):
+    """The SQLAlchemy URL Dagster builds from deploy/dagster.yaml names a driver that is importable.
+
+    Plain `postgresql://` means psycopg 3 under SQLAlchemy >= 2.1, which dagster-postgres does not
+    install; every connection then fails with "No module named 'psycopg'".
+    """
+    require("dagster_postgres")
+    from dagster_postgres.utils import pg_url_from_config
+    from sqlalchemy.engine import make_url
+
+    ref = InstanceRef.from_dir(str(instance_dir))
+    storage = ref.storage_data
+    klass = getattr(__import__(storage.module_name, fromlist=[storage.class_name]), storage.class_name)
+    config = process_config(resolve_to_config_type(klass.config_type()), storage.config_dict).value
+    url = make_url(pg_url_from_config(config))
+    assert url.drivername == "postgresql+psycopg2"
+    url.get_dialect().import_dbapi()  # raises ModuleNotFoundError when the driver is missing
+
+
+def test_sensor_interval_comes_from_the_environment(monkeypatch):
+    from dataplatform.assets.sensors import (
+        DEFAULT_SENSOR_INTERVAL_S,
+        build_snapshot_sensor,
+        sensor_interval_seconds,
+    )
+    from dataplatform.definitions import snapshot_pipeline_job
+
+    assert sensor_interval_seconds({}) == DEFAULT_SENSOR_INTERVAL_S == 60
+    assert sensor_interval_seconds({"DATAPLATFORM_SENSOR_INTERVAL_S": "5"}) == 5
+    monkeypatch.setenv("DATAPLATFORM_SENSOR_INTERVAL_S", "7")
+    assert build_snapshot_sensor(snapshot_pipeline_job).minimum_interval_seconds == 7
+    for bad in ("0", "-3", "1.5", "soon"):
+        with pytest.raises(dg.DagsterInvalidConfigError, match="DATAPLATFORM_SENSOR_INTERVAL_S"):
+            sensor_interval_seconds({"DATAPLATFORM_SENSOR_INTERVAL_S": bad})
