@@ -7,7 +7,7 @@ from pydantic import Field
 
 from dataplatform import names
 from dataplatform.assets.metadata import counts_table, report_metadata, stage_failures
-from dataplatform.assets.partitions import OWNERS, crawl_snapshots, snapshot_of
+from dataplatform.assets.partitions import CORPUS_POOL, OWNERS, crawl_snapshots, snapshot_of
 from dataplatform.assets.quality_gates import gx_check_spec, run_gx_check
 from dataplatform.checks import columns_match, not_null, unique
 from dataplatform.core.schemas import DECONTAMINATED
@@ -36,7 +36,7 @@ class EvalBenchmarksConfig(dg.Config):
     text_fields: list[str] = Field(default=["question", "choices", "answer", "context"])
 
 
-@dg.asset(deps=[benchmark_files], group_name="eval", kinds={"parquet"}, owners=OWNERS, tags={"stage": "eval"},
+@dg.asset(deps=[benchmark_files], group_name="eval", kinds={"parquet"}, owners=OWNERS, tags={"stage": "eval"}, pool=CORPUS_POOL,
           description="Benchmark items and their n-gram index, the reference for decontamination.")
 def eval_benchmarks(config: EvalBenchmarksConfig, dataset_storage: DatasetStorageResource) -> dg.MaterializeResult:
     store = dataset_storage.dataset_store()
@@ -81,7 +81,7 @@ class EvalSplitsConfig(dg.Config):
     holdout_snapshots: int = Field(default=1, gt=0, description="temporal mode: newest snapshots held out")
 
 
-@dg.asset(deps=[decontaminated], group_name="eval", kinds={"parquet"}, owners=OWNERS, tags={"stage": "eval"},
+@dg.asset(deps=[decontaminated], group_name="eval", kinds={"parquet"}, owners=OWNERS, tags={"stage": "eval"}, pool=CORPUS_POOL,
           description="train / validation / test assignment of every curated document, stable as snapshots arrive.")
 def eval_splits(context: dg.AssetExecutionContext, config: EvalSplitsConfig, dataset_storage: DatasetStorageResource,
                 shard_execution: ShardExecutionResource) -> dg.MaterializeResult:

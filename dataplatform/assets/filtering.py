@@ -7,7 +7,7 @@ from pydantic import Field
 from dataplatform import names
 from dataplatform.assets.ingest import documents
 from dataplatform.assets.metadata import report_metadata, stage_failures
-from dataplatform.assets.partitions import OWNERS, crawl_snapshots, snapshot_of
+from dataplatform.assets.partitions import CORPUS_POOL, OWNERS, crawl_snapshots, snapshot_of
 from dataplatform.assets.quality_gates import gx_check_spec, run_gx_check
 from dataplatform.checks import filtered_expectations, scored_expectations
 from dataplatform.core.language_routing import LanguageRouting
@@ -71,6 +71,7 @@ class QualityClassifierConfig(dg.Config):
     deps=[filtered],
     group_name="filter",
     kinds={"fasttext"},
+    pool=CORPUS_POOL,
     owners=OWNERS,
     tags={"stage": "filter"},
     description="DCLM-style fastText bigram quality classifier, versioned by its training-data hash.",

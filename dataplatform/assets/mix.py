@@ -9,7 +9,7 @@ from pydantic import Field
 from dataplatform import names
 from dataplatform.assets.eval import decontaminated, eval_benchmarks, eval_splits
 from dataplatform.assets.metadata import counts_table, stage_failures
-from dataplatform.assets.partitions import OWNERS
+from dataplatform.assets.partitions import CORPUS_POOL, OWNERS
 from dataplatform.assets.quality_gates import gx_check_spec, run_gx_check
 from dataplatform.assets.synthesis import instruction_pairs, rewritten
 from dataplatform.checks import between, columns_match, not_null, unique
@@ -30,7 +30,7 @@ class TrainingMixConfig(dg.Config):
 
 
 @dg.asset(deps=[decontaminated, eval_splits, eval_benchmarks, rewritten, instruction_pairs],
-          group_name="mix", kinds={"parquet"}, owners=OWNERS, tags={"stage": "mix"},
+          group_name="mix", kinds={"parquet"}, owners=OWNERS, tags={"stage": "mix"}, pool=CORPUS_POOL,
           description="The training mix by token proportions, with a manifest that reproduces it byte for byte.",
           check_specs=[dg.AssetCheckSpec("no_benchmark_overlap", asset=names.TRAINING_MIX, blocking=True,
                                          description="no document of the mix shares an n-gram with any benchmark item"),
