@@ -17,6 +17,7 @@ def reason(stage: str, rule: str) -> str:
 TRUNCATED_WARC = "quarantine:truncated_warc"
 CORRUPT_WARC = "quarantine:corrupt_warc"
 CORRUPT_RECORD = "quarantine:corrupt_record"
+BAD_CONTENT_LENGTH = "quarantine:bad_content_length"
 DIGEST_MISMATCH = "quarantine:digest_mismatch"
 NON_HTTP = "quarantine:non_http"
 REVISIT = "quarantine:revisit"

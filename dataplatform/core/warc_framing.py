@@ -1,0 +1,589 @@
+"""Where each WARC record starts and ends, found without trusting any one record.
+
+fastwarc parses a record well, but it reads a file as one stream and cannot resynchronise: an empty
+gzip member ends its iteration, an over-long ``Content-Length`` makes it take the following records
+as the block (up to the end of the file), and it stops at the first header it cannot parse. Common
+Crawl writes one gzip member per record, so member boundaries are a framing that one damaged record
+cannot move. This module splits a file into records itself and
+:mod:`dataplatform.core.warc_records` hands each complete record's bytes to fastwarc:
+
+* A gzip file is split into members, each inflated on its own with ``zlib`` and never more than the
+  payload limit (plus a chunk) held in memory: a larger record is streamed through and discarded.
+  A member that does not inflate (bad CRC, bad deflate data, cut off) is reported, and reading
+  resumes at the next gzip header (``1f 8b 08``) after the member's start whose first bytes inflate
+  to a ``WARC/`` line.
+* Inside a member (some writers compress several records, or a whole file, as one member) and in an
+  uncompressed file, a record is framed by its ``Content-Length``: the block must be followed by line
+  breaks and then the next ``WARC/`` line or the end of the member. A record that does not frame is
+  reported, and reading resumes at the next line starting with ``WARC/1.`` after its header.
+
+A resynchronisation point is a guess where a payload itself holds WARC bytes (a page quoting a WARC
+record, a ``.warc.gz`` stored as a response); records found there are real WARC records and are read
+as such. CPU, unlike memory, is not bounded by the payload limit: a member is inflated to its end to
+find where the next one starts (zlib inflates a bomb of zeros at about 1 GB/s).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+import tempfile
+import zlib
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from dataplatform.core import drop_reasons as R
+
+GZIP_MAGIC = b"\x1f\x8b\x08"
+RECORD_START = b"WARC/1."
+MAX_HEADER_BYTES = 256 * 1024
+TRAILER_WINDOW = 64  # bytes looked at after a block: line breaks, then "WARC/" or the end
+INFLATE_CHUNK = 64 * 1024
+READ_BLOCK = 1024 * 1024
+HEAD_BYTES = 256
+KNOWN_RECORD_TYPES = frozenset(
+    {"warcinfo", "response", "resource", "request", "metadata", "revisit", "conversion", "continuation"}
+)
+
+OK, TRUNCATED, CORRUPT = "ok", "truncated", "corrupt"
+# The header ends at its first empty line; writers end lines with CRLF, LF, and (seen in pywb's
+# samples) CR CR LF.
+_BLANK_LINE = re.compile(rb"\n\r*\n")
+
+
+@dataclasses.dataclass(frozen=True)
+class WarcHeader:
+    """A record's WARC header block as bytes, and its fields by lower-cased name (first wins)."""
+
+    raw: bytes
+    fields: dict[str, str]
+
+    @classmethod
+    def parse(cls, raw: bytes) -> "WarcHeader":
+        fields: dict[str, str] = {}
+        for line in raw.decode("utf-8", "replace").splitlines()[1:]:
+            name, sep, value = line.partition(":")
+            if sep and name.strip():
+                fields.setdefault(name.strip().lower(), value.strip())
+        return cls(raw, fields)
+
+    def get(self, name: str) -> str | None:
+        return self.fields.get(name.lower())
+
+    @property
+    def record_type(self) -> str:
+        """The WARC-Type as fastwarc names it (``"unknown"`` for anything else)."""
+        value = (self.get("WARC-Type") or "").lower()
+        return value if value in KNOWN_RECORD_TYPES else "unknown"
+
+    @property
+    def content_length(self) -> int | None:
+        value = self.get("Content-Length")
+        return int(value) if value is not None and value.isascii() and value.isdigit() else None
+
+
+@dataclasses.dataclass(frozen=True)
+class FramedRecord:
+    """One record whose block is exactly ``Content-Length`` bytes and ends where a record may end.
+
+    ``block`` is None when the block is longer than the payload limit: it was streamed past, unread.
+    ``offset`` is where the gzip member holding the record starts (the offset Common Crawl's index
+    gives), or for an uncompressed file where the record starts.
+    """
+
+    offset: int
+    header: WarcHeader
+    block: bytes | None
+    block_length: int
+
+    @property
+    def raw(self) -> bytes:
+        return self.header.raw + (self.block or b"")
+
+
+@dataclasses.dataclass(frozen=True)
+class Damage:
+    """Bytes that are not a usable record, with the drop reason and what is known of the record."""
+
+    offset: int
+    reason: str
+    detail: str
+    header: WarcHeader | None = None
+    present_bytes: int | None = None
+    head: bytes | None = None
+
+
+# --------------------------------------------------------------------------------- the file bytes
+class _Source:
+    """Random access to a seekable file's bytes, read in 1 MiB blocks (reads are mostly forward)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._base = stream.tell()
+        stream.seek(0, 2)
+        self.size = stream.tell() - self._base
+        self._block = b""
+        self._block_start = 0
+
+    def view(self, pos: int, n: int) -> memoryview:
+        """Up to ``n`` bytes at ``pos`` (fewer at the end of the file)."""
+        end = min(pos + n, self.size)
+        if pos < self._block_start or end > self._block_start + len(self._block):
+            self._stream.seek(self._base + pos)
+            self._block = self._stream.read(max(n, READ_BLOCK))
+            self._block_start = pos
+        start = pos - self._block_start
+        return memoryview(self._block)[start : start + (end - pos)]
+
+    def find(self, pattern: bytes, start: int) -> int:
+        """Offset of the first ``pattern`` at or after ``start``, or -1."""
+        pos = start
+        while pos < self.size:
+            window = self.view(pos, READ_BLOCK).tobytes()
+            hit = window.find(pattern)
+            if hit >= 0:
+                return pos + hit
+            if pos + len(window) >= self.size:
+                return -1
+            pos += len(window) - len(pattern) + 1
+        return -1
+
+
+# ----------------------------------------------------------------------------- decompressed units
+class _Unit:
+    """The decompressed bytes of one gzip member, or of an uncompressed stretch, read forward.
+
+    Everything from the last :meth:`release` on stays in the buffer, so a record that fails to frame
+    can be re-read from its header end without inflating again.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._i = 0  # read position in _buf
+        self._buf_start = 0  # unit position of _buf[0]
+        self.ended = False
+        self.state = OK
+        self.error = ""
+
+    def _produce(self) -> bytes:
+        """The next decompressed chunk; sets ``ended``/``state`` when there is no more."""
+        raise NotImplementedError
+
+    def _restart_at(self, pos: int) -> None:
+        """Continue reading from unit position ``pos`` (earlier than the buffer)."""
+        raise NotImplementedError
+
+    @property
+    def pos(self) -> int:
+        return self._buf_start + self._i
+
+    def fill(self, n: int) -> int:
+        """Try to have ``n`` bytes ahead of the read position; return how many there are."""
+        while len(self._buf) - self._i < n and not self.ended:
+            self._buf += self._produce()
+        return len(self._buf) - self._i
+
+    def ahead(self, start: int, end: int) -> bytes:
+        return bytes(self._buf[self._i + start : self._i + end])
+
+    def find_ahead(self, pattern: bytes, start: int = 0) -> int:
+        hit = self._buf.find(pattern, self._i + start)
+        return -1 if hit < 0 else hit - self._i
+
+    def end_of_match_ahead(self, pattern: re.Pattern[bytes]) -> int:
+        """Where the first match of ``pattern`` ahead ends, relative to the read position, or -1."""
+        match = pattern.search(self._buf, self._i)
+        return -1 if match is None else match.end() - self._i
+
+    def take(self, n: int) -> bytes:
+        out = bytes(self._buf[self._i : self._i + n])
+        self._i += len(out)
+        return out
+
+    def advance(self, n: int) -> None:
+        self._i += n
+
+    def release(self) -> None:
+        """Forget what was read before the read position."""
+        del self._buf[: self._i]
+        self._buf_start += self._i
+        self._i = 0
+
+    def skip(self, n: int) -> int:
+        """Discard up to ``n`` bytes without keeping them; return how many there were."""
+        self.release()
+        left = n
+        while left:
+            step = min(left, len(self._buf))
+            del self._buf[:step]
+            self._buf_start += step
+            left -= step
+            if not left or self.ended:
+                break
+            self._buf += self._produce()
+        return n - left
+
+    def checkpoint(self) -> object:
+        return self.pos
+
+    def restore(self, token: object) -> None:
+        pos = int(token)  # type: ignore[call-overload]
+        if pos >= self._buf_start:
+            self._i = pos - self._buf_start
+        else:
+            self._restart_at(pos)
+
+    def skip_line_breaks(self) -> bool:
+        """Move past CR/LF/space/tab; False if the unit ends first."""
+        while True:
+            available = self.fill(1)
+            if not available:
+                return False
+            data = self._buf[self._i : self._i + available]
+            stripped = len(data) - len(data.lstrip(b"\r\n \t"))
+            self._i += stripped
+            if stripped < len(data):
+                return True
+
+    def seek_record_start(self, at_line_start: bool) -> bool:
+        """Discard up to the next line starting with ``WARC/1.``; False if none before the end."""
+        pattern = b"\n" + RECORD_START
+        self.fill(len(RECORD_START))
+        if at_line_start and self._buf.startswith(RECORD_START, self._i):
+            return True
+        while True:
+            hit = self._buf.find(pattern, self._i)
+            if hit >= 0:
+                self._i = hit + 1
+                return True
+            self._i = max(self._i, len(self._buf) - len(pattern) + 1)
+            self.release()
+            if self.ended:
+                self._i = len(self._buf)
+                return False
+            self._buf += self._produce()
+
+
+class _GzipMember(_Unit):
+    """One gzip member inflated in chunks; ``compressed_end`` is set when it ends cleanly."""
+
+    def __init__(self, source: _Source, offset: int) -> None:
+        super().__init__()
+        self._source = source
+        self.offset = offset
+        self._start_inflating()
+        self.compressed_end: int | None = None
+
+    def _start_inflating(self) -> None:
+        self._inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        self._cpos = self.offset
+
+    def _produce(self) -> bytes:
+        data = self._inflater.unconsumed_tail
+        if not data:
+            data = self._source.view(self._cpos, INFLATE_CHUNK)
+            self._cpos += len(data)
+            if not data:
+                self.ended, self.state = True, TRUNCATED
+                return b""
+        try:
+            out = self._inflater.decompress(data, INFLATE_CHUNK)
+        except zlib.error as exc:
+            self.ended, self.state, self.error = True, CORRUPT, str(exc)
+            return b""
+        if self._inflater.eof:
+            self.ended = True
+            self.compressed_end = self._cpos - len(self._inflater.unused_data)
+        return out
+
+    def checkpoint(self) -> object:
+        """A copy of the inflater, so that :meth:`restore` need not inflate from the start again."""
+        return (self.pos, self._inflater.copy(), self._cpos, bytes(self._buf[self._i :]), self.ended, self.state)
+
+    def restore(self, token: object) -> None:
+        if not isinstance(token, tuple):
+            return super().restore(token)
+        pos, inflater, cpos, ahead, ended, state = token
+        self._inflater, self._cpos = inflater.copy(), cpos
+        self._buf, self._buf_start, self._i = bytearray(ahead), pos, 0
+        self.ended, self.state, self.error = ended, state, ""
+        self.compressed_end = None
+
+    def _restart_at(self, pos: int) -> None:
+        self._start_inflating()
+        self._buf, self._buf_start, self._i = bytearray(), 0, 0
+        self.ended, self.state, self.error = False, OK, ""
+        self.skip(pos)
+
+
+class _Plain(_Unit):
+    """Uncompressed bytes ``[start, end)`` of the file."""
+
+    def __init__(self, source: _Source, start: int, end: int) -> None:
+        super().__init__()
+        self._source = source
+        self.start, self.end = start, end
+        self._cpos = start
+
+    def _produce(self) -> bytes:
+        data = self._source.view(self._cpos, min(INFLATE_CHUNK, self.end - self._cpos)).tobytes()
+        self._cpos += len(data)
+        if self._cpos >= self.end:
+            self.ended = True
+        return data
+
+    def remaining(self) -> int:
+        return self.end - self._cpos + len(self._buf) - self._i
+
+    def skip(self, n: int) -> int:
+        self.release()
+        buffered = min(n, len(self._buf))
+        del self._buf[:buffered]
+        jump = min(n - buffered, self.end - self._cpos)
+        self._cpos += jump
+        self._buf_start += buffered + jump
+        self.ended = self._cpos >= self.end
+        return buffered + jump
+
+    def _restart_at(self, pos: int) -> None:
+        self._buf, self._buf_start, self._i = bytearray(), pos, 0
+        self._cpos = self.start + pos
+        self.ended = self._cpos >= self.end
+
+
+# ------------------------------------------------------------------------------------ the framing
+class _RecordFramer:
+    """Records in one unit, each checked against its ``Content-Length``."""
+
+    def __init__(self, unit: _Unit, limit: int, file_size: int) -> None:
+        self.unit = unit
+        self.limit = limit
+        self.file_size = file_size
+        self.member_offset = unit.offset if isinstance(unit, _GzipMember) else None
+        self.reported_unit_failure = False
+
+    def records(self) -> Iterator[FramedRecord | Damage]:
+        unit = self.unit
+        while unit.skip_line_breaks():
+            unit.release()
+            if unit.fill(5) >= 5 and unit.ahead(0, 5) == b"WARC/":
+                yield from self._record()
+            else:
+                yield self._garbage()
+        if unit.state != OK and not self.reported_unit_failure:
+            yield self._unit_failure(unit.pos, None, None, None)
+
+    # -- what the rows say
+    def _offset(self, unit_pos: int) -> int:
+        if self.member_offset is not None:
+            return self.member_offset
+        return self.unit.start + unit_pos  # type: ignore[attr-defined]
+
+    def _where(self) -> str:
+        return "gzip member" if self.member_offset is not None else "file"
+
+    def _failure_detail(self) -> str:
+        if self.unit.state == TRUNCATED:
+            return f"gzip member cut off after offset {self.member_offset} ({self.file_size} bytes in file)"
+        return f"gzip member at offset {self.member_offset} is corrupt: {self.unit.error}"
+
+    def _unit_failure(self, pos: int, header: WarcHeader | None, present: int | None, head: bytes | None) -> Damage:
+        self.reported_unit_failure = True
+        if self.unit.state == TRUNCATED:
+            reason = R.TRUNCATED_WARC
+        else:
+            reason = R.CORRUPT_RECORD if header is not None else R.CORRUPT_WARC
+        return Damage(self._offset(pos), reason, self._failure_detail(), header, present, head)
+
+    def _garbage(self) -> Damage:
+        unit = self.unit
+        start = unit.pos
+        head = unit.ahead(0, HEAD_BYTES)
+        unit.seek_record_start(at_line_start=False)
+        size = unit.pos - start
+        if self.member_offset is not None:
+            detail = f"{size} bytes in the gzip member at offset {self.member_offset} are not a WARC record"
+        elif start == 0 and size == self.file_size:
+            detail = f"no WARC record found in {size} bytes"
+        else:
+            detail = f"{size} bytes at offset {self._offset(start)} are neither a WARC record nor a gzip member"
+        return Damage(self._offset(start), R.CORRUPT_WARC, detail, present_bytes=size, head=head)
+
+    # -- one record
+    def _record(self) -> Iterator[FramedRecord | Damage]:
+        unit = self.unit
+        start = unit.pos
+        header = self._read_header()
+        if header is None:
+            yield self._unreadable_header(start)
+            return
+        length = header.content_length
+        if length is None:
+            detail = f"Content-Length {header.get('Content-Length')!r} is not a byte count"
+            yield Damage(self._offset(start), R.BAD_CONTENT_LENGTH, detail, header, head=unit.ahead(0, HEAD_BYTES))
+            unit.seek_record_start(at_line_start=True)
+        elif length <= self.limit:
+            yield self._small_record(start, header, length)
+        else:
+            yield self._large_record(start, header, length)
+
+    def _read_header(self) -> WarcHeader | None:
+        unit = self.unit
+        want = 4096
+        while True:
+            available = unit.fill(want)
+            end = unit.end_of_match_ahead(_BLANK_LINE)
+            if 0 <= end <= MAX_HEADER_BYTES:
+                return WarcHeader.parse(unit.take(end))
+            if available < want or want >= MAX_HEADER_BYTES:
+                return None
+            want = min(want * 4, MAX_HEADER_BYTES)
+
+    def _unreadable_header(self, start: int) -> Damage:
+        unit = self.unit
+        head = unit.ahead(0, HEAD_BYTES)
+        available = unit.fill(MAX_HEADER_BYTES)
+        if available < MAX_HEADER_BYTES and unit.state != OK:
+            damage = self._unit_failure(start, None, None, head)
+        else:
+            within = f"within {MAX_HEADER_BYTES} bytes" if available >= MAX_HEADER_BYTES else (
+                f"before the end of the {self._where()}")
+            detail = f"WARC header at offset {self._offset(start)} has no blank line {within}"
+            damage = Damage(self._offset(start), R.CORRUPT_WARC, detail, head=head)
+        unit.advance(1)
+        unit.seek_record_start(at_line_start=False)
+        return damage
+
+    def _small_record(self, start: int, header: WarcHeader, length: int) -> FramedRecord | Damage:
+        """A block of at most ``limit`` bytes: read it whole, then check what follows it."""
+        unit = self.unit
+        token = unit.pos  # everything from here stays buffered until the next record
+        available = unit.fill(length + TRAILER_WINDOW)
+        verdict = self._after_block(length) if available >= length else "short"
+        if verdict is None:
+            return FramedRecord(self._offset(start), header, unit.take(length), length)
+        head = unit.ahead(0, HEAD_BYTES)
+        if verdict in (TRUNCATED, CORRUPT) or (verdict == "short" and unit.state != OK):
+            unit.advance(available)
+            return self._unit_failure(start, header, min(available, length), head)
+        unit.restore(token)
+        return self._misframed(start, header, length, min(available, length), head)
+
+    def _large_record(self, start: int, header: WarcHeader, length: int) -> FramedRecord | Damage:
+        """A block over ``limit`` bytes: stream past it, keeping only a checkpoint to come back to."""
+        unit = self.unit
+        unit.fill(HEAD_BYTES)
+        head = unit.ahead(0, HEAD_BYTES)
+        if isinstance(unit, _Plain) and length > unit.remaining():
+            return self._misframed(start, header, length, unit.remaining(), head)
+        token = unit.checkpoint()
+        skipped = unit.skip(length)
+        verdict = "short"
+        if skipped == length:
+            unit.fill(TRAILER_WINDOW)
+            verdict = self._after_block(0)
+        if verdict is None:
+            return FramedRecord(self._offset(start), header, None, length)
+        if verdict in (TRUNCATED, CORRUPT) or (verdict == "short" and unit.state != OK):
+            unit.skip(2**63)
+            return self._unit_failure(start, header, skipped, head)
+        unit.restore(token)
+        return self._misframed(start, header, length, skipped, head)
+
+    def _after_block(self, block_end: int) -> str | None:
+        """None if the block ends where a record may end; else "misframed", TRUNCATED or CORRUPT."""
+        tail = self.unit.ahead(block_end, block_end + TRAILER_WINDOW)
+        rest = tail.lstrip(b"\r\n")
+        if rest.startswith(b"WARC/"):
+            return None
+        if rest:
+            return "misframed"
+        if len(tail) == TRAILER_WINDOW:  # a long run of line breaks; what follows is checked as a record
+            return None
+        return None if self.unit.state == OK else self.unit.state
+
+    def _misframed(self, start: int, header: WarcHeader, length: int, present: int, head: bytes) -> Damage:
+        """The block does not end where Content-Length says: report it, resume at the next record."""
+        unit = self.unit
+        found = unit.seek_record_start(at_line_start=True)
+        offset = self._offset(start)
+        if unit.state != OK:
+            return self._unit_failure(start, header, present, head)
+        if not found and isinstance(unit, _Plain) and present < length and unit.end == self.file_size:
+            detail = f"file ends {present} bytes into a block of Content-Length {length}"
+            return Damage(offset, R.TRUNCATED_WARC, detail, header, present, head)
+        if present < length:
+            detail = f"Content-Length {length}, but the {self._where()} ends {present} bytes after the header"
+        else:
+            detail = f"Content-Length {length} does not end the record: neither a record nor the end follows"
+        return Damage(offset, R.BAD_CONTENT_LENGTH, detail, header, present, head)
+
+
+def _looks_like_record_member(source: _Source, offset: int) -> bool:
+    """Whether a gzip header at ``offset`` starts a member that inflates to a WARC record (or nothing)."""
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    out = b""
+    pos = offset
+    while len(out) < 16 and pos < offset + INFLATE_CHUNK and not inflater.eof:
+        data = source.view(pos, 4096)
+        if not data:
+            return False
+        pos += len(data)
+        try:
+            out += inflater.decompress(data, 64)
+        except zlib.error:
+            return False
+    text = out.lstrip(b"\r\n \t")
+    return text.startswith(b"WARC/") or (inflater.eof and not text)
+
+
+def _next_member(source: _Source, start: int) -> int:
+    """Offset of the next gzip member at or after ``start`` that holds a record; the file size if none."""
+    pos = start
+    while (hit := source.find(GZIP_MAGIC, pos)) >= 0:
+        if _looks_like_record_member(source, hit):
+            return hit
+        pos = hit + 1
+    return source.size
+
+
+def _gzip_records(source: _Source, limit: int) -> Iterator[FramedRecord | Damage]:
+    pos = 0
+    while pos < source.size:
+        if source.view(pos, len(GZIP_MAGIC)) == GZIP_MAGIC:
+            member = _GzipMember(source, pos)
+            yield from _RecordFramer(member, limit, source.size).records()
+            if member.state == OK and member.compressed_end is not None:
+                pos = member.compressed_end
+            else:  # the damaged member may have been inflated into the next ones: search from its start
+                pos = _next_member(source, pos + 1)
+        else:
+            end = _next_member(source, pos)
+            yield from _RecordFramer(_Plain(source, pos, end), limit, source.size).records()
+            pos = end
+
+
+def iter_framed_records(stream: BinaryIO, limit: int) -> Iterator[FramedRecord | Damage]:
+    """Every record of a seekable WARC stream, or the damage found in its place, in file order.
+
+    ``limit`` is the largest block read into memory; longer blocks come back with ``block=None``.
+    """
+    source = _Source(stream)
+    if source.size == 0:
+        yield Damage(0, R.CORRUPT_WARC, "empty WARC file")
+        return
+    if source.view(0, 4096).tobytes().lstrip(b"\r\n \t").startswith(b"WARC/"):
+        yield from _RecordFramer(_Plain(source, 0, source.size), limit, source.size).records()
+    else:
+        yield from _gzip_records(source, limit)
+
+
+def seekable(stream: BinaryIO) -> BinaryIO:
+    """``stream`` itself if it can seek, else a temporary file holding the rest of it."""
+    if stream.seekable():
+        return stream
+    spooled = tempfile.TemporaryFile(prefix="dataplatform-warc-")
+    shutil.copyfileobj(stream, spooled, READ_BLOCK)
+    spooled.seek(0)
+    return spooled  # type: ignore[return-value]
