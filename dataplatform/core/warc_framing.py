@@ -60,7 +60,7 @@ class WarcHeader:
     fields: dict[str, str]
 
     @classmethod
-    def parse(cls, raw: bytes) -> "WarcHeader":
+    def parse(cls, raw: bytes) -> WarcHeader:
         fields: dict[str, str] = {}
         for line in raw.decode("utf-8", "replace").splitlines()[1:]:
             name, sep, value = line.partition(":")
@@ -246,17 +246,23 @@ class _Unit:
             if stripped < len(data):
                 return True
 
-    def seek_record_start(self, at_line_start: bool) -> bool:
-        """Discard up to the next line starting with ``WARC/1.``; False if none before the end."""
+    def seek_record_start(self, at_line_start: bool, stop: int | None = None) -> bool:
+        """Discard up to the next line starting with ``WARC/1.``; False if none before the end.
+
+        With ``stop`` (a unit position), give up there and leave the read position at ``stop``.
+        """
         pattern = b"\n" + RECORD_START
         self.fill(len(RECORD_START))
-        if at_line_start and self._buf.startswith(RECORD_START, self._i):
+        if at_line_start and self._buf.startswith(RECORD_START, self._i) and (stop is None or self.pos < stop):
             return True
         while True:
             hit = self._buf.find(pattern, self._i)
-            if hit >= 0:
+            if hit >= 0 and (stop is None or self._buf_start + hit + 1 < stop):
                 self._i = hit + 1
                 return True
+            if stop is not None and self._buf_start + len(self._buf) >= stop:
+                self._i = stop - self._buf_start
+                return False
             self._i = max(self._i, len(self._buf) - len(pattern) + 1)
             self.release()
             if self.ended:
@@ -318,13 +324,35 @@ class _GzipMember(_Unit):
 
 
 class _Plain(_Unit):
-    """Uncompressed bytes ``[start, end)`` of the file."""
+    """Uncompressed bytes from ``start`` to the end of the file, or to the first gzip member (holding
+    a record) that a search for the next record runs into: so bytes between two gzip members, or a
+    damaged first record of a gzip file, are read as plain WARC, and the members after them as such.
+    """
 
     def __init__(self, source: _Source, start: int, end: int) -> None:
         super().__init__()
         self._source = source
         self.start, self.end = start, end
         self._cpos = start
+        self.ended = start >= end
+        self._member_search: tuple[int, int] = (-1, -1)  # (searched from, next member found)
+
+    def _next_member_from(self, pos: int) -> int:
+        searched_from, found = self._member_search
+        if not searched_from <= pos <= found:
+            self._member_search = (pos, _next_member(self._source, pos))
+        return self._member_search[1]
+
+    def seek_record_start(self, at_line_start: bool, stop: int | None = None) -> bool:
+        member = self._next_member_from(self.start + self.pos)
+        if member >= self.end:
+            return super().seek_record_start(at_line_start, stop)
+        if super().seek_record_start(at_line_start, member - self.start):
+            return True
+        self.end = member  # the rest of the file is read as gzip members
+        self._buf, self._buf_start, self._i = bytearray(), member - self.start, 0
+        self._cpos, self.ended = member, True
+        return False
 
     def _produce(self) -> bytes:
         data = self._source.view(self._cpos, min(INFLATE_CHUNK, self.end - self._cpos)).tobytes()
@@ -369,8 +397,8 @@ class _RecordFramer:
             unit.release()
             if unit.fill(5) >= 5 and unit.ahead(0, 5) == b"WARC/":
                 yield from self._record()
-            else:
-                yield self._garbage()
+            elif (damage := self._garbage()) is not None:
+                yield damage
         if unit.state != OK and not self.reported_unit_failure:
             yield self._unit_failure(unit.pos, None, None, None)
 
@@ -396,12 +424,14 @@ class _RecordFramer:
             reason = R.CORRUPT_RECORD if header is not None else R.CORRUPT_WARC
         return Damage(self._offset(pos), reason, self._failure_detail(), header, present, head)
 
-    def _garbage(self) -> Damage:
+    def _garbage(self) -> Damage | None:
         unit = self.unit
         start = unit.pos
         head = unit.ahead(0, HEAD_BYTES)
         unit.seek_record_start(at_line_start=False)
         size = unit.pos - start
+        if not size:  # a gzip member starts right here
+            return None
         if self.member_offset is not None:
             detail = f"{size} bytes in the gzip member at offset {self.member_offset} are not a WARC record"
         elif start == 0 and size == self.file_size:
@@ -548,7 +578,14 @@ def _next_member(source: _Source, start: int) -> int:
     return source.size
 
 
-def _gzip_records(source: _Source, limit: int) -> Iterator[FramedRecord | Damage]:
+def iter_framed_records(stream: BinaryIO, limit: int) -> Iterator[FramedRecord | Damage]:
+    """Every record of a seekable WARC stream, or the damage found in its place, in file order.
+
+    ``limit`` is the largest block read into memory; longer blocks come back with ``block=None``.
+    """
+    source = _Source(stream)
+    if source.size == 0:
+        yield Damage(0, R.CORRUPT_WARC, "empty WARC file")
     pos = 0
     while pos < source.size:
         if source.view(pos, len(GZIP_MAGIC)) == GZIP_MAGIC:
@@ -558,32 +595,17 @@ def _gzip_records(source: _Source, limit: int) -> Iterator[FramedRecord | Damage
                 pos = member.compressed_end
             else:  # the damaged member may have been inflated into the next ones: search from its start
                 pos = _next_member(source, pos + 1)
-        else:
-            end = _next_member(source, pos)
-            yield from _RecordFramer(_Plain(source, pos, end), limit, source.size).records()
-            pos = end
-
-
-def iter_framed_records(stream: BinaryIO, limit: int) -> Iterator[FramedRecord | Damage]:
-    """Every record of a seekable WARC stream, or the damage found in its place, in file order.
-
-    ``limit`` is the largest block read into memory; longer blocks come back with ``block=None``.
-    """
-    source = _Source(stream)
-    if source.size == 0:
-        yield Damage(0, R.CORRUPT_WARC, "empty WARC file")
-        return
-    if source.view(0, 4096).tobytes().lstrip(b"\r\n \t").startswith(b"WARC/"):
-        yield from _RecordFramer(_Plain(source, 0, source.size), limit, source.size).records()
-    else:
-        yield from _gzip_records(source, limit)
+        else:  # an uncompressed WARC, or bytes that are not a gzip member
+            plain = _Plain(source, pos, source.size)
+            yield from _RecordFramer(plain, limit, source.size).records()
+            pos = plain.end
 
 
 def seekable(stream: BinaryIO) -> BinaryIO:
     """``stream`` itself if it can seek, else a temporary file holding the rest of it."""
     if stream.seekable():
         return stream
-    spooled = tempfile.TemporaryFile(prefix="dataplatform-warc-")
+    spooled = tempfile.TemporaryFile(prefix="dataplatform-warc-")  # noqa: SIM115 - the caller closes it
     shutil.copyfileobj(stream, spooled, READ_BLOCK)
     spooled.seek(0)
     return spooled  # type: ignore[return-value]

@@ -27,11 +27,13 @@ CHILD = textwrap.dedent(
     import json, resource, sys
     from dataplatform.core.warc_records import WarcReadOptions, WarcReadStats, iter_raw_page_batches
 
+    LIMIT = int(sys.argv[3])
+
     def read(path):
         stats = WarcReadStats()
         rows = []
         for kind, batch in iter_raw_page_batches(path, snapshot="S", warc_file="f",
-                                                 options=WarcReadOptions(max_payload_bytes=%d), stats=stats):
+                                                 options=WarcReadOptions(max_payload_bytes=LIMIT), stats=stats):
             rows += [(kind, r["url"], r.get("reason")) for r in batch.select(
                 [c for c in ("url", "reason") if c in batch.schema.names]).to_pylist()]
         return rows
@@ -42,7 +44,6 @@ CHILD = textwrap.dedent(
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"growth_mb": (after - before) / 1024, "rows": rows}))
     """
-    % LIMIT
 )
 
 
@@ -55,7 +56,7 @@ def run_child(tmp_path: Path, data: bytes) -> dict:
     small.write_bytes(page("https://a.example/warm-up") * 3)
     bomb = tmp_path / "bomb.warc.gz"
     bomb.write_bytes(data)
-    out = subprocess.run([sys.executable, "-c", CHILD, str(small), str(bomb)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", CHILD, str(small), str(bomb), str(LIMIT)], check=False, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
