@@ -65,11 +65,11 @@ def split_members(data: bytes) -> list[bytes]:
     return out
 
 
-def inflate(member: bytes) -> bytes | None:
-    """The content of a complete, valid gzip member, else None."""
+def inflate(member: bytes, max_length: int = 0) -> bytes | None:
+    """The content of a complete, valid gzip member (of at most ``max_length`` bytes if given), else None."""
     inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
     try:
-        out = inflater.decompress(member)
+        out = inflater.decompress(member, max_length)
     except zlib.error:
         return None
     return out if inflater.eof and not inflater.unused_data else None
@@ -257,10 +257,16 @@ def _expected_offsets(mutant: Mutant) -> Iterator[tuple[int, int]]:
             yield starts[j], starts[j]
         elif j == mutant.k and mutant.inserted:
             yield starts[j], starts[j] + shift
-        elif j == mutant.k and inflate(mutant.span) == inflate(mutant.members[j]) is not None:
+        elif j == mutant.k and _same_record(mutant.span, mutant.members[j]):
             yield starts[j], starts[j]  # damaged bytes that still inflate to the same record: intact
         elif j > mutant.k and not mutant.cut:
             yield starts[j], starts[j] + shift
+
+
+def _same_record(span: bytes, member: bytes) -> bool:
+    """Whether damaged bytes still inflate to the member's record (inflating no more than that)."""
+    original = inflate(member)
+    return original is not None and inflate(span, len(original) + 1) == original
 
 
 def _compare(mutant: Mutant, verdict: Verdict, base_framing: dict, base_rows: dict, framing: dict,

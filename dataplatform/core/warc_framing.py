@@ -26,6 +26,7 @@ find where the next one starts (zlib inflates a bomb of zeros at about 1 GB/s).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import shutil
 import tempfile
@@ -41,6 +42,8 @@ MAX_HEADER_BYTES = 256 * 1024
 TRAILER_WINDOW = 64  # bytes looked at after a block: line breaks, then "WARC/" or the end
 INFLATE_CHUNK = 64 * 1024
 READ_BLOCK = 1024 * 1024
+SINGLE_STEP_INPUT = 256 * 1024  # members with more compressed bytes go the general way
+FIRST_INPUT_STEP = 16 * 1024
 HEAD_BYTES = 256
 KNOWN_RECORD_TYPES = frozenset(
     {"warcinfo", "response", "resource", "request", "metadata", "revisit", "conversion", "continuation"}
@@ -50,23 +53,25 @@ OK, TRUNCATED, CORRUPT = "ok", "truncated", "corrupt"
 # The header ends at its first empty line; writers end lines with CRLF, LF, and (seen in pywb's
 # samples) CR CR LF.
 _BLANK_LINE = re.compile(rb"\n\r*\n")
+_CONTENT_LENGTH = re.compile(rb"(?im)^content-length:[ \t]*([^\r\n]*)")
+_WARC_TYPE = re.compile(rb"(?im)^warc-type:[ \t]*([^\r\n]*)")
 
 
 @dataclasses.dataclass(frozen=True)
 class WarcHeader:
-    """A record's WARC header block as bytes, and its fields by lower-cased name (first wins)."""
+    """A record's WARC header block, as bytes; fields are parsed only when asked for."""
 
     raw: bytes
-    fields: dict[str, str]
 
-    @classmethod
-    def parse(cls, raw: bytes) -> WarcHeader:
+    @functools.cached_property
+    def fields(self) -> dict[str, str]:
+        """Fields by lower-cased name (the first of a repeated name wins)."""
         fields: dict[str, str] = {}
-        for line in raw.decode("utf-8", "replace").splitlines()[1:]:
+        for line in self.raw.decode("utf-8", "replace").splitlines()[1:]:
             name, sep, value = line.partition(":")
             if sep and name.strip():
                 fields.setdefault(name.strip().lower(), value.strip())
-        return cls(raw, fields)
+        return fields
 
     def get(self, name: str) -> str | None:
         return self.fields.get(name.lower())
@@ -74,32 +79,38 @@ class WarcHeader:
     @property
     def record_type(self) -> str:
         """The WARC-Type as fastwarc names it (``"unknown"`` for anything else)."""
-        value = (self.get("WARC-Type") or "").lower()
+        match = _WARC_TYPE.search(self.raw)
+        value = match.group(1).strip().lower().decode("ascii", "replace") if match else ""
         return value if value in KNOWN_RECORD_TYPES else "unknown"
 
     @property
     def content_length(self) -> int | None:
-        value = self.get("Content-Length")
-        return int(value) if value is not None and value.isascii() and value.isdigit() else None
+        match = _CONTENT_LENGTH.search(self.raw)
+        value = match.group(1).strip() if match else b""
+        return int(value) if value.isdigit() else None
 
 
 @dataclasses.dataclass(frozen=True)
 class FramedRecord:
     """One record whose block is exactly ``Content-Length`` bytes and ends where a record may end.
 
-    ``block`` is None when the block is longer than the payload limit: it was streamed past, unread.
+    ``raw`` holds the record from its ``WARC/`` line through the block (line breaks may follow); it
+    is None when the block is longer than the payload limit: the block was streamed past, unread.
     ``offset`` is where the gzip member holding the record starts (the offset Common Crawl's index
     gives), or for an uncompressed file where the record starts.
     """
 
     offset: int
     header: WarcHeader
-    block: bytes | None
     block_length: int
+    raw: bytes | None
 
     @property
-    def raw(self) -> bytes:
-        return self.header.raw + (self.block or b"")
+    def block(self) -> bytes | None:
+        if self.raw is None:
+            return None
+        start = len(self.header.raw)
+        return self.raw[start : start + self.block_length]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -465,7 +476,7 @@ class _RecordFramer:
             available = unit.fill(want)
             end = unit.end_of_match_ahead(_BLANK_LINE)
             if 0 <= end <= MAX_HEADER_BYTES:
-                return WarcHeader.parse(unit.take(end))
+                return WarcHeader(unit.take(end))
             if available < want or want >= MAX_HEADER_BYTES:
                 return None
             want = min(want * 4, MAX_HEADER_BYTES)
@@ -492,7 +503,7 @@ class _RecordFramer:
         available = unit.fill(length + TRAILER_WINDOW)
         verdict = self._after_block(length) if available >= length else "short"
         if verdict is None:
-            return FramedRecord(self._offset(start), header, unit.take(length), length)
+            return FramedRecord(self._offset(start), header, length, header.raw + unit.take(length))
         head = unit.ahead(0, HEAD_BYTES)
         if verdict in (TRUNCATED, CORRUPT) or (verdict == "short" and unit.state != OK):
             unit.advance(available)
@@ -514,7 +525,7 @@ class _RecordFramer:
             unit.fill(TRAILER_WINDOW)
             verdict = self._after_block(0)
         if verdict is None:
-            return FramedRecord(self._offset(start), header, None, length)
+            return FramedRecord(self._offset(start), header, length, None)
         if verdict in (TRUNCATED, CORRUPT) or (verdict == "short" and unit.state != OK):
             unit.skip(2**63)
             return self._unit_failure(start, header, skipped, head)
@@ -578,6 +589,38 @@ def _next_member(source: _Source, start: int) -> int:
     return source.size
 
 
+def _single_record_member(source: _Source, offset: int, limit: int) -> tuple[FramedRecord, int] | None:
+    """The usual member, one record of at most ``limit`` bytes, inflated in one go: the record and
+    where the next member starts. None for anything else, which the general framing then reads."""
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    room = limit + MAX_HEADER_BYTES + TRAILER_WINDOW
+    parts: list[bytes] = []
+    pos, step = offset, FIRST_INPUT_STEP  # small first: zlib copies the input left over as unused_data
+    while not inflater.eof and pos - offset < SINGLE_STEP_INPUT and room > 0:
+        data = source.view(pos, step)
+        if not data:
+            return None
+        try:
+            parts.append(inflater.decompress(data, room))
+        except zlib.error:
+            return None
+        room -= len(parts[-1])
+        pos, step = pos + len(data), INFLATE_CHUNK
+    out = parts[0] if len(parts) == 1 else b"".join(parts)
+    if not inflater.eof or not out.startswith(b"WARC/"):
+        return None
+    blank_line = _BLANK_LINE.search(out, 0, MAX_HEADER_BYTES)
+    if blank_line is None:
+        return None
+    header = WarcHeader(out[: blank_line.end()])
+    length = header.content_length
+    if length is None or length > limit or len(out) < blank_line.end() + length:
+        return None
+    if out[blank_line.end() + length :].strip(b"\r\n"):  # a second record, or bytes that are none
+        return None
+    return FramedRecord(offset, header, length, out), pos - len(inflater.unused_data)
+
+
 def iter_framed_records(stream: BinaryIO, limit: int) -> Iterator[FramedRecord | Damage]:
     """Every record of a seekable WARC stream, or the damage found in its place, in file order.
 
@@ -589,6 +632,10 @@ def iter_framed_records(stream: BinaryIO, limit: int) -> Iterator[FramedRecord |
     pos = 0
     while pos < source.size:
         if source.view(pos, len(GZIP_MAGIC)) == GZIP_MAGIC:
+            if (single := _single_record_member(source, pos, limit)) is not None:
+                record, pos = single
+                yield record
+                continue
             member = _GzipMember(source, pos)
             yield from _RecordFramer(member, limit, source.size).records()
             if member.state == OK and member.compressed_end is not None:

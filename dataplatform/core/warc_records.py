@@ -132,14 +132,14 @@ class _RowWriter:
         self.stats.records += 1
         if framed.header.record_type not in _READ_TYPE_NAMES:
             self.skip(framed.header.record_type)
-        elif framed.block is None:
+        elif framed.raw is None:
             self._add_unread(framed)
         else:
             try:
                 record = WarcRecord.from_bytes(framed.raw)
             except OSError as exc:
                 self.add_damage(Damage(framed.offset, R.CORRUPT_RECORD, f"fastwarc cannot parse the record: {exc}",
-                                       framed.header, framed.block_length, framed.block))
+                                       framed.header, framed.block_length, framed.block[:PAYLOAD_HEAD_BYTES]))
                 self.stats.records -= 1  # counted once, above
                 return
             self._add_parsed(record, framed.offset)
