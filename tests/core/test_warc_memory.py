@@ -56,8 +56,8 @@ def run_child(tmp_path: Path, data: bytes) -> dict:
     small.write_bytes(page("https://a.example/warm-up") * 3)
     bomb = tmp_path / "bomb.warc.gz"
     bomb.write_bytes(data)
-    out = subprocess.run([sys.executable, "-c", CHILD, str(small), str(bomb), str(LIMIT)], check=False, capture_output=True, text=True,
-                         timeout=300)
+    command = [sys.executable, "-c", CHILD, str(small), str(bomb), str(LIMIT)]
+    out = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
