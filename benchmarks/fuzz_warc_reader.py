@@ -7,9 +7,9 @@ the pywb 2.10.0 sdist (``sample_archive/warcs/*.warc.gz``, fetched once into ``b
 and three real Common Crawl records (``tests/data``). Mutants and oracle are those of the seeded
 test (``tests/warc_fuzz.py``: every member the mutant did not touch must come out exactly as in the
 unmutated file), here over whole files. Then ``--bombs`` mutants each replace one member by a
-gzip bomb (``--bomb-mb`` MiB of zeros from about 1/1000 of that in gzip, its Content-Length true
-for half of them and 100 bytes for the rest), and the process's peak RSS is compared with the
-payload limit. Prints mutants, crashes, hangs, lost intact records, spurious rows, silent damage,
+gzip bomb (``--bomb-mb`` MiB from about 1/1000 of that in gzip, in turn: zeros with a true
+Content-Length, zeros after a 100-byte Content-Length, line breaks after a 100-byte record), and the
+process's peak RSS during them is compared with the payload limit. Prints mutants, crashes, hangs, lost intact records, spurious rows, silent damage,
 the slowest mutant and peak RSS.
 """
 
@@ -73,7 +73,7 @@ def bomb_mutants(found: dict[str, list[bytes]], count: int, bombs: list[bytes], 
     for i in range(count):
         members = found[rng.choice(names)]
         k = rng.randrange(len(members))
-        yield warc_fuzz.Mutant("gzip_bomb", members, k, bombs[i % 2])
+        yield warc_fuzz.Mutant("gzip_bomb", members, k, bombs[i % len(bombs)])
 
 
 def main() -> None:
@@ -97,7 +97,9 @@ def main() -> None:
         baseline(b"".join(members))
     bombs_data = [warc_factory.gzip_bomb_record("https://bomb.example/true-length", args.bomb_mb << 20),
                   warc_factory.gzip_bomb_record("https://bomb.example/short-length", args.bomb_mb << 20,
-                                                content_length=100)]
+                                                content_length=100),
+                  warc_factory.gzip_bomb_record("https://bomb.example/line-breaks", args.bomb_mb << 20,
+                                                content_length=100, filler=b"\r\n")]
     started = time.perf_counter()
     tally = Tally()
     for name, mutant in warc_fuzz.mutants(found, args.mutants, args.seed, max_window=10**9):

@@ -53,21 +53,23 @@ def warc_record(url: str, block: bytes, **kwargs) -> bytes:
     return gzip.compress(raw_warc_record(url, block, **kwargs), mtime=0)
 
 
-def gzip_bomb_record(url: str, inflated_bytes: int, *, content_length: int | None = None) -> bytes:
-    """A gzip member holding a response whose block is ``inflated_bytes`` of zeros (about 1000:1).
+def gzip_bomb_record(url: str, inflated_bytes: int, *, content_length: int | None = None,
+                     filler: bytes = b"\x00") -> bytes:
+    """A gzip member holding a response whose block is ``inflated_bytes`` of ``filler`` (about 1000:1).
 
-    Compressed in 1 MiB steps, so building a multi-gigabyte bomb costs no memory.
+    Compressed in 1 MiB steps, so building a multi-gigabyte bomb costs no memory. With
+    ``content_length`` given, the header declares that instead of the true block length.
     """
     http_head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n"
     block_length = len(http_head) + inflated_bytes
     head = raw_warc_record(url, b"", digest=False, content_length=content_length or block_length)[:-4]
     compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
     parts = [compressor.compress(head + http_head)]
-    zeros = bytes(1 << 20)
+    chunk = (filler * (1 << 20))[: 1 << 20]
     remaining = inflated_bytes
     while remaining:
-        step = min(remaining, len(zeros))
-        parts.append(compressor.compress(zeros[:step]))
+        step = min(remaining, len(chunk))
+        parts.append(compressor.compress(chunk[:step]))
         remaining -= step
     parts.append(compressor.compress(b"\r\n\r\n") + compressor.flush())
     return b"".join(parts)

@@ -142,7 +142,8 @@ def _content_mutations(rng: random.Random, content: bytes) -> tuple[str, bytes]:
         return "two_records_in_member", content + content
     if choice == 9:
         return "block_byte_flipped", _flip_bits(rng, content, 1) if content else content
-    return "zeros_appended", content + bytes(rng.choice([1000, 70_000, 2_000_000]))
+    size, filler = rng.choice([1000, 70_000, 2_000_000]), rng.choice([b"\x00", b"\r\n"])
+    return f"padding_appended_{filler!r}", content + (filler * size)[:size]
 
 
 def mutate(rng: random.Random, members: list[bytes], k: int) -> Mutant:

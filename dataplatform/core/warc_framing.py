@@ -246,8 +246,10 @@ class _Unit:
             self._restart_at(pos)
 
     def skip_line_breaks(self) -> bool:
-        """Move past CR/LF/space/tab; False if the unit ends first."""
+        """Move past CR/LF/space/tab (forgetting them: a member may hold gigabytes of padding);
+        False if the unit ends first."""
         while True:
+            self.release()
             available = self.fill(1)
             if not available:
                 return False

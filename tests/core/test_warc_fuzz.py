@@ -7,7 +7,7 @@ members: bit flips, zeroed runs, a member cut short, the file cut, garbage or an
 inserted, members spliced or duplicated, gzip header flags flipped, or the record inside damaged and
 compressed again (Content-Length off by -300..+1,000,000, beyond 2**63, not a number or missing;
 the version line or the blank line after the header damaged; the block cut, extended with garbage
-or 2 MB of zeros, or doubled).
+or up to 2 MB of zeros or line breaks, or doubled).
 
 The oracle (explained in full in ``tests/warc_fuzz.py``): every member whose bytes the mutant did
 not touch must come out exactly as in the unmutated file, from the framing (same header and block)
