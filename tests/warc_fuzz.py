@@ -18,7 +18,7 @@ that is neither an intact member's nor inside the damaged span is *spurious*. On
 the damaged bytes end with a partial gzip header that the next member's header completes (a member
 cut after 4 bytes that set FNAME, so that the next header becomes the file name), the next member
 is read, unchanged, as a gzip member that starts inside the damaged span; it counts as intact at
-that offset.
+that offset, and the damaged bytes, now part of a valid gzip header, need no row of their own.
 
 The damaged span itself must be accounted for: at least one page, quarantine row with a reason, or
 counted skip (a damaged request record) must come from it, unless its bytes still inflate to the
@@ -276,6 +276,7 @@ def _compare(mutant: Mutant, verdict: Verdict, base_framing: dict, base_rows: di
     span_end = span_start + len(mutant.span) - (len(mutant.members[mutant.k]) if mutant.inserted else 0)
     expected = dict(_expected_offsets(mutant))
     intact_here = set(expected.values())
+    merged_into_span = False
     for before, after in expected.items():
         same = framing.get(after, []) == base_framing.get(before, []) and rows.get(after, []) == base_rows.get(before, [])
         if not same and after >= span_end:
@@ -286,7 +287,7 @@ def _compare(mutant: Mutant, verdict: Verdict, base_framing: dict, base_rows: di
                       and framing[o] == base_framing.get(before, []) and rows.get(o, []) == base_rows.get(before, [])]
             if merged:
                 intact_here.add(merged[0])
-                same = True
+                merged_into_span = same = True
         if not same:
             verdict.lost += 1
             verdict.problems.append(f"intact member at {before} (now {after}): {base_rows.get(before)} -> {rows.get(after)}")
@@ -298,8 +299,8 @@ def _compare(mutant: Mutant, verdict: Verdict, base_framing: dict, base_rows: di
     # is always a quarantine row. So the span is accounted for if framing found anything there.
     accounted = sum(len(items) for offset, items in framing.items()
                     if span_start <= offset < span_end and offset not in intact_here)
-    if span_start in intact_here and not mutant.inserted:
-        return  # the damaged bytes still inflate to the original record, checked above
+    if (span_start in intact_here and not mutant.inserted) or merged_into_span:
+        return  # the damaged bytes still inflate to the original record, or are part of a valid member
     if not accounted and not _inserted_nothing(mutant):
         verdict.silent_damage += 1
         verdict.problems.append(f"damaged span {span_start}-{span_end} yielded nothing")

@@ -52,7 +52,8 @@ KNOWN_RECORD_TYPES = frozenset(
 OK, TRUNCATED, CORRUPT = "ok", "truncated", "corrupt"
 # The header ends at its first empty line; writers end lines with CRLF, LF, and (seen in pywb's
 # samples) CR CR LF.
-_BLANK_LINE = re.compile(rb"\n\r*\n")
+_BLANK_LINE = re.compile(rb"\n\r{0,8}\n")
+BLANK_LINE_MAX = 10
 _CONTENT_LENGTH = re.compile(rb"(?im)^content-length:[ \t]*([^\r\n]*)")
 _WARC_TYPE = re.compile(rb"(?im)^warc-type:[ \t]*([^\r\n]*)")
 
@@ -202,10 +203,14 @@ class _Unit:
         hit = self._buf.find(pattern, self._i + start)
         return -1 if hit < 0 else hit - self._i
 
-    def end_of_match_ahead(self, pattern: re.Pattern[bytes]) -> int:
-        """Where the first match of ``pattern`` ahead ends, relative to the read position, or -1."""
-        match = pattern.search(self._buf, self._i)
-        return -1 if match is None else match.end() - self._i
+    def search_ahead(self, pattern: re.Pattern[bytes], start: int, end: int) -> tuple[int, int] | None:
+        """(start, end) of the first match of ``pattern`` inside ``[start, end)`` ahead, or None."""
+        match = pattern.search(self._buf, self._i + start, self._i + end)
+        return None if match is None else (match.start() - self._i, match.end() - self._i)
+
+    def known_remaining(self) -> int | None:
+        """How many bytes are left after the read position, if that is known without reading them."""
+        return None
 
     def take(self, n: int) -> bytes:
         out = bytes(self._buf[self._i : self._i + n])
@@ -253,7 +258,7 @@ class _Unit:
             available = self.fill(1)
             if not available:
                 return False
-            data = self._buf[self._i : self._i + available]
+            data = self._buf[self._i : self._i + min(available, 4096)]
             stripped = len(data) - len(data.lstrip(b"\r\n \t"))
             self._i += stripped
             if stripped < len(data):
@@ -293,6 +298,7 @@ class _GzipMember(_Unit):
         self.offset = offset
         self._start_inflating()
         self.compressed_end: int | None = None
+        self.total: int | None = None  # inflated length, once the member has been inflated to its end
 
     def _start_inflating(self) -> None:
         self._inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
@@ -314,7 +320,11 @@ class _GzipMember(_Unit):
         if self._inflater.eof:
             self.ended = True
             self.compressed_end = self._cpos - len(self._inflater.unused_data)
+            self.total = self._buf_start + len(self._buf) + len(out)
         return out
+
+    def known_remaining(self) -> int | None:
+        return None if self.total is None else self.total - self.pos
 
     def checkpoint(self) -> object:
         """A copy of the inflater, so that :meth:`restore` need not inflate from the start again."""
@@ -374,7 +384,7 @@ class _Plain(_Unit):
             self.ended = True
         return data
 
-    def remaining(self) -> int:
+    def known_remaining(self) -> int:
         return self.end - self._cpos + len(self._buf) - self._i
 
     def skip(self, n: int) -> int:
@@ -403,6 +413,8 @@ class _RecordFramer:
         self.file_size = file_size
         self.member_offset = unit.offset if isinstance(unit, _GzipMember) else None
         self.reported_unit_failure = False
+        # (searched from, no blank line starts before, first blank line's start, its end): unit positions
+        self._blank_search = (0, 0, -1, -1)
 
     def records(self) -> Iterator[FramedRecord | Damage]:
         unit = self.unit
@@ -472,15 +484,33 @@ class _RecordFramer:
             yield self._large_record(start, header, length)
 
     def _read_header(self) -> WarcHeader | None:
+        end = self._header_end()
+        return None if end < 0 else WarcHeader(self.unit.take(end))
+
+    def _header_end(self) -> int:
+        """Length of the header at the read position through its blank line; -1 if there is none
+        within MAX_HEADER_BYTES. The last search is remembered, so that a run of damaged headers (many
+        ``WARC/1.`` lines, no blank line) costs one pass over the bytes, not one pass per line."""
         unit = self.unit
+        start = unit.pos
+        searched_from, clear_until, match_start, match_end = self._blank_search
+        if start < searched_from:
+            searched_from, clear_until, match_start, match_end = start, start, -1, -1
+        if match_start >= start:  # no blank line between here and the one found before
+            return match_end - start if match_end - start <= MAX_HEADER_BYTES else -1
         want = 4096
         while True:
             available = unit.fill(want)
-            end = unit.end_of_match_ahead(_BLANK_LINE)
-            if 0 <= end <= MAX_HEADER_BYTES:
-                return WarcHeader(unit.take(end))
+            scan_end = min(available, MAX_HEADER_BYTES)
+            match = unit.search_ahead(_BLANK_LINE, max(0, clear_until - start), scan_end + BLANK_LINE_MAX)
+            if match is not None:
+                self._blank_search = (searched_from, start + match[0], start + match[0], start + match[1])
+                return match[1] if match[1] <= MAX_HEADER_BYTES else -1
+            # No blank line starts before here (one starting later may still be cut off by `available`).
+            clear_until = max(clear_until, start + min(scan_end, available - BLANK_LINE_MAX))
+            self._blank_search = (searched_from, clear_until, -1, -1)
             if available < want or want >= MAX_HEADER_BYTES:
-                return None
+                return -1
             want = min(want * 4, MAX_HEADER_BYTES)
 
     def _unreadable_header(self, start: int) -> Damage:
@@ -518,8 +548,9 @@ class _RecordFramer:
         unit = self.unit
         unit.fill(HEAD_BYTES)
         head = unit.ahead(0, HEAD_BYTES)
-        if isinstance(unit, _Plain) and length > unit.remaining():
-            return self._misframed(start, header, length, unit.remaining(), head)
+        remaining = unit.known_remaining()
+        if remaining is not None and length > remaining:  # no need to stream to the end to know
+            return self._misframed(start, header, length, remaining, head)
         token = unit.checkpoint()
         skipped = unit.skip(length)
         verdict = "short"
