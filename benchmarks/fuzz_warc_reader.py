@@ -8,15 +8,20 @@ and three real Common Crawl records (``tests/data``). Mutants and oracle are tho
 test (``tests/warc_fuzz.py``: every member the mutant did not touch must come out exactly as in the
 unmutated file), here over whole files. Then ``--bombs`` mutants each replace one member by a
 gzip bomb (``--bomb-mb`` MiB from about 1/1000 of that in gzip, in turn: zeros with a true
-Content-Length, zeros after a 100-byte Content-Length, line breaks after a 100-byte record), and the
-process's peak RSS during them is compared with the payload limit. Prints mutants, crashes, hangs, lost intact records, spurious rows, silent damage,
-the slowest mutant and peak RSS.
+Content-Length, zeros after a 100-byte Content-Length, line breaks after a 100-byte record), and
+the process's peak RSS during them is compared with the payload limit.
+
+Prints mutants, crashes, hangs, lost intact records, spurious rows, silent damage, the slowest
+mutant and peak RSS; then the CPU time of framing files made only of fake record starts (linear,
+not quadratic, in their number).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import gzip
+import io
 import random
 import resource
 import sys
@@ -30,6 +35,7 @@ import real_corpus  # noqa: E402
 import warc_factory  # noqa: E402
 import warc_fuzz  # noqa: E402
 
+from dataplatform.core.warc_framing import iter_framed_records  # noqa: E402
 from dataplatform.core.warc_records import WarcReadOptions  # noqa: E402
 from dataplatform.sample_data import SAMPLE_CRAWL_ROOT  # noqa: E402
 
@@ -76,6 +82,28 @@ def bomb_mutants(found: dict[str, list[bytes]], count: int, bombs: list[bytes], 
         yield warc_fuzz.Mutant("gzip_bomb", members, k, bombs[i % len(bombs)])
 
 
+def hostile_framing() -> list[tuple[str, bytes]]:
+    """Files made of nothing but fake record starts: each costs the framing one resynchronisation."""
+    return [
+        ("300k `WARC/1.0` lines, no blank line, plain", b"WARC/1.0\r\n" * 300_000),
+        ("300k headers with Content-Length 999999999, one gzip member",
+         gzip.compress(b"WARC/1.0\r\nContent-Length: 999999999\r\n\r\n" * 300_000, 1)),
+        ("200k headers with Content-Length 5000000, plain", b"WARC/1.0\r\nContent-Length: 5000000\r\n\r\n" * 200_000),
+        ("300k headers with Content-Length 100 and 2 bytes, one gzip member",
+         gzip.compress(b"WARC/1.0\r\nContent-Length: 100\r\n\r\nxx\r\n" * 300_000, 1)),
+    ]
+
+
+def time_hostile(limit: int) -> list[str]:
+    rows = []
+    for name, data in hostile_framing():
+        started = time.process_time()
+        items = sum(1 for _ in iter_framed_records(io.BytesIO(data), limit))
+        seconds = time.process_time() - started
+        rows.append(f"| {name} | {len(data) / 1e6:.1f} | {items} | {seconds:.1f} |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mutants", type=int, default=5000)
@@ -120,6 +148,10 @@ def main() -> None:
     print("mutants by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(tally.by_label.items())))
     for example in tally.examples + bombs.examples:
         print("  FAIL", example[:400])
+    print("\nHostile framing (framing alone, CPU seconds; every fake record is one resynchronisation):\n")
+    print("| input | MB | records + damage reported | CPU s |")
+    print("|---|---:|---:|---:|")
+    print("\n".join(time_hostile(options.max_payload_bytes)))
 
 
 if __name__ == "__main__":

@@ -128,7 +128,7 @@ class Damage:
 
 # --------------------------------------------------------------------------------- the file bytes
 class _Source:
-    """Random access to a seekable file's bytes, read in 1 MiB blocks (reads are mostly forward)."""
+    """Random access to a seekable file's bytes, read in blocks of up to 1 MiB (reads are mostly forward)."""
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
@@ -142,8 +142,10 @@ class _Source:
         """Up to ``n`` bytes at ``pos`` (fewer at the end of the file)."""
         end = min(pos + n, self.size)
         if pos < self._block_start or end > self._block_start + len(self._block):
+            # Reading on from the block: a big read. A jump (a resynchronisation): a small one.
+            sequential = self._block_start <= pos <= self._block_start + len(self._block)
             self._stream.seek(self._base + pos)
-            self._block = self._stream.read(max(n, READ_BLOCK))
+            self._block = self._stream.read(max(n, READ_BLOCK if sequential else INFLATE_CHUNK))
             self._block_start = pos
         start = pos - self._block_start
         return memoryview(self._block)[start : start + (end - pos)]
