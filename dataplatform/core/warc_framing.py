@@ -54,6 +54,7 @@ OK, TRUNCATED, CORRUPT = "ok", "truncated", "corrupt"
 # samples) CR CR LF.
 _BLANK_LINE = re.compile(rb"\n\r{0,8}\n")
 BLANK_LINE_MAX = 10
+_LINE_BREAK_BYTES = b"\r\n \t"
 _CONTENT_LENGTH = re.compile(rb"(?im)^content-length:[ \t]*([^\r\n]*)")
 _WARC_TYPE = re.compile(rb"(?im)^warc-type:[ \t]*([^\r\n]*)")
 
@@ -260,10 +261,12 @@ class _Unit:
             available = self.fill(1)
             if not available:
                 return False
-            data = self._buf[self._i : self._i + min(available, 4096)]
-            stripped = len(data) - len(data.lstrip(b"\r\n \t"))
+            if self._buf[self._i] not in _LINE_BREAK_BYTES:  # the usual case: a record starts here
+                return True
+            window = self._buf[self._i : self._i + INFLATE_CHUNK]
+            stripped = len(window) - len(window.lstrip(_LINE_BREAK_BYTES))
             self._i += stripped
-            if stripped < len(data):
+            if stripped < len(window):
                 return True
 
     def seek_record_start(self, at_line_start: bool, stop: int | None = None) -> bool:
