@@ -267,7 +267,10 @@ def iter_raw_page_batches(
                 else:
                     rows.add_record(item)
                 yield from rows.full_batches()
-    except OSError as exc:  # the file cannot be opened, or reading it fails part-way
-        rows.quarantine(R.TRUNCATED_WARC, f"WARC stream unreadable after offset {last_offset}: {exc}",
-                        offset=last_offset)
+    except OSError as exc:  # the file cannot be opened (a symlink loop, no permission), or reading fails part-way
+        if last_offset is None:
+            rows.quarantine(R.CORRUPT_WARC, f"cannot read the WARC file: {exc}", offset=None)
+        else:
+            rows.quarantine(R.TRUNCATED_WARC, f"WARC stream unreadable after offset {last_offset}: {exc}",
+                            offset=last_offset)
     yield from rows.last_batches()

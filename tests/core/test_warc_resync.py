@@ -175,3 +175,15 @@ def test_two_records_in_one_member_and_a_record_after_them():
     pages, quarantine, _ = read(data)
     assert [p["url"] for p in pages] == URLS
     assert [(q["url"], q["reason"]) for q in quarantine] == [(BAD_URL, R.BAD_CONTENT_LENGTH)]
+
+
+def test_a_warc_path_that_cannot_be_opened_is_quarantined_not_a_crash(tmp_path):
+    # Item 12: a symlink loop under the crawl root. The listing skips such entries; a path that
+    # reaches the reader anyway (a warc.paths.gz naming it) costs that file, not the run.
+    loop = tmp_path / "loop.warc.gz"
+    loop.symlink_to(loop.name)
+    stats = WarcReadStats()
+    out = list(iter_raw_page_batches(str(loop), snapshot="S", warc_file="loop.warc.gz", stats=stats))
+    rows = [row for _, batch in out for row in batch.to_pylist()]
+    assert [(r["reason"], r["warc_offset"]) for r in rows] == [(R.CORRUPT_WARC, None)]
+    assert "symbolic links" in rows[0]["detail"]
