@@ -16,11 +16,15 @@ cannot move. This module splits a file into records itself and
   uncompressed file, a record is framed by its ``Content-Length``: the block must be followed by line
   breaks and then the next ``WARC/`` line or the end of the member. A record that does not frame is
   reported, and reading resumes at the next line starting with ``WARC/1.`` after its header.
+* Bytes that are not a gzip member are read as uncompressed WARC up to the next gzip member that
+  holds a record, so garbage between members, or a damaged first member, hides nothing after it.
 
-A resynchronisation point is a guess where a payload itself holds WARC bytes (a page quoting a WARC
-record, a ``.warc.gz`` stored as a response); records found there are real WARC records and are read
-as such. CPU, unlike memory, is not bounded by the payload limit: a member is inflated to its end to
-find where the next one starts (zlib inflates a bomb of zeros at about 1 GB/s).
+The usual member (one record within the limit) is inflated in one go and checked with a few
+slices; only the others take the general, streaming path. A resynchronisation point is a guess
+where a payload itself holds WARC bytes (a page quoting a WARC record, a ``.warc.gz`` stored as a
+response); records found there are real WARC records and are read as such. CPU, unlike memory, is
+not bounded by the payload limit: a member is inflated to its end to find where the next one starts
+(a few CPU seconds per inflated gigabyte); work stays linear in the input however it is damaged.
 """
 
 from __future__ import annotations
