@@ -6,6 +6,7 @@ import base64
 import gzip
 import hashlib
 import uuid
+import zlib
 
 
 def _digest(data: bytes) -> str:
@@ -18,7 +19,7 @@ def http_response(body: bytes, *, status: str = "200 OK", content_type: str = "t
     )
 
 
-def warc_record(
+def raw_warc_record(
     url: str,
     block: bytes,
     *,
@@ -28,7 +29,9 @@ def warc_record(
     digest: bool = True,
     bad_digest: bool = False,
     extra_headers: dict[str, str] | None = None,
+    content_length: int | str | None = None,
 ) -> bytes:
+    """One uncompressed WARC record; ``content_length`` overrides the true block length (to break it)."""
     record_id = f"<urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, warc_type + url)}>"
     headers = {
         "WARC-Type": warc_type,
@@ -40,9 +43,36 @@ def warc_record(
     if digest:
         headers["WARC-Block-Digest"] = _digest(block + (b"tampered" if bad_digest else b""))
     headers.update(extra_headers or {})
-    headers["Content-Length"] = str(len(block))
+    headers["Content-Length"] = str(len(block) if content_length is None else content_length)
     head = "WARC/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-    return gzip.compress(head.encode() + block + b"\r\n\r\n", mtime=0)
+    return head.encode() + block + b"\r\n\r\n"
+
+
+def warc_record(url: str, block: bytes, **kwargs) -> bytes:
+    """One WARC record as its own gzip member, as Common Crawl writes them (see :func:`raw_warc_record`)."""
+    return gzip.compress(raw_warc_record(url, block, **kwargs), mtime=0)
+
+
+def gzip_bomb_record(url: str, inflated_bytes: int, *, content_length: int | None = None,
+                     filler: bytes = b"\x00") -> bytes:
+    """A gzip member holding a response whose block is ``inflated_bytes`` of ``filler`` (about 1000:1).
+
+    Compressed in 1 MiB steps, so building a multi-gigabyte bomb costs no memory. With
+    ``content_length`` given, the header declares that instead of the true block length.
+    """
+    http_head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n"
+    block_length = len(http_head) + inflated_bytes
+    head = raw_warc_record(url, b"", digest=False, content_length=content_length or block_length)[:-4]
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    parts = [compressor.compress(head + http_head)]
+    chunk = (filler * (1 << 20))[: 1 << 20]
+    remaining = inflated_bytes
+    while remaining:
+        step = min(remaining, len(chunk))
+        parts.append(compressor.compress(chunk[:step]))
+        remaining -= step
+    parts.append(compressor.compress(b"\r\n\r\n") + compressor.flush())
+    return b"".join(parts)
 
 
 def html_page(title: str, paragraphs: list[str]) -> bytes:

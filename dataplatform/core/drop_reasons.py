@@ -1,22 +1,16 @@
 """Stable drop-reason strings, ``<stage>:<rule>``.
 
 Users grep for these and Dagster metadata counts them, so they never change meaning. Rule families
-that compute their own reasons (filters, dedup, contamination) build them with :func:`reason`.
+that compute their own reasons (filters, dedup, contamination) build them in their own modules.
 """
 
 from __future__ import annotations
 
-QUARANTINE = "quarantine"
-
-
-def reason(stage: str, rule: str) -> str:
-    return f"{stage}:{rule}"
-
-
 # WARC / HTTP level (raw_pages quarantine)
-TRUNCATED_WARC = "quarantine:truncated_warc"
-CORRUPT_WARC = "quarantine:corrupt_warc"
-CORRUPT_RECORD = "quarantine:corrupt_record"
+TRUNCATED_WARC = "quarantine:truncated_warc"  # the file ends (or a gzip member is cut off) inside a record
+CORRUPT_WARC = "quarantine:corrupt_warc"  # bytes that are no WARC record: empty file, garbage, a damaged member
+CORRUPT_RECORD = "quarantine:corrupt_record"  # a record whose gzip member fails to inflate (bad data or CRC)
+BAD_CONTENT_LENGTH = "quarantine:bad_content_length"  # Content-Length missing, not a number, or not framing the record
 DIGEST_MISMATCH = "quarantine:digest_mismatch"
 NON_HTTP = "quarantine:non_http"
 REVISIT = "quarantine:revisit"

@@ -1,28 +1,34 @@
 """WARC bytes -> ``raw_pages`` rows, with every unusable record quarantined and counted.
 
-Reads one WARC (gzip-per-record or plain) with fastwarc and yields Arrow record batches of bounded
-size, so memory depends on ``batch_rows``/``batch_bytes``, never on the size of the file.
+:mod:`dataplatform.core.warc_framing` finds where each record starts and ends (resynchronising at
+the next gzip member or ``WARC/1.`` line after a damaged one); fastwarc parses each complete record
+(headers, block digest, HTTP). Rows come out as Arrow record batches of bounded size, so memory
+depends on ``max_payload_bytes`` and ``batch_rows``/``batch_bytes``, never on the size of the file
+or on what it inflates to.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import zlib
 import datetime as dt
 from collections.abc import Iterator
 from typing import BinaryIO
 
 import pyarrow as pa
-from fastwarc.warc import ArchiveIterator, WarcRecordType
+from fastwarc.warc import WarcRecord, WarcRecordType
 
 from dataplatform.core import drop_reasons as R
 from dataplatform.core.schemas import QUARANTINE, RAW_PAGES
+from dataplatform.core.warc_framing import Damage, FramedRecord, iter_framed_records, seekable
 
 PAYLOAD_HEAD_BYTES = 256
+INT64_MAX = 2**63 - 1
 _HTML_MIME_TYPES = ("text/html", "application/xhtml+xml")
 _READ_TYPES = (
     WarcRecordType.response | WarcRecordType.revisit | WarcRecordType.resource | WarcRecordType.conversion
 )
+_READ_TYPE_NAMES = frozenset({"response", "revisit", "resource", "conversion"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,8 +36,9 @@ class WarcReadOptions:
     """Limits applied while reading WARC records.
 
     ``max_payload_bytes`` quarantines giant responses (a 50 MB "page" is a video or a dump, and
-    would blow the memory bound of a shard); ``verify_digests`` checks ``WARC-Block-Digest`` where
-    present, catching records corrupted in storage or transfer.
+    would blow the memory bound of a shard) and bounds every decompression: no more than this (plus
+    a 64 KiB chunk) of one record is ever held inflated. ``verify_digests`` checks
+    ``WARC-Block-Digest`` where present, catching records corrupted in storage or transfer.
     """
 
     max_payload_bytes: int = 10 * 1024 * 1024
@@ -79,12 +86,155 @@ def _as_utc(value: dt.datetime | None) -> dt.datetime | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
 
 
 def _header_block(http_headers) -> str:
     return "\n".join(f"{k}: {v}" for k, v in http_headers.astuples())
+
+
+class _RowWriter:
+    """Turns framed records and damage into page and quarantine rows of one WARC, counting both."""
+
+    def __init__(self, snapshot: str, warc_file: str, options: WarcReadOptions, stats: WarcReadStats) -> None:
+        self.snapshot, self.warc_file, self.options, self.stats = snapshot, warc_file, options, stats
+        self.pages = _Batcher(RAW_PAGES)
+        self.quarantined = _Batcher(QUARANTINE)
+
+    def quarantine(self, reason: str, detail: str, *, offset: int | None, record_id: str | None = None,
+                   wtype: str | None = None, url: str | None = None, payload: bytes | None = None,
+                   payload_bytes: int | None = None) -> None:
+        self.stats.quarantined[reason] = self.stats.quarantined.get(reason, 0) + 1
+        self.quarantined.add({
+            "snapshot": self.snapshot, "warc_file": self.warc_file, "warc_offset": offset,
+            "warc_record_id": record_id, "warc_type": wtype, "url": url, "reason": reason, "detail": detail,
+            # A declared length can exceed int64 (Content-Length: 2**64-1); the column is int64.
+            "payload_bytes": None if payload_bytes is None else min(payload_bytes, INT64_MAX),
+            "payload_head": payload[:PAYLOAD_HEAD_BYTES] if payload else None,
+        })
+
+    def skip(self, kind: str) -> None:
+        self.stats.skipped[kind] = self.stats.skipped.get(kind, 0) + 1
+
+    def add_damage(self, damage: Damage) -> None:
+        header = damage.header
+        if header is None:
+            self.quarantine(damage.reason, damage.detail, offset=damage.offset, payload=damage.head,
+                            payload_bytes=damage.present_bytes)
+            return
+        self.stats.records += 1
+        self.quarantine(damage.reason, damage.detail, offset=damage.offset, record_id=header.get("WARC-Record-ID"),
+                        wtype=header.record_type, url=header.get("WARC-Target-URI"), payload=damage.head,
+                        payload_bytes=damage.present_bytes)
+
+    def add_record(self, framed: FramedRecord) -> None:
+        self.stats.records += 1
+        if framed.header.record_type not in _READ_TYPE_NAMES:
+            self.skip(framed.header.record_type)
+        elif framed.raw is None:
+            self._add_unread(framed)
+        else:
+            try:
+                record = WarcRecord.from_bytes(framed.raw)
+            except OSError as exc:
+                self.add_damage(Damage(framed.offset, R.CORRUPT_RECORD, f"fastwarc cannot parse the record: {exc}",
+                                       framed.header, framed.block_length, framed.block[:PAYLOAD_HEAD_BYTES]))
+                self.stats.records -= 1  # counted once, above
+                return
+            self._add_parsed(record, framed.offset)
+
+    def _add_unread(self, framed: FramedRecord) -> None:
+        """A record whose block is over ``max_payload_bytes``: it was streamed past, never read."""
+        header = framed.header
+        common = {"offset": framed.offset, "record_id": header.get("WARC-Record-ID"), "wtype": header.record_type,
+                  "url": header.get("WARC-Target-URI")}
+        if header.record_type == "revisit":
+            self.quarantine(R.REVISIT, header.get("WARC-Profile") or "revisit record", **common)
+        elif not common["url"] or not common["record_id"]:
+            self.quarantine(R.MISSING_URL, "record lacks WARC-Target-URI or WARC-Record-ID", **common)
+        else:
+            self.quarantine(R.OVERSIZED_PAYLOAD, f"block of {framed.block_length} bytes > max_payload_bytes="
+                            f"{self.options.max_payload_bytes}", payload_bytes=framed.block_length, **common)
+
+    def _add_parsed(self, record: WarcRecord, offset: int) -> None:
+        rtype = record.record_type
+        if not (rtype & _READ_TYPES):
+            self.skip(str(rtype))
+            return
+        headers = record.headers
+        common = {"offset": offset, "record_id": headers.get("WARC-Record-ID"), "wtype": str(rtype),
+                  "url": headers.get("WARC-Target-URI")}
+        if rtype == WarcRecordType.revisit:
+            self.quarantine(R.REVISIT, headers.get("WARC-Profile", "revisit record"), **common)
+        elif not common["url"] or not common["record_id"]:
+            self.quarantine(R.MISSING_URL, "record lacks WARC-Target-URI or WARC-Record-ID", **common)
+        elif self.options.verify_digests and "WARC-Block-Digest" in headers and not record.verify_block_digest():
+            self.quarantine(R.DIGEST_MISMATCH, f"WARC-Block-Digest {headers.get('WARC-Block-Digest')} "
+                            "does not match the block", payload_bytes=record.content_length, **common)
+        else:
+            self._add_http(record, common)
+
+    def _add_http(self, record: WarcRecord, common: dict) -> None:
+        record.parse_http()
+        http = record.http_headers
+        payload = record.reader.read()
+        if http is None or not record.is_http_parsed or not http.status_code:
+            self.quarantine(R.NON_HTTP, f"{common['wtype']} record is not an HTTP message (Content-Type: "
+                            f"{record.headers.get('Content-Type')})", payload=payload, payload_bytes=len(payload),
+                            **common)
+            return
+        status, content_type = http.status_code, http.get("Content-Type")
+        mime = (content_type or "").split(";", 1)[0].strip().lower()
+        if status != 200:
+            self.quarantine(R.HTTP_STATUS, f"HTTP status {status}", payload=payload, payload_bytes=len(payload),
+                            **common)
+        elif not payload:
+            self.quarantine(R.EMPTY_PAYLOAD, "HTTP 200 with an empty body", payload_bytes=0, **common)
+        elif mime and mime not in _HTML_MIME_TYPES:
+            self.quarantine(R.NON_HTML, f"Content-Type {content_type}", payload=payload,
+                            payload_bytes=len(payload), **common)
+        else:
+            self._add_page(record, common, status, content_type, http, payload)
+
+    def _add_page(self, record: WarcRecord, common: dict, status: int, content_type: str | None, http,
+                  payload: bytes) -> None:
+        self.stats.pages += 1
+        self.stats.payload_bytes += len(payload)
+        self.pages.add(
+            {
+                "warc_record_id": common["record_id"], "url": common["url"], "snapshot": self.snapshot,
+                "warc_file": self.warc_file, "warc_offset": common["offset"],
+                "fetch_time": _as_utc(record.record_date), "http_status": status, "content_type": content_type,
+                "http_headers": _header_block(http), "payload": payload, "payload_bytes": len(payload),
+            },
+            nbytes=len(payload),
+        )
+
+    def full_batches(self) -> Iterator[tuple[str, pa.RecordBatch]]:
+        if self.pages.rows >= self.options.batch_rows or self.pages.nbytes >= self.options.batch_bytes:
+            yield "pages", self.pages.flush()
+        if self.quarantined.rows >= self.options.batch_rows:
+            yield "quarantine", self.quarantined.flush()
+
+    def last_batches(self) -> Iterator[tuple[str, pa.RecordBatch]]:
+        if self.pages.rows:
+            yield "pages", self.pages.flush()
+        if self.quarantined.rows:
+            yield "quarantine", self.quarantined.flush()
+
+
+@contextlib.contextmanager
+def _opened(stream: BinaryIO | str) -> Iterator[BinaryIO]:
+    if isinstance(stream, str):
+        with open(stream, "rb") as opened:
+            yield opened
+    else:
+        with contextlib.ExitStack() as stack:
+            readable = seekable(stream)
+            if readable is not stream:
+                stack.enter_context(readable)
+            yield readable
 
 
 def iter_raw_page_batches(
@@ -97,179 +247,30 @@ def iter_raw_page_batches(
 ) -> Iterator[tuple[str, pa.RecordBatch]]:
     """Yield ``("pages", batch)`` and ``("quarantine", batch)`` pairs read from one WARC.
 
-    ``stream`` is a binary file object or a local path. Request, warcinfo and metadata records
-    are skipped (counted in ``stats.skipped``); every response-like record becomes a page or a
-    quarantine row with one of the ``quarantine:*`` reasons in :mod:`dataplatform.core.drop_reasons`.
-    A stream that breaks mid-file (gzip member cut off, garbage bytes) ends the file with one
-    ``quarantine:truncated_warc`` row; the records read before it are kept.
+    ``stream`` is a binary file object or a local path (a stream that cannot seek is copied to a
+    temporary file first). Request, warcinfo and metadata records are skipped (counted in
+    ``stats.skipped``); every response-like record becomes a page or a quarantine row with one of
+    the ``quarantine:*`` reasons in :mod:`dataplatform.core.drop_reasons`. Damage (a gzip member
+    that does not inflate or is cut off, a ``Content-Length`` that does not frame the record, bytes
+    that are no record) costs only the damaged record: it is quarantined with what is known of it,
+    and reading resumes at the next record.
     """
     stats = stats if stats is not None else WarcReadStats()
-    pages = _Batcher(RAW_PAGES)
-    quarantine = _Batcher(QUARANTINE)
-
-    def quarantine_row(reason: str, detail: str, *, offset=None, record_id=None, wtype=None, url=None,
-                       payload: bytes | None = None, payload_bytes: int | None = None) -> None:
-        stats.quarantined[reason] = stats.quarantined.get(reason, 0) + 1
-        quarantine.add(
-            {
-                "snapshot": snapshot,
-                "warc_file": warc_file,
-                "warc_offset": offset,
-                "warc_record_id": record_id,
-                "warc_type": wtype,
-                "url": url,
-                "reason": reason,
-                "detail": detail,
-                "payload_bytes": payload_bytes,
-                "payload_head": payload[:PAYLOAD_HEAD_BYTES] if payload else None,
-            }
-        )
-
-    def skip(kind: str) -> None:
-        stats.skipped[kind] = stats.skipped.get(kind, 0) + 1
-
-    # parse_http=False: the block digest must be checked over the whole block, before the HTTP
-    # headers are consumed; parse_http() is then called on records that pass.
-    iterator = ArchiveIterator(stream, record_types=WarcRecordType.any_type, parse_http=False, fsspec_args=False)
+    rows = _RowWriter(snapshot, warc_file, options, stats)
     last_offset: int | None = None
     try:
-        for record in iterator:
-            stats.records += 1
-            offset = record.stream_pos
-            last_offset = offset
-            rtype = record.record_type
-            if not (rtype & _READ_TYPES):
-                skip(str(rtype))
-                continue
-            headers = record.headers
-            record_id = headers.get("WARC-Record-ID")
-            url = headers.get("WARC-Target-URI")
-            common = {"offset": offset, "record_id": record_id, "wtype": str(rtype), "url": url}
-            if rtype == WarcRecordType.revisit:
-                quarantine_row(R.REVISIT, headers.get("WARC-Profile", "revisit record"), **common)
-                continue
-            if not url or not record_id:
-                quarantine_row(R.MISSING_URL, "record lacks WARC-Target-URI or WARC-Record-ID", **common)
-                continue
-            declared = record.content_length
-            if declared > options.max_payload_bytes:
-                # Never read it into memory: the iterator skips the unread rest of the block.
-                quarantine_row(R.OVERSIZED_PAYLOAD, f"block of {declared} bytes > max_payload_bytes="
-                               f"{options.max_payload_bytes}", payload_bytes=declared, **common)
-                continue
-            if options.verify_digests and "WARC-Block-Digest" in headers and not record.verify_block_digest():
-                quarantine_row(R.DIGEST_MISMATCH, f"WARC-Block-Digest {headers.get('WARC-Block-Digest')} "
-                               "does not match the block", payload_bytes=declared, **common)
-                continue
-            record.parse_http()
-            http = record.http_headers
-            if http is None or not record.is_http_parsed or not http.status_code:
-                payload = record.reader.read()
-                quarantine_row(R.NON_HTTP, f"{rtype} record is not an HTTP message "
-                               f"(Content-Type: {headers.get('Content-Type')})", payload=payload,
-                               payload_bytes=len(payload), **common)
-                continue
-            expected = record.content_length  # after parse_http(): the payload length the record declares
-            payload = record.reader.read()
-            if len(payload) < expected:
-                quarantine_row(R.TRUNCATED_WARC, f"payload has {len(payload)} of {expected} declared bytes",
-                               payload=payload, payload_bytes=len(payload), **common)
-                continue
-            status = http.status_code
-            content_type = http.get("Content-Type")
-            if status != 200:
-                quarantine_row(R.HTTP_STATUS, f"HTTP status {status}", payload=payload,
-                               payload_bytes=len(payload), **common)
-                continue
-            if not payload:
-                quarantine_row(R.EMPTY_PAYLOAD, "HTTP 200 with an empty body", payload_bytes=0, **common)
-                continue
-            mime = (content_type or "").split(";", 1)[0].strip().lower()
-            if mime and mime not in _HTML_MIME_TYPES:
-                quarantine_row(R.NON_HTML, f"Content-Type {content_type}", payload=payload,
-                               payload_bytes=len(payload), **common)
-                continue
-            # Flush before adding, so the last record read is still in hand when the tail check
-            # below finds the file truncated.
-            if pages.rows >= options.batch_rows or pages.nbytes >= options.batch_bytes:
-                yield "pages", pages.flush()
-            stats.pages += 1
-            stats.payload_bytes += len(payload)
-            pages.add(
-                {
-                    "warc_record_id": record_id,
-                    "url": url,
-                    "snapshot": snapshot,
-                    "warc_file": warc_file,
-                    "warc_offset": offset,
-                    "fetch_time": _as_utc(record.record_date),
-                    "http_status": status,
-                    "content_type": content_type,
-                    "http_headers": _header_block(http),
-                    "payload": payload,
-                    "payload_bytes": len(payload),
-                },
-                nbytes=len(payload),
-            )
-        problem = _stream_problem(stream, last_offset)
-    except (OSError, ValueError) as exc:
-        problem = (R.TRUNCATED_WARC, f"WARC stream unreadable after offset {last_offset}: {exc}")
-    if problem:
-        # fastwarc stops quietly at a gzip member cut short; the last record it returned may be a
-        # fragment. That record is re-labelled (keeping its id and URL) instead of kept as half a page.
-        reason, detail = problem
-        fragment: dict = {"offset": last_offset}
-        if last_offset is not None and pages.rows and pages.columns["warc_offset"][-1] == last_offset:
-            row = {name: values.pop() for name, values in pages.columns.items()}
-            pages.rows -= 1
-            stats.pages -= 1
-            fragment = {"offset": last_offset, "record_id": row["warc_record_id"], "url": row["url"], "wtype": "response"}
-        elif last_offset is not None and quarantine.rows and quarantine.columns["warc_offset"][-1] == last_offset:
-            row = {name: values.pop() for name, values in quarantine.columns.items()}
-            quarantine.rows -= 1
-            stats.quarantined[row["reason"]] -= 1
-            fragment = {"offset": last_offset, "record_id": row["warc_record_id"], "url": row["url"], "wtype": row["warc_type"]}
-        quarantine_row(reason, detail, **fragment)
-    if pages.rows:
-        yield "pages", pages.flush()
-    if quarantine.rows:
-        yield "quarantine", quarantine.flush()
-
-
-def _stream_problem(stream: BinaryIO | str, last_offset: int | None) -> tuple[str, str] | None:
-    """Return ``(reason, detail)`` if a WARC stream did not end cleanly, else None.
-
-    For gzip files this re-reads only the tail from the last record's member and checks every
-    remaining gzip member is complete. Non-seekable streams are not checked (the records already
-    read stand).
-    """
-    opened = None
-    try:
-        if isinstance(stream, str):
-            opened = stream = open(stream, "rb")
-        if not stream.seekable():
-            return None
-        start = last_offset or 0
-        stream.seek(0, 2)
-        size = stream.tell()
-        if size == 0:
-            return R.CORRUPT_WARC, "empty WARC file"
-        stream.seek(start)
-        tail = stream.read()
-        if last_offset is None and not tail.startswith(b"\x1f\x8b") and not tail.startswith(b"WARC/"):
-            return R.CORRUPT_WARC, f"no WARC record found in {size} bytes"
-        if not tail.startswith(b"\x1f\x8b"):
-            return None
-        while tail:
-            decompressor = zlib.decompressobj(31)
-            try:
-                decompressor.decompress(tail)
-            except zlib.error as exc:
-                return R.CORRUPT_WARC, f"corrupt gzip member after offset {start}: {exc}"
-            if not decompressor.eof:
-                return R.TRUNCATED_WARC, f"gzip member cut off after offset {start} ({size} bytes in file)"
-            tail = decompressor.unused_data
-        return None
-    finally:
-        if opened is not None:
-            opened.close()
+        with _opened(stream) as readable:
+            for item in iter_framed_records(readable, options.max_payload_bytes):
+                last_offset = item.offset
+                if isinstance(item, Damage):
+                    rows.add_damage(item)
+                else:
+                    rows.add_record(item)
+                yield from rows.full_batches()
+    except OSError as exc:  # the file cannot be opened (a symlink loop, no permission), or reading fails part-way
+        if last_offset is None:
+            rows.quarantine(R.CORRUPT_WARC, f"cannot read the WARC file: {exc}", offset=None)
+        else:
+            rows.quarantine(R.TRUNCATED_WARC, f"WARC stream unreadable after offset {last_offset}: {exc}",
+                            offset=last_offset)
+    yield from rows.last_batches()
