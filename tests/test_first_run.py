@@ -90,3 +90,20 @@ def test_gzip_member_of_only_padding_is_not_a_crash(tmp_path, capsys):
     code, output, rows = _process(tmp_path, files, capsys)
     assert code == 0, output
     assert rows is not None and rows.height == 2
+
+
+def test_a_listed_warc_that_cannot_be_read_is_quarantined_not_fatal(tmp_path):
+    """A key from a warc.paths.gz listing that is a symlink loop: one quarantine row, the run goes on."""
+    from dataplatform.execution.shard_executor import InlineExecutor
+    from dataplatform.io.crawl_sources import CrawlSource
+    from dataplatform.io.object_store import LocalLocation
+    from dataplatform.stages.ingest import materialize_documents_from_warcs
+
+    _write(tmp_path / "a.warc.gz", _pages(2))
+    (tmp_path / "loop.warc.gz").symlink_to(tmp_path / "loop.warc.gz")
+    store = DatasetStore.local(tmp_path / "out")
+    report = materialize_documents_from_warcs(CrawlSource(LocalLocation(str(tmp_path))), ["a.warc.gz", "loop.warc.gz"],
+                                              store, "CC-FIRST-01", InlineExecutor())
+    assert report.rows_out == 2
+    quarantine = store.read_frame("documents", "CC-FIRST-01", "quarantine")
+    assert quarantine.filter(pl.col("warc_file") == "loop.warc.gz")["reason"].to_list() == ["quarantine:corrupt_warc"]

@@ -62,7 +62,12 @@ class _PageReader:
             yield from iter_shard_batches(source.location, source.key, source.batch_rows)
             return
         crawl_store = source.crawl.open()
-        self.input_bytes = crawl_store.size(source.warc_key)
+        try:
+            self.input_bytes = crawl_store.size(source.warc_key)
+        except FileNotFoundError:
+            raise  # listed but gone: the listing or the storage is wrong, not the file
+        except OSError:
+            self.input_bytes = 0  # a symlink loop, no permission: the reader quarantines the file
         options = source.options
         if self.batch_rows:
             options = dataclasses.replace(options, batch_rows=min(options.batch_rows, self.batch_rows))
