@@ -17,7 +17,7 @@ import logging
 import zlib
 
 from dataplatform.core.snapshot_keys import InvalidSnapshotKey, validate_snapshot_key
-from dataplatform.io.object_store import ObjectStore, StoreLocation, _check_key
+from dataplatform.io.object_store import ObjectStore, StoreLocation, check_key
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class CrawlSource:
         try:
             keys = [line.strip() for line in text.decode().splitlines() if line.strip()]
             for listed in keys:
-                _check_key(listed)
+                check_key(listed)
         except ValueError as exc:  # not UTF-8, or a key escaping the crawl root
             raise CrawlListingError(f"crawl listing {where}: {exc}") from exc
         return keys

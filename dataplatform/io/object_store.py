@@ -38,7 +38,7 @@ FILE_MODE = 0o666 & ~_UMASK
 TEMP_PREFIX = ".tmp-"
 
 
-def _check_key(key: str) -> str:
+def check_key(key: str) -> str:
     path = PurePosixPath(key)
     if path.is_absolute() or ".." in path.parts or key.startswith("/") or "\\" in key:
         raise StorageKeyError(f"storage key {key!r} must be a relative path without '..'")
@@ -119,7 +119,7 @@ class LocalObjectStore(ObjectStore):
         self.location = LocalLocation(str(self.root))
 
     def _path(self, key: str) -> Path:
-        return self.root / _check_key(key)
+        return self.root / check_key(key)
 
     def uri(self, key: str) -> str:
         return str(self._path(key))
@@ -263,7 +263,7 @@ class S3ObjectStore(ObjectStore):
         return self._client
 
     def _key(self, key: str) -> str:
-        _check_key(key)
+        check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _strip(self, full: str) -> str:
