@@ -20,6 +20,9 @@ from dataplatform.execution.engines import ENGINES
 
 # Step logs go to the instance; the terminal gets the summary table (and errors).
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The sample curates ~20 documents: the default 1% validation / test shares would leave both splits
+# empty, so the demo holds out 10% each (a real corpus keeps the defaults: 1% of millions is plenty).
+DEMO_OPS_CONFIG = {"eval_splits": {"config": {"validation_fraction": 0.1, "test_fraction": 0.1}}}
 
 
 def _summary_table(rows: list[dict]) -> str:
@@ -163,7 +166,7 @@ def materialize_sample(data_root: Path, workers: int = 0, snapshots: tuple[str, 
     import dagster as dg
 
     from dataplatform.assets.partitions import crawl_snapshots
-    from dataplatform.definitions import all_assets, defs
+    from dataplatform.definitions import all_asset_checks, all_assets, defs
     from dataplatform.io.datasets import DatasetStore
     from dataplatform.resources.settings import resources_from_env
     from dataplatform.sample_data import SAMPLE_SNAPSHOTS
@@ -183,9 +186,10 @@ def materialize_sample(data_root: Path, workers: int = 0, snapshots: tuple[str, 
         with dg.DagsterInstance.local_temp(home) as instance:
             instance.add_dynamic_partitions(crawl_snapshots.name, list(snapshots))
             for partitioned, keys in phases:
+                ops = {k: v for k, v in DEMO_OPS_CONFIG.items() if dg.AssetKey(k) in keys}
                 for snapshot in snapshots if partitioned else [None]:
-                    dg.materialize(all_assets, selection=keys, partition_key=snapshot, instance=instance,
-                                   resources=resources, raise_on_error=True, run_config=QUIET)
+                    dg.materialize([*all_assets, *all_asset_checks], selection=keys, partition_key=snapshot, instance=instance,
+                                   resources=resources, raise_on_error=True, run_config={**QUIET, "ops": ops})
     store = DatasetStore.local(data_root)
     rows = []
     for key in order:

@@ -68,14 +68,14 @@ PINNED = {
         "ngram_index": "4ccc9ecce44a577c54c2bfeac962702a177419ce29c75be1c96839e00c42769b"
     },
     "eval_splits/unpartitioned": {
-        "test": "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-        "train": "1f3d7e6afe32c0336b9369f6a6a307950d3c3b8485dda9d1cf6fac4880bde022",
+        "test": "d99ff715f016d7a8c8f3a18a81f6e8a144b7826bba742f5829f87e48a8f2dfc0",
+        "train": "509b595d12f2487123281de7018e25143b099eb34cf6a379c20d65ff7850d922",
         "validation": "d64f3e7fc7c1987c365cc8f8b704c9eb9fe84af9ba773de95c61bf6155baa7fc"
     },
     "training_mix/unpartitioned": {
-        "data": "23df24b82c76024f41a1a11461f015f573adf4a64309c02eb1c4760c8c6f3df6"
+        "data": "280bd8f26b9ad1da8158bacecd9fb55a32793ca02f353a23762d1b7b5775944a"
     },
-    "training_mix/manifest_sha256": "e8bad6347ff144cbd6a78270387429733fa45ea608e22b8f2eaef53a02fd5f33"
+    "training_mix/manifest_sha256": "881b1bc90758e3d86e4f366c458a24a8c1f4fe2bd355952ab3037c4db07f311e"
 }
 
 

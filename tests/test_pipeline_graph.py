@@ -6,7 +6,7 @@ import pytest
 from warc_factory import ENGLISH, build_snapshot_warcs, html_page, http_response, warc_record
 
 from dataplatform.assets.partitions import crawl_snapshots
-from dataplatform.definitions import all_assets
+from dataplatform.definitions import all_asset_checks, all_assets
 from dataplatform.execution.shard_executor import InlineExecutor
 from dataplatform.io.datasets import DatasetStore
 from dataplatform.resources.llm import LLMResource
@@ -70,8 +70,8 @@ def test_cross_snapshot_duplicates_point_to_the_earlier_copy(sample):
 
 
 def test_blocking_check_stops_a_bad_shard(tmp_path):
-    """A WARC that repeats the same record gives duplicate doc_ids: the documents check fails and
-    `filtered` is not materialized in that run."""
+    """A WARC that repeats the same record gives a repeated WARC record id: raw_pages' blocking check
+    fails right after raw_pages is committed, and nothing downstream is materialized in that run."""
     crawl = tmp_path / "crawl"
     build_snapshot_warcs(crawl, "CC-BAD-2026-01", n_files=1, broken=False)
     warc = next(crawl.rglob("*.warc.gz"))
@@ -79,18 +79,21 @@ def test_blocking_check_stops_a_bad_shard(tmp_path):
     warc.write_bytes(warc.read_bytes() + record + record)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(crawl_snapshots.name, ["CC-BAD-2026-01"])
-        result = dg.materialize(all_assets, selection=["raw_pages", "documents", "filtered"], partition_key="CC-BAD-2026-01",
+        result = dg.materialize([*all_assets, *all_asset_checks], selection=["raw_pages", "documents", "filtered"],
+                                partition_key="CC-BAD-2026-01",
                                 instance=instance, raise_on_error=False, resources={
                                     "crawl_source": CrawlSourceResource(local_root=str(crawl)),
                                     "dataset_storage": DatasetStorageResource(local_root=str(tmp_path / "data")),
                                     "shard_execution": ShardExecutionResource(engine="inline"),
                                     "llm": LLMResource(),
                                 })
-    [check] = result.get_asset_check_evaluations()
-    assert check.asset_key == dg.AssetKey("documents") and not check.passed
-    assert "doc_id" in str(check.metadata["failed_rules"].value)
+    failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
+    [check] = failed
+    assert (check.asset_key, check.check_name) == (dg.AssetKey("raw_pages"), "great_expectations_suite")
+    assert check.severity == dg.AssetCheckSeverity.ERROR and check.metadata["snapshot"].value == "CC-BAD-2026-01"
+    assert "unique(warc_record_id)" in str(check.metadata["failed_rules"].value)
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert "documents" in materialized and "filtered" not in materialized
+    assert materialized == {"raw_pages"}
 
 
 def test_planted_benchmark_leak_is_removed_and_named(sample):
@@ -132,8 +135,9 @@ def test_training_mix_is_clean_and_reproducible(sample, tmp_path):
 def test_splits_are_stable_when_a_snapshot_arrives(sample, tmp_path):
     import shutil
 
+    from dataplatform.checks.eval_rules import no_document_moved_split
     from dataplatform.core.schemas import DECONTAMINATED
-    from dataplatform.stages.mix import materialize_eval_splits
+    from dataplatform.stages.mix import SplitOptions, materialize_eval_splits
 
     store, _, _ = sample
     copy = DatasetStore.local(shutil.copytree(store.object_store.root, tmp_path / "copy"))
@@ -146,11 +150,15 @@ def test_splits_are_stable_when_a_snapshot_arrives(sample, tmp_path):
     with copy.write_partition("decontaminated", "CC-SAMPLE-2026-12") as writer:
         writer.write_table("data", conform(new_docs.to_arrow(), DECONTAMINATED))
         writer.commit({})
-    materialize_eval_splits(copy, InlineExecutor())
+    committed = copy.require_manifest("eval_splits", "unpartitioned")["metadata"]
+    materialize_eval_splits(copy, InlineExecutor(), SplitOptions(fractions=tuple(committed["fractions"].items()), salt=committed["salt"]))
     after = pl.concat([copy.read_frame("eval_splits", "unpartitioned", s) for s in ("train", "validation", "test")])
     joined = before.select("doc_id", "split").join(after.select("doc_id", "split"), on="doc_id", suffix="_after")
     assert joined.height == before.height and (joined["split"] == joined["split_after"]).all()
     assert after.height == before.height + 500
+    # The eval_splits check compares the new version with the one it superseded and agrees.
+    check = no_document_moved_split(copy)
+    assert check.passed and check.metadata["compared"] == before.height, check
 
 
 def test_every_mix_row_traces_back_to_its_warc_record(sample):

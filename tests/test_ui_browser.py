@@ -29,6 +29,8 @@ GROUPS = ("ingest", "filter", "dedup")
 ASSETS = ("crawl_warc_files", "raw_pages", "documents", "filtered", "quality_classifier", "scored",
           "deduplicated", "dedup_signature_index")
 RUN_TIMEOUT_S = 300
+CHECK_COUNTS = {"documents": 2, "raw_pages": 2, "filtered": 2, "scored": 2, "quality_classifier": 1, "deduplicated": 3,
+                "crawl_warc_files": 1}
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
@@ -110,24 +112,43 @@ def test_asset_catalog_lists_assets_and_their_groups(page, server):
         page.screenshot("asset_catalog")
 
 
+def check_description(asset: str, check: str) -> str:
+    from dataplatform.definitions import all_asset_checks
+
+    return next(s.description for c in all_asset_checks for s in c.check_specs
+                if (s.asset_key.to_user_string(), s.name) == (asset, check))
+
+
+def select_check(page: Page, asset: str, check: str) -> None:
+    """The asset's Checks tab with ``check`` selected: clicked in the list, its description shown."""
+    page.open(f"/assets/{asset}?view=checks")
+    page.wait_text(f"Checks ({CHECK_COUNTS[asset]})", timeout=60)
+    page.wait_text(check).click()
+    page.wait_text(check_description(asset, check))
+
+
 @pytest.mark.parametrize(
     "asset, check, blocking",
     [
         ("documents", "great_expectations_suite", True),
+        ("documents", "every_page_accounted_for", True),
+        ("raw_pages", "quarantine_share_in_band", False),
         ("filtered", "great_expectations_suite", True),
-        ("scored", "great_expectations_suite", True),
-        ("quality_classifier", "min_heldout_auc", None),
+        ("scored", "ranked_by_score", True),
+        ("quality_classifier", "min_heldout_auc", True),
+        ("deduplicated", "duplicate_of_resolves", True),
+        ("crawl_warc_files", "warc_files_readable", False),
     ],
 )
 def test_asset_checks_are_shown(page, server, asset, check, blocking):
-    with screenshot_on_failure(page, f"checks_{asset}", server):
-        page.open(f"/assets/{asset}?view=checks")
-        page.wait_text(asset, timeout=60)
-        page.wait_text(check)
+    with screenshot_on_failure(page, f"checks_{asset}_{check}", server):
+        select_check(page, asset, check)
         if blocking:
             page.wait_text("This is a blocking asset check.")
+        else:
+            assert "This is a blocking asset check." not in page.body_text()
         if asset == "documents":
-            page.screenshot("asset_checks_documents")
+            page.screenshot(f"asset_checks_documents_{check}")
 
 
 def _wait_for_new_ui_run(server: DagsterWebserver, before: set[str], timeout: float = 60) -> str:
@@ -221,3 +242,30 @@ def test_materialize_sample_partition_from_ui(page, server):
         page.wait_text("documents", timeout=60)
         page.wait_xpath("//*[contains(normalize-space(text()), '100% filled')]", what="'100% filled' partitions", timeout=60)
         page.screenshot("asset_group_ingest_after_run")
+
+
+def test_execute_one_check_on_its_own_from_the_checks_tab(page, server):
+    """After the run above committed documents, one check is executed alone from its Checks tab: a run
+    of that check only (no materialization) reads the committed dataset, and the tab shows its result."""
+    asset, check = "documents", "every_page_accounted_for"
+    with screenshot_on_failure(page, "execute_check", server):
+        select_check(page, asset, check)
+        execute = page.wait_xpath("//button[normalize-space()='Execute']", what="the check's Execute button")
+        assert execute.is_enabled(), "Execute is disabled"
+        before = {r["runId"] for r in server.runs()}
+        execute.click()
+        run_id = _wait_for_new_ui_run(server, before)
+        run = _wait_for_terminal(server, run_id, page, RUN_TIMEOUT_S)
+        assert run["status"] == "SUCCESS", "\n".join(server.run_failure_messages(run_id)[-10:])
+        assert not run["assetSelection"], f"a check-only run materialized {run['assetSelection']}"
+        assert server.run_check_selection(run_id) == [(asset, check)]
+
+        latest = server.check_executions(asset, check)[0]
+        assert latest["runId"] == run_id and latest["status"] == "SUCCEEDED", latest
+        assert latest["evaluation"]["success"] and "raw pages have a documents row" in latest["evaluation"]["description"]
+
+        select_check(page, asset, check)
+        page.wait_text(latest["evaluation"]["description"], timeout=60)
+        page.wait_xpath("//*[normalize-space(text())='Passed' or normalize-space(text())='Succeeded']",
+                        what="the passed result of the executed check")
+        page.screenshot("check_executed_on_its_own")

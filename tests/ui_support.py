@@ -194,6 +194,25 @@ class DagsterWebserver:
         events = data["logsForRun"].get("events", [])
         return [e["message"] for e in events if e.get("level") in ("ERROR", "CRITICAL")]
 
+    def check_executions(self, asset: str, check: str, limit: int = 10) -> list[dict]:
+        """Executions of one asset check, newest first, with the run that evaluated it and the result."""
+        data = self.graphql(
+            """query($key: AssetKeyInput!, $name: String!, $limit: Int!) {
+                 assetCheckExecutions(assetKey: $key, checkName: $name, limit: $limit) {
+                   runId status evaluation { success severity description } } }""",
+            {"key": {"path": [asset]}, "name": check, "limit": limit},
+        )
+        return data["assetCheckExecutions"]
+
+    def run_check_selection(self, run_id: str) -> list[tuple[str, str]]:
+        """(asset, check) pairs a run was launched to execute."""
+        data = self.graphql(
+            """query($id: ID!) { runOrError(runId: $id) { __typename ... on Run {
+                   assetCheckSelection { assetKey { path } name } } } }""",
+            {"id": run_id},
+        )
+        return [(c["assetKey"]["path"][-1], c["name"]) for c in data["runOrError"]["assetCheckSelection"] or []]
+
     def runs(self) -> list[dict]:
         data = self.graphql(
             """{ runsOrError { __typename ... on Runs { results {

@@ -8,8 +8,6 @@ from pydantic import Field
 from dataplatform import names
 from dataplatform.assets.metadata import counts_table, report_metadata, stage_failures
 from dataplatform.assets.partitions import CORPUS_POOL, OWNERS, crawl_snapshots, snapshot_of
-from dataplatform.assets.quality_gates import gx_check_spec, run_gx_check
-from dataplatform.checks import columns_match, not_null, unique
 from dataplatform.core.schemas import DECONTAMINATED
 from dataplatform.resources.storage import DatasetStorageResource, ShardExecutionResource
 from dataplatform.stages.decontamination import decontaminate_partition, materialize_eval_benchmarks
@@ -59,8 +57,7 @@ class DecontaminatedConfig(dg.Config):
 
 @dg.asset(partitions_def=crawl_snapshots, deps=[dg.AssetKey(names.DEDUPLICATED), eval_benchmarks],
           group_name="eval", kinds={"parquet"}, owners=OWNERS, tags={"stage": "eval"},
-          description="Deduplicated documents with benchmark n-gram overlaps removed; hits kept in `dropped` as contamination:<benchmark>.",
-          check_specs=[gx_check_spec(names.DECONTAMINATED, "schema, unique doc_id, non-null text")])
+          description="Deduplicated documents with benchmark n-gram overlaps removed; hits kept in `dropped` as contamination:<benchmark>.")
 def decontaminated(context: dg.AssetExecutionContext, config: DecontaminatedConfig, dataset_storage: DatasetStorageResource,
                    shard_execution: ShardExecutionResource) -> dg.MaterializeResult:
     snapshot = snapshot_of(context)
@@ -68,9 +65,7 @@ def decontaminated(context: dg.AssetExecutionContext, config: DecontaminatedConf
     with stage_failures("DecontaminatedConfig"):
         report = decontaminate_partition(store, snapshot, shard_execution.executor(), mode=config.mode, progress=context.log.info)
     metadata = report_metadata(report, store.object_store.uri(f"{names.DECONTAMINATED}/{snapshot}"), DECONTAMINATED)
-    rules = [columns_match(DECONTAMINATED.names), unique("doc_id"), not_null("text"), not_null("doc_id")]
-    check = run_gx_check(names.DECONTAMINATED, store.scan(names.DECONTAMINATED, snapshot), rules, f"decontaminated/{snapshot}")
-    return dg.MaterializeResult(metadata=metadata, check_results=[check])
+    return dg.MaterializeResult(metadata=metadata)
 
 
 class EvalSplitsConfig(dg.Config):

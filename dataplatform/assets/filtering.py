@@ -8,8 +8,6 @@ from dataplatform import names
 from dataplatform.assets.ingest import documents
 from dataplatform.assets.metadata import report_metadata, stage_failures
 from dataplatform.assets.partitions import CORPUS_POOL, OWNERS, crawl_snapshots, snapshot_of
-from dataplatform.assets.quality_gates import gx_check_spec, run_gx_check
-from dataplatform.checks import filtered_expectations, scored_expectations
 from dataplatform.core.language_routing import LanguageRouting
 from dataplatform.core.pii import PIIConfig
 from dataplatform.core.schemas import FILTERED, SCORED
@@ -22,8 +20,6 @@ class FilteredConfig(dg.Config):
     target_languages: list[str] = Field(default=["en"], description="languages kept; others go to `dropped` as language:<code>")
     min_language_score: float = Field(default=0.65, ge=0, le=1, description="FineWeb's fastText LID threshold")
     redact_pii: bool = Field(default=True, description="replace e-mails, IPs and phone numbers with placeholders")
-    min_drop_fraction: float = Field(default=0.01, ge=0, le=1, description="check: fail if fewer documents are dropped")
-    max_drop_fraction: float = Field(default=0.99, ge=0, le=1, description="check: fail if more documents are dropped")
 
 
 @dg.asset(
@@ -34,7 +30,6 @@ class FilteredConfig(dg.Config):
     owners=OWNERS,
     tags={"stage": "filter"},
     description="English documents passing Gopher, C4 and FineWeb rules, PII redacted; rejects kept in table `dropped`.",
-    check_specs=[gx_check_spec("filtered", "schema, unique doc_id, scores in range, drop fraction within the configured band")],
 )
 def filtered(
     context: dg.AssetExecutionContext,
@@ -51,11 +46,7 @@ def filtered(
     with stage_failures("FilteredConfig"):
         report = materialize_filtered(store, snapshot, shard_execution.executor(), options, progress=context.log.info)
     metadata = report_metadata(report, store.object_store.uri(f"{names.FILTERED}/{snapshot}"), FILTERED)
-    drop_fraction = report.dropped / report.rows_in if report.rows_in else None
-    check = run_gx_check(names.FILTERED, store.scan(names.FILTERED, snapshot), filtered_expectations(
-        drop_fraction, required_columns=set(FILTERED.names), min_drop_fraction=config.min_drop_fraction,
-        max_drop_fraction=config.max_drop_fraction), f"filtered/{snapshot}")
-    return dg.MaterializeResult(metadata=metadata, check_results=[check])
+    return dg.MaterializeResult(metadata=metadata)
 
 
 class QualityClassifierConfig(dg.Config):
@@ -64,7 +55,6 @@ class QualityClassifierConfig(dg.Config):
     seed: int = 0
     epoch: int = Field(default=10, gt=0)
     lr: float = Field(default=0.5, gt=0)
-    min_auc: float = Field(default=0.8, ge=0, le=1, description="check: held-out ROC AUC below this blocks scoring")
 
 
 @dg.asset(
@@ -75,8 +65,6 @@ class QualityClassifierConfig(dg.Config):
     owners=OWNERS,
     tags={"stage": "filter"},
     description="DCLM-style fastText bigram quality classifier, versioned by its training-data hash.",
-    check_specs=[dg.AssetCheckSpec("min_heldout_auc", asset=names.QUALITY_CLASSIFIER, blocking=True,
-                                   description="held-out ROC AUC of the classifier is at least `min_auc`")],
 )
 def quality_classifier(context: dg.AssetExecutionContext, config: QualityClassifierConfig,
                        dataset_storage: DatasetStorageResource, shard_execution: ShardExecutionResource) -> dg.MaterializeResult:
@@ -90,13 +78,7 @@ def quality_classifier(context: dg.AssetExecutionContext, config: QualityClassif
     summary = (f"**{info['model_file']}** trained on {info['positives']} positives / {info['negatives']} negatives from "
                f"{', '.join(info['snapshots'])}; held-out AUC {metrics.get('roc_auc')}, precision {metrics.get('precision')}, "
                f"recall {metrics.get('recall')}.")
-    auc = metrics.get("roc_auc")
-    check = dg.AssetCheckResult(
-        check_name="min_heldout_auc", passed=auc is not None and auc >= config.min_auc, severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"roc_auc": dg.MetadataValue.float(float(auc if auc is not None else float("nan"))), "min_auc": config.min_auc,
-                  "n_test": metrics.get("n_test", 0)},
-    )
-    return dg.MaterializeResult(check_results=[check], metadata={
+    return dg.MaterializeResult(metadata={
         "summary": dg.MetadataValue.md(summary),
         "model_file": info["model_file"],
         "training_hash": info["training_hash"],
@@ -124,7 +106,6 @@ class ScoredConfig(dg.Config):
     owners=OWNERS,
     tags={"stage": "filter"},
     description="Quality-scored documents: top fraction in `data`, REWIRE pool in `rewrite_candidates`, rest in `dropped`.",
-    check_specs=[gx_check_spec("scored", "schema, unique doc_id, quality_score in [0, 1], drop fraction within band")],
 )
 def scored(
     context: dg.AssetExecutionContext,
@@ -145,7 +126,4 @@ def scored(
     metadata["quality_score_histogram"] = dg.MetadataValue.md(
         "| score | docs |\n|---|---:|\n" + "\n".join(f"| {k} | {'#' * min(v, 40)} {v} |" for k, v in histogram.items())
     )
-    drop_fraction = report.dropped / report.rows_in if report.rows_in else None
-    check = run_gx_check(names.SCORED, store.scan(names.SCORED, snapshot), scored_expectations(
-        drop_fraction, required_columns=set(SCORED.names)), f"scored/{snapshot}")
-    return dg.MaterializeResult(metadata=metadata, check_results=[check])
+    return dg.MaterializeResult(metadata=metadata)

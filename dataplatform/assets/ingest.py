@@ -7,8 +7,6 @@ from pydantic import Field
 from dataplatform import names
 from dataplatform.assets.metadata import report_metadata, stage_failures
 from dataplatform.assets.partitions import OWNERS, crawl_snapshots, snapshot_of
-from dataplatform.assets.quality_gates import gx_check_spec, run_gx_check
-from dataplatform.checks import documents_expectations
 from dataplatform.core.html_extraction import ExtractionOptions
 from dataplatform.core.schemas import DOCUMENTS, RAW_PAGES
 from dataplatform.core.warc_records import WarcReadOptions
@@ -69,7 +67,6 @@ class DocumentsConfig(dg.Config):
     owners=OWNERS,
     tags={"stage": "ingest"},
     description="Main text, title and language of every page, with a stable doc_id; unusable pages keep a drop_reason.",
-    check_specs=[gx_check_spec("documents", "schema, unique doc_id, text on kept rows, language_score in [0, 1]")],
 )
 def documents(
     context: dg.AssetExecutionContext,
@@ -82,8 +79,6 @@ def documents(
     with stage_failures("DocumentsConfig"):
         report = materialize_documents(store, snapshot, shard_execution.executor(), config.language_model_path,
                                        ExtractionOptions(main_content=config.main_content), progress=context.log.info)
-    check = run_gx_check(names.DOCUMENTS, store.scan(names.DOCUMENTS, snapshot), documents_expectations(), f"documents/{snapshot}")
     return dg.MaterializeResult(
         metadata=report_metadata(report, store.object_store.uri(f"{names.DOCUMENTS}/{snapshot}"), DOCUMENTS),
-        check_results=[check],
     )

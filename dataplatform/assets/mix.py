@@ -1,5 +1,5 @@
-"""Mix asset: the training mix by token proportions, its reproducibility manifest, and the blocking
-"no benchmark overlap" gate."""
+"""Mix asset: the training mix by token proportions and its reproducibility manifest (its checks,
+the blocking "no benchmark overlap" gate among them, are in ``dataplatform.assets.checks.mix``)."""
 
 from typing import Literal
 
@@ -10,10 +10,7 @@ from dataplatform import names
 from dataplatform.assets.eval import decontaminated, eval_benchmarks, eval_splits
 from dataplatform.assets.metadata import counts_table, stage_failures
 from dataplatform.assets.partitions import CORPUS_POOL, OWNERS
-from dataplatform.assets.quality_gates import gx_check_spec, run_gx_check
 from dataplatform.assets.synthesis import instruction_pairs, rewritten
-from dataplatform.checks import between, columns_match, not_null, unique
-from dataplatform.core.schemas import MIX
 from dataplatform.resources.storage import DatasetStorageResource
 from dataplatform.stages.mix import MixOptions, materialize_training_mix
 
@@ -31,10 +28,7 @@ class TrainingMixConfig(dg.Config):
 
 @dg.asset(deps=[decontaminated, eval_splits, eval_benchmarks, rewritten, instruction_pairs],
           group_name="mix", kinds={"parquet"}, owners=OWNERS, tags={"stage": "mix"}, pool=CORPUS_POOL,
-          description="The training mix by token proportions, with a manifest that reproduces it byte for byte.",
-          check_specs=[dg.AssetCheckSpec("no_benchmark_overlap", asset=names.TRAINING_MIX, blocking=True,
-                                         description="no document of the mix shares an n-gram with any benchmark item"),
-                       gx_check_spec(names.TRAINING_MIX, "schema, unique ids, positive token counts")])
+          description="The training mix by token proportions, with a manifest that reproduces it byte for byte.")
 def training_mix(config: TrainingMixConfig, dataset_storage: DatasetStorageResource) -> dg.MaterializeResult:
     store = dataset_storage.dataset_store()
     options = MixOptions(
@@ -43,12 +37,7 @@ def training_mix(config: TrainingMixConfig, dataset_storage: DatasetStorageResou
     with stage_failures("TrainingMixConfig", FileNotFoundError, ValueError):
         report = materialize_training_mix(store, options)
     info = report.extra
-    overlaps = info["benchmark_overlaps"]
-    overlap_check = dg.AssetCheckResult(check_name="no_benchmark_overlap", passed=not any(overlaps.values()),
-                                        severity=dg.AssetCheckSeverity.ERROR, metadata={"overlaps": dg.MetadataValue.json(overlaps)})
-    gx = run_gx_check(names.TRAINING_MIX, store.scan(names.TRAINING_MIX, names.UNPARTITIONED),
-                      [columns_match(MIX.names), unique("doc_id"), not_null("text"), between("n_tokens", 1, None)], "training_mix")
-    return dg.MaterializeResult(check_results=[overlap_check, gx], metadata={
+    return dg.MaterializeResult(metadata={
         "dagster/row_count": info["rows"],
         "tokens": info["tokens"],
         "tokens_per_source": dg.MetadataValue.md(counts_table(info["tokens_per_source"], info["tokens"], "source")),

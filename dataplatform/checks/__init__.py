@@ -1,4 +1,11 @@
-"""Data-quality checks: declarative rules validated with great-expectations 1.x (no Dagster here).
+"""Data-quality checks of the committed datasets (no Dagster here; the asset checks that run them
+are in ``dataplatform.assets.checks``).
+
+* :mod:`.gx_validation`, :mod:`.dataset_checks`: declarative rules validated with great-expectations 1.x
+  on a bounded, seeded sample; :mod:`.suites`: the GX suite of each dataset plus whole-partition figures.
+* :mod:`.ingest_rules`, :mod:`.filter_rules`, :mod:`.dedup_rules`, :mod:`.eval_rules`,
+  :mod:`.synthesis_rules`, :mod:`.mix_rules`: what users of each dataset depend on, one function per
+  rule, each returning a :class:`.outcome.CheckOutcome`; :mod:`.frames`: reading helpers.
 
 Import stays cheap: great_expectations itself is imported on the first :func:`validate` call.
 """
