@@ -13,11 +13,11 @@ from dataplatform.sample_data import SAMPLE_SNAPSHOTS
 PINNED = {
     "raw_pages/CC-SAMPLE-2026-05": {
         "data": "c636bdcef2691a98c828e0b13ba167c2f6fbf8851e17eee362bce1fd8c8465b3",
-        "quarantine": "af660509ac9f6dc5b0257ee06871997467744616bbf95b616067207ddccdfc60"
+        "quarantine": "442584d4a9fd1e81c655b994b26b0085157a77ced3f40fd9fb6b43530d06abbe"
     },
     "raw_pages/CC-SAMPLE-2026-10": {
         "data": "41c0f17e091ec0d99357606b6960285b4b7f579ebf0f9bc7707a0778c7917680",
-        "quarantine": "4aacaf85cf5aff12bfafae07a0e6e371e3eb8343604968c337098473409b67d0"
+        "quarantine": "0c0cd9a5221eea401c88fd5fab27e424417eb86b871d9e5135638151aabfa003"
     },
     "documents/CC-SAMPLE-2026-05": {
         "data": "3923f5c41fa7ec191111b587f91c315fe0c1351870ea7975f8f6e5cc21386a1e"
