@@ -46,7 +46,9 @@ from dataplatform.core.ngrams import (
 
 __all__ = [
     "EMPTY",
+    "Fingerprints",
     "Shingles",
+    "binary_buffers",
     "splitmix64",
     "shingle_hashes",
     "signatures_from_shingles",
@@ -82,6 +84,70 @@ class Shingles:
 
     def of(self, d: int) -> np.ndarray:
         return self.hashes[self.offsets[d] : self.offsets[d + 1]]
+
+
+@dataclass(frozen=True)
+class Fingerprints:
+    """32-bit fingerprints of shingles (the top 32 bits of each shingle hash), per document and in
+    shingle order (repeats kept): ``values[offsets[d]:offsets[d+1]]`` belong to document ``d``.
+
+    Exact Jaccard verification (:func:`~.lsh.fingerprint_jaccard`) compares the *sets* of these
+    values: the Jaccard of the shingle sets up to fingerprint collisions (two different shingles of
+    one pair share a fingerprint with probability ~|A| |B| / 2^32, a change of 1/|A u B| in J).
+    At 4 bytes per word they are the verification payload the out-of-core dedup stores next to
+    the signatures.
+    """
+
+    values: np.ndarray  # uint32
+    offsets: np.ndarray  # int64, len n_docs + 1
+
+    @classmethod
+    def of(cls, sh: Shingles) -> "Fingerprints":
+        return cls((sh.hashes >> _U64(32)).astype(np.uint32), sh.offsets)
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.offsets) - 1
+
+    def take(self, docs: np.ndarray) -> "Fingerprints":
+        """The fingerprints of documents ``docs`` (in that order, repeats allowed)."""
+        docs = np.asarray(docs, dtype=np.int64)
+        lens = self.offsets[docs + 1] - self.offsets[docs]
+        offsets = np.zeros(len(docs) + 1, dtype=np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        gather = np.repeat(self.offsets[docs] - offsets[:-1], lens) + np.arange(offsets[-1])
+        return Fingerprints(self.values[gather], offsets)
+
+    def to_arrow(self) -> pa.Array:
+        """One little-endian binary value per document."""
+        raw = np.ascontiguousarray(self.values.astype("<u4", copy=False))
+        return pa.LargeBinaryArray.from_buffers(
+            pa.large_binary(), self.n_docs, [None, pa.py_buffer(self.offsets * 4), pa.py_buffer(raw.tobytes())]
+        )
+
+    @classmethod
+    def from_arrow(cls, arr: pa.Array | pa.ChunkedArray) -> "Fingerprints":
+        data, offsets = binary_buffers(arr)
+        if offsets[-1] % 4 or np.any(offsets % 4):
+            raise ValueError("fingerprints: binary values must hold whole little-endian uint32s")
+        return cls(data.view("<u4").astype(np.uint32, copy=False), offsets // 4)
+
+
+def binary_buffers(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """``(data uint8, offsets int64)`` of a binary column (nulls are empty)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    arr = arr.cast(pa.large_binary())
+    if arr.null_count:
+        arr = arr.fill_null(b"")
+    n = len(arr)
+    if n == 0:
+        return np.zeros(0, np.uint8), np.zeros(1, np.int64)
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int64, count=n + 1, offset=arr.offset * 8)
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    data = np.frombuffer(bufs[2], np.uint8, hi - lo, lo) if bufs[2] is not None and hi > lo else np.zeros(0, np.uint8)
+    return data, offsets - lo
 
 
 def _word_spans(data: np.ndarray, offs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
