@@ -646,6 +646,9 @@ def materialize_deduplicated(
     ``dedup_signature_index``; returns the stage report and the index segment's summary."""
     started = time.perf_counter()
     executor = executor or InlineExecutor()
+    if not isinstance(executor, ShardExecutor) or not isinstance(config, DedupConfig):
+        raise TypeError("materialize_deduplicated(store, snapshot, executor, config, options): "
+                        f"got executor={type(executor).__name__}, config={type(config).__name__}")
     if config.snapshot_order is not None and snapshot not in config.snapshot_order:
         raise ValueError(f"DedupConfig.snapshot_order: snapshot(s) {[snapshot]} not listed")
     prior, earlier = prior_index_parts(store, snapshot, config)

@@ -68,7 +68,7 @@ def run_process_chain(
     else:
         materialize_quality_classifier(store, ClassifierTrainingOptions())
     reports.append(materialize_scored(store, snapshot, executor))
-    reports.append(materialize_deduplicated(store, snapshot)[0])
+    reports.append(materialize_deduplicated(store, snapshot, executor)[0])
     if options.benchmarks_path:
         from dataplatform.stages.decontamination import decontaminate_partition
 
