@@ -369,10 +369,13 @@ def run_attach_task(task: AttachTask) -> dict[str, Any]:
     sigs, read = _prior_rows(store, priors, prior_u["u_bucket"].to_numpy(),
                              lambda f: f.with_columns(pl.col("snapshot", "doc_id").cast(pl.Utf8)).join(
                                  names, on=["snapshot", "doc_id"], how="semi"))
-    sigs = sigs if sigs is not None else pl.DataFrame(schema={"snapshot": pl.Utf8, "doc_id": pl.Utf8, "signature": pl.Binary})
+    if sigs is None:
+        sigs = pl.DataFrame(schema={"snapshot": pl.Utf8, "doc_id": pl.Utf8, "signature": pl.Binary, "fingerprints": pl.Binary})
+    if task.config.verify != "exact" or "fingerprints" not in sigs.columns:
+        sigs = sigs.with_columns(fingerprints=pl.lit(None, pl.Binary))
     prior_u = prior_u.with_columns(pl.col("u_snapshot", "u_doc_id").cast(pl.Utf8)).join(
-        sigs.select(u_snapshot="snapshot", u_doc_id="doc_id", u_signature="signature"),
-        on=["u_snapshot", "u_doc_id"], how="left").with_columns(u_fingerprints=pl.lit(None, pl.Binary))
+        sigs.select(u_snapshot="snapshot", u_doc_id="doc_id", u_signature="signature", u_fingerprints="fingerprints"),
+        on=["u_snapshot", "u_doc_id"], how="left")
     attached = pl.concat([batch_u, prior_u.select(batch_u.columns)], how="vertical_relaxed")
     routes = _route(store, task.work, "pairs_u", task.partition, attached, "v_bucket", task.partitions)
     return {"partition": task.partition, "candidate_pairs": pairs.height, "routes": routes, **read}
@@ -459,6 +462,7 @@ class IndexTask:
     out: StoreLocation
     partition_prefix: str
     keys: tuple[tuple[str, str], ...]  # (index table, shard key)
+    fingerprints: bool  # keep the shingle fingerprints (exact verification of later pairs)
 
 
 _INDEX_SOURCES = {"exact": ("exact", EXACT_ROWS), "bands": ("bands", BAND_ROWS), "signatures": ("payload", PAYLOAD_ROWS)}
@@ -473,10 +477,11 @@ def run_index_task(task: IndexTask) -> dict[str, Any]:
     rows: dict[str, int] = {}
     for table, key in task.keys:
         kind, schema = _INDEX_SOURCES[table]
-        columns = INDEX_TABLES[table].names + ["shard", "row"]
-        frame = _read_all(store, [task.work.key(kind, task.partition, s) for s in shards.get(kind, ())], schema, columns)
+        names = [c for c in INDEX_TABLES[table].names if c != "fingerprints" or task.fingerprints]
+        frame = _read_all(store, [task.work.key(kind, task.partition, s) for s in shards.get(kind, ())], schema,
+                          names + ["shard", "row"])
         frame = frame.filter(pl.Series(~dropped(frame["shard"].to_numpy(), frame["row"].to_numpy())))
-        frame = frame.sort("bucket", "shard", "row").select(INDEX_TABLES[table].names)
+        frame = frame.sort("bucket", "shard", "row").select(names)
         rows[table] = frame.height
         if frame.height:
             with ShardSink(task.out, key, INDEX_TABLES[table], table, task.partition_prefix) as sink:
@@ -613,7 +618,8 @@ def _phase_index(run: _Run, index_writer) -> dict[str, int]:
         index_writer.declare_table(table, INDEX_TABLES[table])
     tasks = [IndexTask(run.work, p, tuple((k, tuple(run.wrote[k].get(p, ()))) for k in kinds),
                        run.work.bitmap_key("dropped"), run.store.location, index_writer.prefix,
-                       tuple((t, index_writer.shard_key(p, t)) for t in tables)) for p in parts]
+                       tuple((t, index_writer.shard_key(p, t)) for t in tables), run.config.verify == "exact")
+             for p in parts]
     rows = dict.fromkeys(tables, 0)
     for result in run.executor.map(run_index_task, tasks):
         for shard in result["shards"]:
@@ -724,13 +730,13 @@ def read_signature_index(store: DatasetStore, snapshot: str) -> pa.Table:
     exact = tables["exact"].with_columns(pl.col("doc_id", "snapshot").cast(pl.Utf8))
     sigs = tables["signatures"]
     if sigs is not None and sigs.height:
-        exact = exact.join(sigs.select(pl.col("doc_id", "snapshot").cast(pl.Utf8), "signature"),
+        exact = exact.join(sigs.select(pl.col("doc_id", "snapshot").cast(pl.Utf8), "signature", "fingerprints"),
                            on=["doc_id", "snapshot"], how="left", maintain_order="left")
     else:
-        exact = exact.with_columns(signature=pl.lit(None, pl.Binary))
+        exact = exact.with_columns(signature=pl.lit(None, pl.Binary), fingerprints=pl.lit(None, pl.Binary))
     parts = [exact.select(band=pl.lit(EXACT_BAND, pl.Int16), band_hash="content_hash", doc_id="doc_id",
-                          snapshot="snapshot", signature="signature")]
+                          snapshot="snapshot", signature="signature", fingerprints="fingerprints")]
     if tables["bands"] is not None and tables["bands"].height:
         parts.append(tables["bands"].select("band", "band_hash", pl.col("doc_id", "snapshot").cast(pl.Utf8),
-                                            signature=pl.lit(None, pl.Binary)))
+                                            signature=pl.lit(None, pl.Binary), fingerprints=pl.lit(None, pl.Binary)))
     return conform(pl.concat(parts, how="vertical_relaxed").to_arrow(), INDEX_SCHEMA)

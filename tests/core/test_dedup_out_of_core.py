@@ -153,8 +153,8 @@ def test_out_of_core_equals_in_memory_on_generated_snapshots(tmp_path):
     DedupConfig(exact=False),
     DedupConfig(minhash=False),
     DedupConfig(snapshot_order=list(reversed(SNAPSHOTS))),
-    DedupConfig(bands=20, rows=5, threshold=0.7),
-], ids=["signature", "none", "no-exact", "no-minhash", "snapshot-order", "20x5"])
+    DedupConfig(bands=14, rows=8, threshold=0.8),
+], ids=["signature", "none", "no-exact", "no-minhash", "snapshot-order", "14x8"])
 def test_out_of_core_equals_in_memory_for_every_setting(tmp_path, config):
     run_both(tmp_path, config, [300, 500], DedupRunOptions(partition_rows=3000, batch_rows=200))
 

@@ -80,7 +80,8 @@ PAYLOAD_ROWS = pa.schema([pa.field("bucket", pa.uint16()), *_KEY, *_ROW, pa.fiel
 INDEX_EXACT = pa.schema([pa.field("bucket", pa.uint16()), pa.field("content_hash", pa.uint64()), *_KEY])
 INDEX_BANDS = pa.schema([pa.field("bucket", pa.uint16()), pa.field("band", pa.int16()),
                          pa.field("band_hash", pa.uint64()), *_KEY])
-INDEX_SIGNATURES = pa.schema([pa.field("bucket", pa.uint16()), *_KEY, pa.field("signature", pa.large_binary())])
+INDEX_SIGNATURES = pa.schema([pa.field("bucket", pa.uint16()), *_KEY, pa.field("signature", pa.large_binary()),
+                              pa.field("fingerprints", pa.large_binary())])
 # a candidate pair: u (index document: kind 0, or batch document: kind 1) and batch document v
 PAIR_COLUMNS = ["u_kind", "u_doc_id", "u_snapshot", "u_shard", "u_row", "u_bucket",
                 "v_doc_id", "v_snapshot", "v_shard", "v_row", "v_bucket"]
@@ -207,24 +208,20 @@ def anchor_pairs(batch: pl.DataFrame, prior: pl.DataFrame | None, config: DedupC
 
 
 def pair_jaccard(pairs: pl.DataFrame, config: DedupConfig) -> np.ndarray:
-    """Which pairs are duplicates, as :func:`~.pipeline.verify_pairs` decides: ``pairs`` holds
-    ``u_kind`` and the payloads ``u_signature``, ``v_signature``, ``u_fingerprints``,
-    ``v_fingerprints`` (index documents have no fingerprints; a missing signature is accepted)."""
-    ok = np.ones(pairs.height, dtype=bool)
+    """Which pairs are duplicates, as :func:`~.pipeline.verify_pairs` decides: ``pairs`` holds the
+    payloads ``u_signature``, ``v_signature``, ``u_fingerprints``, ``v_fingerprints`` (an index
+    document may have no fingerprints: signature estimate; nor a signature: accepted)."""
     if config.verify == "none" or pairs.height == 0:
-        return ok
-    both = (pairs["u_kind"] == 1).to_numpy()
+        return np.ones(pairs.height, dtype=bool)
     sig_u, has_u = signatures_of(pairs["u_signature"], config.num_perm)
     sig_v, _ = signatures_of(pairs["v_signature"], config.num_perm)
-    batch = pairs.filter(pl.Series(both))
+    ok = (lsh.estimated_jaccard(sig_u, sig_v) >= config.threshold) | ~has_u
     if config.verify == "exact":
-        j = lsh.fingerprint_jaccard(Fingerprints.from_arrow(batch["u_fingerprints"].to_arrow()),
-                                    Fingerprints.from_arrow(batch["v_fingerprints"].to_arrow()))
-    else:
-        j = lsh.estimated_jaccard(sig_u[both], sig_v[both])
-    ok[both] = j >= config.threshold
-    cross = ~both
-    ok[cross] = (lsh.estimated_jaccard(sig_u[cross], sig_v[cross]) >= config.threshold) | ~has_u[cross]
+        has_fp = pairs["u_fingerprints"].is_not_null().to_numpy()
+        exact = pairs.filter(pl.Series(has_fp))
+        j = lsh.fingerprint_jaccard(Fingerprints.from_arrow(exact["u_fingerprints"].to_arrow()),
+                                    Fingerprints.from_arrow(exact["v_fingerprints"].to_arrow()))
+        ok[has_fp] = j >= config.threshold
     return ok
 
 

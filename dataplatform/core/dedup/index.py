@@ -16,6 +16,9 @@ doc_id        string      the kept document
 snapshot      string      its snapshot
 signature     binary      on the exact row only: the MinHash signature (``num_perm``
                           little-endian uint32), used to verify candidates; null elsewhere
+fingerprints  binary      on the exact row only, when the batch was verified exactly: the
+                          32-bit shingle fingerprints (:class:`~.minhash.Fingerprints`), so
+                          that pairs with a later snapshot are verified exactly too
 ============  ==========  ==============================================================
 
 Only kept documents are indexed, so any match points at a document that is still in the data.
@@ -31,7 +34,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from .minhash import binary_buffers
+from .minhash import Fingerprints, binary_buffers
 
 __all__ = [
     "EXACT_BAND",
@@ -51,6 +54,7 @@ INDEX_SCHEMA = pa.schema(
         pa.field("doc_id", pa.large_string(), nullable=False),
         pa.field("snapshot", pa.large_string(), nullable=False),
         pa.field("signature", pa.large_binary(), nullable=True),
+        pa.field("fingerprints", pa.large_binary(), nullable=True),
     ]
 )
 
@@ -88,6 +92,7 @@ def build_index_rows(
     content_hashes: np.ndarray | None,
     band_hashes: np.ndarray | None,
     signatures: np.ndarray | None,
+    fingerprints: Fingerprints | None = None,
 ) -> pa.Table:
     """Index rows for kept documents: one exact row (if ``content_hashes``) and one row per band
     (if ``band_hashes``, shape ``(n, bands)``). Rows are grouped by band, then document order."""
@@ -97,6 +102,7 @@ def build_index_rows(
     parts = []
     if content_hashes is not None and n:
         sig_arr = signature_array(signatures) if signatures is not None else pa.nulls(n, pa.large_binary())
+        fp_arr = fingerprints.to_arrow() if fingerprints is not None else pa.nulls(n, pa.large_binary())
         parts.append(
             pa.table(
                 [
@@ -105,6 +111,7 @@ def build_index_rows(
                     ids,
                     snaps,
                     sig_arr,
+                    fp_arr,
                 ],
                 schema=INDEX_SCHEMA,
             )
@@ -118,6 +125,7 @@ def build_index_rows(
                     pa.array(np.ascontiguousarray(band_hashes.T).reshape(-1)),
                     pa.concat_arrays([ids] * nb),
                     pa.concat_arrays([snaps] * nb),
+                    pa.nulls(n * nb, pa.large_binary()),
                     pa.nulls(n * nb, pa.large_binary()),
                 ],
                 schema=INDEX_SCHEMA,
@@ -137,8 +145,9 @@ def as_index_frame(index: pa.Table | pl.DataFrame | None) -> pl.DataFrame | None
         raise ValueError(f"index: missing column(s) {sorted(missing)}")
     if df.height == 0:
         return None
-    if "signature" not in df.columns:
-        df = df.with_columns(pl.lit(None, pl.Binary).alias("signature"))
+    for column in ("signature", "fingerprints"):
+        if column not in df.columns:
+            df = df.with_columns(pl.lit(None, pl.Binary).alias(column))
     return df.with_columns(
         pl.col("band").cast(pl.Int16), pl.col("band_hash").cast(pl.UInt64),
         pl.col("doc_id").cast(pl.Utf8), pl.col("snapshot").cast(pl.Utf8),

@@ -98,8 +98,10 @@ class MinhashPass:
     band_hashes: np.ndarray  # (len(live), bands)
     fingerprints: Fingerprints  # document j = live[j]
     prior_ids: np.ndarray
-    prior_signatures: np.ndarray | None  # (k, num_perm)
+    prior_signatures: np.ndarray  # (k, num_perm)
     prior_has_signature: np.ndarray  # bool (k,)
+    prior_fingerprints: Fingerprints  # empty for prior documents indexed without them
+    prior_has_fingerprints: np.ndarray  # bool (k,)
     u: np.ndarray  # candidate pairs over LSH nodes, u < v
     v: np.ndarray
 
@@ -191,9 +193,19 @@ def _live_sketches(nodes: Considered, live: np.ndarray, config: DedupConfig):
     return sig, lsh.band_hashes(sig, config.bands, config.rows), Fingerprints.of(shingles).take(row)
 
 
-def _prior_nodes(prior: pl.DataFrame, bands: np.ndarray, config: DedupConfig):
-    """Prior documents sharing a band hash with the batch, as LSH nodes in priority order:
-    ``(doc_ids, their (band, hash, node) rows, signatures, has_signature)``."""
+@dataclass(frozen=True)
+class _PriorNodes:
+    ids: np.ndarray  # doc_id of LSH node x < k
+    hits: pl.DataFrame  # band, band_hash, node
+    signatures: np.ndarray
+    has_signature: np.ndarray
+    fingerprints: Fingerprints
+    has_fingerprints: np.ndarray
+
+
+def _prior_nodes(prior: pl.DataFrame, bands: np.ndarray, config: DedupConfig) -> _PriorNodes:
+    """Prior documents sharing a band hash with the batch, as LSH nodes in priority order, with
+    the verification payload of their exact rows."""
     n_live = len(bands)
     batch_bands = pl.DataFrame({
         "band": pl.Series(np.tile(np.arange(config.bands, dtype=np.int16), n_live)),
@@ -202,56 +214,59 @@ def _prior_nodes(prior: pl.DataFrame, bands: np.ndarray, config: DedupConfig):
     hits = prior.filter(pl.col("band") >= 0).join(batch_bands, on=["band", "band_hash"], how="semi")
     docs = order_prior(hits.select("doc_id", "snapshot").unique(maintain_order=True), config).with_row_index("node")
     hits = hits.join(docs, on=["doc_id", "snapshot"], how="left")
-    exact_rows = prior.filter(pl.col("band") == EXACT_BAND).join(docs, on=["doc_id", "snapshot"], how="inner")
-    signatures = np.full((docs.height, config.num_perm), 0xFFFFFFFF, dtype=np.uint32)
-    has_signature = np.zeros(docs.height, dtype=bool)
-    if exact_rows.height:
-        sig, present = signatures_of(exact_rows["signature"], config.num_perm)
-        nodes = exact_rows["node"].to_numpy()
-        signatures[nodes], has_signature[nodes] = sig, present
-    return docs["doc_id"].to_numpy(), hits, signatures, has_signature
+    exact_rows = (prior.filter(pl.col("band") == EXACT_BAND).join(docs, on=["doc_id", "snapshot"], how="inner")
+                  .unique("node", keep="first", maintain_order=True).sort("node"))
+    k = docs.height
+    signatures = np.full((k, config.num_perm), 0xFFFFFFFF, dtype=np.uint32)
+    has_signature = np.zeros(k, dtype=bool)
+    nodes = exact_rows["node"].to_numpy().astype(np.int64)
+    sig, present = signatures_of(exact_rows["signature"], config.num_perm)
+    signatures[nodes], has_signature[nodes] = sig, present
+    # fingerprints of node x: document x of a table with one (possibly empty) value per node
+    fp_col = pl.DataFrame({"node": np.arange(k, dtype=np.int64)}).join(
+        exact_rows.select(pl.col("node").cast(pl.Int64), "fingerprints"), on="node", how="left", maintain_order="left")
+    has_fingerprints = fp_col["fingerprints"].is_not_null().to_numpy()
+    fingerprints = Fingerprints.from_arrow(fp_col["fingerprints"].to_arrow())
+    return _PriorNodes(docs["doc_id"].to_numpy(), hits, signatures, has_signature, fingerprints, has_fingerprints)
 
 
 def minhash_pass(nodes: Considered, exact: ExactPass, prior: pl.DataFrame | None, config: DedupConfig) -> MinhashPass:
     live = np.flatnonzero(exact.alive)
     sig, bands, fingerprints = _live_sketches(nodes, live, config)
-    prior_ids, prior_sig, has_sig = np.zeros(0, dtype=object), None, np.zeros(0, dtype=bool)
-    pb = ph = pn = np.zeros(0, np.int64)
-    if prior is not None:
-        prior_ids, hits, prior_sig, has_sig = _prior_nodes(prior, bands, config)
-        pb, ph, pn = (hits[c].to_numpy().astype(np.int64 if c != "band_hash" else np.uint64)
-                      for c in ("band", "band_hash", "node"))
-    k = len(prior_ids)
+    empty = pl.DataFrame(schema={"band": pl.Int16, "band_hash": pl.UInt64, "node": pl.UInt32, "doc_id": pl.Utf8,
+                                 "snapshot": pl.Utf8, "signature": pl.Binary, "fingerprints": pl.Binary})
+    found = _prior_nodes(prior if prior is not None else empty, bands, config)
+    k = len(found.ids)
     u, v = lsh.candidate_pairs(
-        np.concatenate([pn, np.repeat(np.arange(len(live), dtype=np.int64) + k, config.bands)]),
-        np.concatenate([pb, np.tile(np.arange(config.bands, dtype=np.int64), len(live))]),
-        np.concatenate([ph.astype(np.uint64), bands.reshape(-1)]),
+        np.concatenate([found.hits["node"].to_numpy().astype(np.int64),
+                        np.repeat(np.arange(len(live), dtype=np.int64) + k, config.bands)]),
+        np.concatenate([found.hits["band"].to_numpy().astype(np.int64),
+                        np.tile(np.arange(config.bands, dtype=np.int64), len(live))]),
+        np.concatenate([found.hits["band_hash"].to_numpy().astype(np.uint64), bands.reshape(-1)]),
     )
     keep = v >= k  # pairs of two prior documents: both are kept already
-    return MinhashPass(live, sig, bands, fingerprints, prior_ids, prior_sig, has_sig, u[keep], v[keep])
+    return MinhashPass(live, sig, bands, fingerprints, found.ids, found.signatures, found.has_signature,
+                       found.fingerprints, found.has_fingerprints, u[keep], v[keep])
 
 
 def verify_pairs(mh: MinhashPass, config: DedupConfig) -> np.ndarray:
-    """Which candidate pairs are duplicates: pairs inside the batch by the exact Jaccard of their
-    fingerprint sets (``verify="exact"``) or the signature estimate (``"signature"``); pairs with a
-    prior document by the signature estimate (a prior document without a signature is accepted);
-    all pairs with ``"none"``."""
-    ok = np.ones(len(mh.u), dtype=bool)
+    """Which candidate pairs are duplicates. ``verify="exact"``: the exact Jaccard of the pair's
+    fingerprint sets (a prior document indexed without fingerprints: the signature estimate);
+    ``"signature"``: the signature estimate; ``"none"``: every pair. A prior document with neither
+    payload is accepted."""
     if config.verify == "none" or len(mh.u) == 0:
-        return ok
-    k = mh.k
-    both = mh.u >= k
-    bu, bv = mh.u[both] - k, mh.v[both] - k
+        return np.ones(len(mh.u), dtype=bool)
+    # payloads by LSH node: prior documents 0..k-1, then the live batch documents
+    signatures = np.concatenate([mh.prior_signatures, mh.signatures])
+    has_signature = np.concatenate([mh.prior_has_signature, np.ones(len(mh.live), dtype=bool)])
+    ok = (lsh.estimated_jaccard(signatures[mh.u], signatures[mh.v]) >= config.threshold) | ~has_signature[mh.u]
     if config.verify == "exact":
-        j = lsh.fingerprint_jaccard(mh.fingerprints.take(bu), mh.fingerprints.take(bv))
-    else:
-        j = lsh.estimated_jaccard(mh.signatures[bu], mh.signatures[bv])
-    ok[both] = j >= config.threshold
-    cross = ~both
-    if cross.any():
-        cu, cv = mh.u[cross], mh.v[cross] - k
-        jc = lsh.estimated_jaccard(mh.prior_signatures[cu], mh.signatures[cv])
-        ok[cross] = (jc >= config.threshold) | ~mh.prior_has_signature[cu]
+        fingerprints = Fingerprints(np.concatenate([mh.prior_fingerprints.values, mh.fingerprints.values]),
+                                    np.concatenate([mh.prior_fingerprints.offsets,
+                                                    mh.fingerprints.offsets[1:] + mh.prior_fingerprints.offsets[-1]]))
+        has_fp = np.concatenate([mh.prior_has_fingerprints, np.ones(len(mh.live), dtype=bool)])[mh.u]
+        u, v = mh.u[has_fp], mh.v[has_fp]
+        ok[has_fp] = lsh.fingerprint_jaccard(fingerprints.take(u), fingerprints.take(v)) >= config.threshold
     return ok
 
 
@@ -271,7 +286,7 @@ def cluster(mh: MinhashPass, ok: np.ndarray, size: int) -> Clusters:
 
 
 def assemble(df: pl.DataFrame, nodes: Considered, exact: ExactPass, near: Clusters, mh: MinhashPass | None,
-             verified: np.ndarray | None) -> DedupResult:
+             verified: np.ndarray | None, with_fingerprints: bool) -> DedupResult:
     m = nodes.size
     dup_of = np.full(m, None, dtype=object)
     reason = np.full(m, None, dtype=object)
@@ -298,6 +313,7 @@ def assemble(df: pl.DataFrame, nodes: Considered, exact: ExactPass, near: Cluste
         nodes.ids[kept], nodes.snapshots[kept], exact.content_hash[kept],
         mh.band_hashes[kept_live] if mh is not None else None,
         mh.signatures[kept_live] if mh is not None else None,
+        mh.fingerprints.take(np.flatnonzero(kept_live)) if mh is not None and with_fingerprints else None,
     )
     n_rows = df.height
     row_dup_of = np.full(n_rows, None, dtype=object)
@@ -350,7 +366,7 @@ def deduplicate(
         mh = minhash_pass(nodes, exact, prior, config)
         ok = verify_pairs(mh, config)
         near = cluster(mh, ok, nodes.size)
-    return assemble(df, nodes, exact, near, mh, ok)
+    return assemble(df, nodes, exact, near, mh, ok, config.verify == "exact")
 
 
 class SignatureIndex:
