@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import itertools
 import math
 import re
 import time
@@ -313,14 +314,27 @@ class BucketTask:
 
 def run_bucket_task(task: BucketTask) -> dict[str, Any]:
     """Candidate pairs of one bucket partition, routed by the partition of their first document's
-    payload."""
+    payload. Two passes over the partition's band rows: their keys first, to find the LSH buckets
+    with more than one member (most hold one document), then the full rows of those buckets only."""
     store = task.work.location.open()
-    batch = _read_all(store, [task.work.key("bands", task.partition, s) for s in task.shards], BAND_ROWS)
-    copies = _load_bitmap(store, task.excluded)(batch["shard"].to_numpy(), batch["row"].to_numpy())
-    batch = batch.filter(pl.Series(~copies))
-    groups = batch.select("band", "band_hash").unique()
+    keys = [task.work.key("bands", task.partition, s) for s in task.shards]
+    copies = _load_bitmap(store, task.excluded)
+    batch = _read_all(store, keys, BAND_ROWS, ["bucket", "band", "band_hash", "shard", "row"])
+    batch = batch.filter(pl.Series(~copies(batch["shard"].to_numpy(), batch["row"].to_numpy())))
+    groups = batch.group_by("band", "band_hash").len()
     prior, read = _prior_rows(store, task.prior, batch["bucket"].to_numpy(),
                               lambda f: f.join(groups, on=["band", "band_hash"], how="semi"))
+    shared = groups.filter(pl.col("len") > 1).select("band", "band_hash")
+    if prior is not None:
+        shared = pl.concat([shared, prior.select("band", "band_hash")]).unique()
+    del batch, groups
+
+    def members(f: pl.DataFrame) -> pl.DataFrame:
+        f = f.join(shared, on=["band", "band_hash"], how="semi")
+        return f.filter(pl.Series(~copies(f["shard"].to_numpy(), f["row"].to_numpy())))
+
+    found = [part for key in keys for part in _stream_matching(store, key, members)]
+    batch = pl.concat(found) if found else pl.from_arrow(BAND_ROWS.empty_table())
     pairs = anchor_pairs(batch, prior, task.config)
     routes = _route(store, task.work, "pairs", task.partition, pairs, "u_bucket", task.partitions)
     return {"partition": task.partition, "pairs": pairs.height, "routes": routes, **read}
@@ -469,24 +483,31 @@ _INDEX_SOURCES = {"exact": ("exact", EXACT_ROWS), "bands": ("bands", BAND_ROWS),
 
 
 def run_index_task(task: IndexTask) -> dict[str, Any]:
-    """This snapshot's index part for one bucket partition: the kept documents' rows."""
+    """This snapshot's index part for one bucket partition: the kept documents' rows, streamed
+    file by file."""
     store = task.work.location.open()
     dropped = _load_bitmap(store, task.dropped)
     shards = dict(task.shards)
     infos: list[ShardInfo] = []
     rows: dict[str, int] = {}
     for table, key in task.keys:
-        kind, schema = _INDEX_SOURCES[table]
+        kind, _ = _INDEX_SOURCES[table]
         names = [c for c in INDEX_TABLES[table].names if c != "fingerprints" or task.fingerprints]
-        frame = _read_all(store, [task.work.key(kind, task.partition, s) for s in shards.get(kind, ())], schema,
-                          names + ["shard", "row"])
-        frame = frame.filter(pl.Series(~dropped(frame["shard"].to_numpy(), frame["row"].to_numpy())))
-        frame = frame.sort("bucket", "shard", "row").select(names)
-        rows[table] = frame.height
-        if frame.height:
-            with ShardSink(task.out, key, INDEX_TABLES[table], table, task.partition_prefix) as sink:
-                sink.write(conform(frame.to_arrow(), INDEX_TABLES[table]))
-            infos.append(sink.info)
+
+        def kept(f: pl.DataFrame) -> pl.DataFrame:
+            return f.filter(pl.Series(~dropped(f["shard"].to_numpy(), f["row"].to_numpy()))).select(names)
+
+        parts = (part for s in shards.get(kind, ())
+                 for part in _stream_matching(store, task.work.key(kind, task.partition, s), kept, names + ["shard", "row"]))
+        first = next(parts, None)
+        rows[table] = 0
+        if first is None:
+            continue
+        with ShardSink(task.out, key, INDEX_TABLES[table], table, task.partition_prefix) as sink:
+            for part in itertools.chain([first], parts):
+                sink.write(conform(part.to_arrow(), INDEX_TABLES[table]))
+                rows[table] += part.height
+        infos.append(sink.info)
     return {"shards": infos, "rows": rows}
 
 
