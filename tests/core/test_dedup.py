@@ -301,6 +301,7 @@ def test_fingerprint_jaccard_is_the_jaccard_of_the_fingerprint_sets():
         sb = set(fp.values[fp.offsets[b]:fp.offsets[b + 1]].tolist())
         want.append(len(sa & sb) / len(sa | sb) if sa | sb else 0.0)
     assert fingerprint_jaccard(fp.take(u), fp.take(v)).tolist() == want
+    assert fingerprint_jaccard(fp.take(u), fp.take(v), chunk_values=50).tolist() == want  # pairs in chunks
     assert want[1] == 1.0 and 0.6 < want[3] < 0.8  # 15 of 300 words edited: 5-gram Jaccard ~0.74
 
 

@@ -92,19 +92,31 @@ def estimated_jaccard(sig_u: np.ndarray, sig_v: np.ndarray) -> np.ndarray:
     return (sig_u == sig_v).mean(axis=1)
 
 
-def fingerprint_jaccard(fu: Fingerprints, fv: Fingerprints) -> np.ndarray:
+def fingerprint_jaccard(fu: Fingerprints, fv: Fingerprints, chunk_values: int = 1 << 22) -> np.ndarray:
     """Exact Jaccard of the fingerprint *sets* of pairs: document ``i`` of ``fu`` with document
     ``i`` of ``fv`` (both hold one document per pair, e.g. ``fp.take(u)``, ``fp.take(v)``).
 
-    Vectorised over all pairs: each side's values are tagged with their pair (``pair << 32 |
-    value``) and de-duplicated by one sort; every key of ``v`` is looked up among ``u``'s keys by
-    binary search, and the hits are the intersection.
+    Vectorised over the pairs of a chunk (about ``chunk_values`` fingerprints, which bounds the
+    temporaries): each side's values are tagged with their pair (``pair << 32 | value``) and
+    de-duplicated by one sort; every key of ``v`` is looked up among ``u``'s keys by binary search,
+    and the hits are the intersection.
     """
     n = fu.n_docs
     if fv.n_docs != n:
         raise ValueError(f"fingerprint_jaccard: {n} u documents but {fv.n_docs} v documents")
-    if n == 0:
-        return np.zeros(0)
+    out = np.zeros(n)
+    sizes = np.diff(fu.offsets) + np.diff(fv.offsets)
+    start = 0
+    while start < n:
+        stop = max(int(np.searchsorted(np.cumsum(sizes[start:]), chunk_values, side="right")) + start, start + 1)
+        pairs = np.arange(start, min(stop, n))
+        out[pairs] = _chunk_jaccard(fu.take(pairs), fv.take(pairs))
+        start = stop
+    return out
+
+
+def _chunk_jaccard(fu: Fingerprints, fv: Fingerprints) -> np.ndarray:
+    n = fu.n_docs
 
     def pair_keys(fp: Fingerprints) -> tuple[np.ndarray, np.ndarray]:
         pair = np.repeat(np.arange(n, dtype=np.uint64), np.diff(fp.offsets))
