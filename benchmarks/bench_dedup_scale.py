@@ -164,14 +164,25 @@ def run_stage(store_root: str, snapshot: str, workers: int) -> dict:
     from dataplatform.stages.dedup import materialize_deduplicated
 
     class Recording(TreeRssSampler):
-        samples: list[tuple[float, float]] = []
+        """Also keeps (time, tree MB, driver MB, largest worker MB) samples."""
+
+        samples: list[tuple[float, float, float, float]] = []
 
         def _run(self) -> None:
             root = os.getpid()
+            page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
             while not self._stop.is_set():
-                mb = self._tree_rss_kb(root) / 1024
-                self.peak_mb = max(self.peak_mb, mb)
-                self.samples.append((time.perf_counter(), mb))
+                per = {}
+                for pid in [root, *(self._children(root) or [])]:
+                    try:
+                        with open(f"/proc/{pid}/statm") as f:
+                            per[pid] = int(f.read().split()[1]) * page_mb
+                    except OSError:
+                        continue
+                tree = sum(per.values())
+                self.peak_mb = max(self.peak_mb, tree)
+                workers = [mb for pid, mb in per.items() if pid != root]
+                self.samples.append((time.perf_counter(), tree, per.get(root, 0.0), max(workers, default=0.0)))
                 self._stop.wait(self.interval)
 
     store = DatasetStore.local(store_root)
@@ -182,8 +193,8 @@ def run_stage(store_root: str, snapshot: str, workers: int) -> dict:
     # peak of the process tree during each phase (phases run one after the other)
     phase_peak, start = {}, t0 + 0.0
     for name, seconds in report.extra["phase_seconds"].items():
-        inside = [mb for t, mb in rss.samples if start <= t <= start + seconds + 0.3]
-        phase_peak[name] = round(max(inside, default=0))
+        inside = [x for x in rss.samples if start <= x[0] <= start + seconds]
+        phase_peak[name] = [round(max((x[i] for x in inside), default=0)) for i in (1, 2, 3)]
         start += seconds
     return {
         "wall_s": time.perf_counter() - t0,
@@ -261,7 +272,8 @@ def scale_main(args) -> None:
               f"| {r['cpu_s']:.1f} | {r['rows_in'] / r['wall_s']:.0f} | {r['tree_peak_mb']:.0f} "
               f"| {max(r['self_peak_mb'], r['child_peak_mb']):.0f} | {d.get('duplicate:exact', 0)} / {d.get('duplicate:minhash', 0)} "
               f"| {same} | {ref_mb} |", flush=True)
-        print(f"#   phases (s): {r['extra']['phase_seconds']}; tree peak per phase (MB): {r['phase_peak_mb']}", flush=True)
+        print(f"#   phases (s): {r['extra']['phase_seconds']}; peak MB per phase [tree, driver, largest worker]: "
+              f"{r['phase_peak_mb']}", flush=True)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     (k0, r0), (k1, r1) = rows[0], rows[-1]

@@ -127,30 +127,40 @@ class WorkArea:
         return f"{self.prefix}/{name}.npz"
 
 
+_WORK_ROW_GROUP = 50_000  # rows per row group of the work files (the unit a streaming read holds)
+
+
 def _write(store: ObjectStore, key: str, table: pa.Table) -> None:
     with store.writable_path(key) as path:
-        pq.write_table(table, path, compression="zstd")
+        pq.write_table(table, path, compression="zstd", row_group_size=_WORK_ROW_GROUP)
 
 
 def _read(store: ObjectStore, key: str, columns: list[str] | None = None) -> pl.DataFrame:
     with store.readable_path(key) as path:
-        return pl.from_arrow(pq.read_table(path, columns=columns))
+        return pl.read_parquet(path, columns=columns)
 
 
 def _read_all(store: ObjectStore, keys: Sequence[str], schema: pa.Schema, columns: list[str] | None = None) -> pl.DataFrame:
     frames = [_read(store, k, columns) for k in keys]
     if frames:
-        return pl.concat(frames)
+        return pl.concat(frames, how="vertical_relaxed")
     empty = pl.from_arrow(schema.empty_table())
     return empty.select(columns) if columns else empty
 
 
 def _stream_matching(store: ObjectStore, key: str, keep, columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
-    """The rows of a file that ``keep(frame) -> frame`` retains, one row group at a time."""
+    """The rows of a file that ``keep(frame) -> frame`` retains, one row group at a time (read by
+    Polars: converting from Arrow costs a worker ~5 MB of retained heap per file)."""
     with store.readable_path(key) as path:
-        parquet = pq.ParquetFile(path)
-        for i in range(parquet.num_row_groups):
-            part = keep(pl.from_arrow(parquet.read_row_group(i, columns=columns)))
+        meta = pq.ParquetFile(path).metadata
+        scan = pl.scan_parquet(path)
+        if columns:
+            scan = scan.select(columns)
+        offset = 0
+        for i in range(meta.num_row_groups):
+            rows = meta.row_group(i).num_rows
+            part = keep(scan.slice(offset, rows).collect())
+            offset += rows
             if part.height:
                 yield part
 
@@ -552,13 +562,20 @@ def _phase_signatures(run: _Run) -> None:
     run.row_offsets = np.concatenate(([0], np.cumsum(rows)))
 
 
-def _phase_exact(run: _Run) -> list[int]:
-    """Exact verdicts per partition; returns the partitions that wrote them."""
+def _phase_exact(run: _Run) -> tuple[list[int], str]:
+    """Exact verdicts per partition; returns the partitions that wrote them and the bitmap of the
+    exact copies (left out of LSH)."""
     tasks = [ExactTask(run.work, p, tuple(shards), run.prior_for("exact", p), run.config)
              for p, shards in sorted(run.wrote["exact"].items())]
     for result in run.executor.map(run_exact_task, tasks):
         run.count(result, "prior_files_read", "prior_rows_matched")
-    return [t.partition for t in tasks]
+    parts = [t.partition for t in tasks]
+    store = run.store.object_store
+    copies = _read_all(store, [run.work.key("exact_verdicts", p) for p in parts], pa.schema(
+        [pa.field("shard", pa.int32()), pa.field("row", pa.int64())]), ["shard", "row"])
+    excluded = run.work.bitmap_key("exact_copies")
+    _save_bitmap(store, excluded, run.row_offsets, copies["shard"].to_numpy(), copies["row"].to_numpy())
+    return parts, excluded
 
 
 def _phase_buckets(run: _Run, excluded: str | None) -> dict[int, list[int]]:
@@ -662,6 +679,49 @@ def _input_shards(store: DatasetStore, snapshot: str) -> tuple[list[str], int, i
     return keys, rows, size
 
 
+def _run_phases(run: _Run, writer, index_writer, report: StageReport) -> tuple[dict[str, int], dict[str, float]]:
+    """Phases 1-8 in order; returns the index rows written per table and the seconds per phase."""
+    seconds: dict[str, float] = {}
+
+    def timed(name: str, fn, *args):
+        t = time.perf_counter()
+        out = fn(*args)
+        seconds[name] = round(time.perf_counter() - t, 3)
+        return out
+
+    timed("signatures", _phase_signatures, run)
+    exact_parts, excluded = timed("exact", _phase_exact, run) if run.config.exact else ([], None)
+    routes, edge_keys = {}, []
+    if run.config.minhash:
+        routes = timed("buckets", _phase_buckets, run, excluded)
+        if run.config.verify != "none":
+            edge_keys = timed("verify", _phase_verify, run, routes)
+    with_verdicts = timed("clusters", _phase_clusters, run, exact_parts, edge_keys, routes)
+    timed("apply", _phase_apply, run, writer, with_verdicts, report)
+    index_rows = timed("index", _phase_index, run, index_writer)
+    return index_rows, seconds
+
+
+def _summarise(run: _Run, report: StageReport, earlier: list[str], seconds: dict[str, float]) -> None:
+    report.drop_counts = {k: v for k, v in sorted(run.stats.items()) if k.startswith("duplicate:") and v}
+    kept = report.rows_out + run.stats.get("pool", 0)
+    report.extra = {
+        "rewrite_pool": run.stats.get("pool", 0),
+        "cross_snapshot_duplicates": run.stats.get("cross_snapshot", 0),
+        "duplicate_rate": round((report.rows_in - kept) / max(report.rows_in, 1), 4),
+        "compared_with_snapshots": earlier,
+        "considered": run.stats.get("considered", 0),
+        "candidate_pairs": run.stats.get("candidate_pairs", 0),
+        "verified_pairs": run.stats.get("verified_pairs", 0),
+        "bucket_partitions": run.partitions,
+        "prior_index_files_read": run.stats.get("prior_files_read", 0),
+        "prior_index_rows_matched": run.stats.get("prior_rows_matched", 0),
+        "phase_seconds": seconds,
+        "docs_per_s": round(report.rows_in / max(report.wall_seconds, 1e-9), 1),
+        "dedup_config": dataclasses.asdict(run.config),
+    }
+
+
 def materialize_deduplicated(
     store: DatasetStore,
     snapshot: str,
@@ -683,14 +743,6 @@ def materialize_deduplicated(
     per_row = 1 + (config.bands if config.minhash else 0)
     partitions = min(INDEX_BUCKETS, max(1, math.ceil(total_rows * per_row / options.partition_rows)))
     report = StageReport("deduplicated", snapshot, bytes_in=bytes_in, shards=len(inputs))
-    seconds: dict[str, float] = {}
-
-    def timed(name: str, fn, *args):
-        t = time.perf_counter()
-        out = fn(*args)
-        seconds[name] = round(time.perf_counter() - t, 3)
-        return out
-
     with contextlib.ExitStack() as stack:
         writer = stack.enter_context(store.write_partition(DEDUPLICATED_ASSET, snapshot))
         index_writer = stack.enter_context(store.write_partition(SIGNATURE_INDEX_ASSET, snapshot))
@@ -698,40 +750,9 @@ def materialize_deduplicated(
             writer.declare_table(table, DEDUPLICATED)
         run = _Run(store, snapshot, executor, config, options, inputs, prior, partitions,
                    WorkArea(store.location, f"{writer.prefix}/v{writer.version}/_work"))
-        timed("signatures", _phase_signatures, run)
-        exact_parts = timed("exact", _phase_exact, run) if config.exact else []
-        excluded = None
-        if exact_parts:
-            excluded = run.work.bitmap_key("exact_copies")
-            copies = pl.concat([_read(store.object_store, run.work.key("exact_verdicts", p), ["shard", "row"])
-                                for p in exact_parts])
-            _save_bitmap(store.object_store, excluded, run.row_offsets, copies["shard"].to_numpy(), copies["row"].to_numpy())
-        routes, edge_keys = {}, []
-        if config.minhash:
-            routes = timed("buckets", _phase_buckets, run, excluded)
-            if config.verify != "none":
-                edge_keys = timed("verify", _phase_verify, run, routes)
-        with_verdicts = timed("clusters", _phase_clusters, run, exact_parts, edge_keys, routes)
-        timed("apply", _phase_apply, run, writer, with_verdicts, report)
-        index_rows = timed("index", _phase_index, run, index_writer)
-        report.drop_counts = {k: v for k, v in sorted(run.stats.items()) if k.startswith("duplicate:") and v}
+        index_rows, seconds = _run_phases(run, writer, index_writer, report)
         report.wall_seconds = time.perf_counter() - started
-        kept = report.rows_out + run.stats.get("pool", 0)
-        report.extra = {
-            "rewrite_pool": run.stats.get("pool", 0),
-            "cross_snapshot_duplicates": run.stats.get("cross_snapshot", 0),
-            "duplicate_rate": round((report.rows_in - kept) / max(report.rows_in, 1), 4),
-            "compared_with_snapshots": earlier,
-            "considered": run.stats.get("considered", 0),
-            "candidate_pairs": run.stats.get("candidate_pairs", 0),
-            "verified_pairs": run.stats.get("verified_pairs", 0),
-            "bucket_partitions": partitions,
-            "prior_index_files_read": run.stats.get("prior_files_read", 0),
-            "prior_index_rows_matched": run.stats.get("prior_rows_matched", 0),
-            "phase_seconds": seconds,
-            "docs_per_s": round(report.rows_in / max(report.wall_seconds, 1e-9), 1),
-            "dedup_config": dataclasses.asdict(config),
-        }
+        _summarise(run, report, earlier, seconds)
         writer.commit(report.as_metadata())
         index_info = {"rows": index_rows.get("exact", 0) + index_rows.get("bands", 0), "documents": index_rows.get("exact", 0),
                       "table_rows": index_rows, "prior_index_rows": run.stats.get("prior_rows_matched", 0),

@@ -92,7 +92,7 @@ def estimated_jaccard(sig_u: np.ndarray, sig_v: np.ndarray) -> np.ndarray:
     return (sig_u == sig_v).mean(axis=1)
 
 
-def fingerprint_jaccard(fu: Fingerprints, fv: Fingerprints, chunk_values: int = 1 << 22) -> np.ndarray:
+def fingerprint_jaccard(fu: Fingerprints, fv: Fingerprints, chunk_values: int = 1 << 20) -> np.ndarray:
     """Exact Jaccard of the fingerprint *sets* of pairs: document ``i`` of ``fu`` with document
     ``i`` of ``fv`` (both hold one document per pair, e.g. ``fp.take(u)``, ``fp.take(v)``).
 
