@@ -6,27 +6,33 @@ in-memory reference :func:`dataplatform.core.dedup.deduplicate` (tests prove bot
 process holds more than one input shard or one bucket partition; every step but the clustering
 of the (small) verified edge list is a task mapped over the shard engine (process pool, Ray):
 
-====================  ===========================  ============================================
-phase                 task (one per)               writes (under ``<version>/_work/``)
-====================  ===========================  ============================================
-1 signatures          input shard                  exact / band / payload rows, hash-partitioned
-2 exact               bucket partition             exact verdicts (copies and their keeper)
-3 buckets             bucket partition             candidate pairs, routed by the first doc's
-                                                   payload bucket (``--`` 4 and 5 only when
-                                                   ``verify != "none"``)
-4 attach              payload partition            pairs + the first doc's signature/fingerprints,
-                                                   routed by the second doc's payload bucket
-5 verify              payload partition            verified edges
-6 clusters            (driver)                     per-shard verdicts, dropped-row bitmap
-7 apply               input shard                  ``data`` / ``rewrite_pool`` / ``dropped``
-8 index               bucket partition             this snapshot's index part (kept documents)
-====================  ===========================  ============================================
+==============  ====================  =====================================================
+phase           one task per          writes (under ``<deduplicated version>/_work/``)
+==============  ====================  =====================================================
+1 signatures    input shard           exact, band and payload (signature + shingle
+                                      fingerprints) rows, split by bucket partition
+2 exact         bucket partition      exact verdicts: copies and their keeper (then the
+                                      driver writes a bitmap of the copies)
+3 buckets       bucket partition      candidate pairs, routed by the partition holding the
+                                      first document's payload
+4 attach        payload partition     pairs + the first document's payload (an earlier
+                                      snapshot's from its index), routed by the second's
+5 verify        payload partition     verified edges (phases 4-5 only if ``verify != "none"``)
+6 clusters      - (the driver)        connected components of the edges: each shard's
+                                      verdicts, bitmap of dropped rows
+7 apply         input shard           ``data`` / ``rewrite_pool`` / ``dropped`` shards
+8 index         bucket partition      this snapshot's index part: kept documents' rows
+==============  ====================  =====================================================
 
-The index of each snapshot is three tables (``exact``, ``bands``, ``signatures``) with one part
-per bucket partition of that snapshot's run; a later snapshot opens only the parts holding
-buckets it touches, streams them and keeps the rows that join its own, so memory does not grow
-with the number of earlier snapshots. Snapshot N is compared with the index segments of the
-snapshots whose names sort before N (Common Crawl names sort chronologically).
+Task functions are ``run_<phase>_task(task) -> dict`` on frozen dataclass tasks that carry store
+locations and keys; results are small JSON (counts, partition numbers, :class:`ShardInfo`).
+
+The index of a snapshot is three tables, ``exact`` (content hashes), ``bands`` (LSH band hashes)
+and ``signatures`` (signature + fingerprints, by document), each with one part per bucket
+partition of that snapshot's run. A later snapshot opens only the parts holding buckets it
+touches, streams them and keeps the rows that join its own, so its memory does not grow with the
+number of earlier snapshots. Snapshot N is compared with the index segments of the snapshots whose
+names sort before N (Common Crawl names sort chronologically).
 """
 
 from __future__ import annotations
