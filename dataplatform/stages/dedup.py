@@ -62,6 +62,7 @@ from dataplatform.core.dedup.buckets import (
     INDEX_SIGNATURES,
     PAYLOAD_ROWS,
     anchor_pairs,
+    band_keys,
     cluster_verdicts,
     exact_duplicates,
     pair_jaccard,
@@ -328,28 +329,40 @@ class BucketTask:
     config: DedupConfig
 
 
+def _keys_of(frame: pl.DataFrame) -> np.ndarray:
+    return band_keys(frame["band"].to_numpy(), frame["band_hash"].to_numpy())
+
+
+def _isin(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    if len(sorted_set) == 0:
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[at] == values
+
+
 def run_bucket_task(task: BucketTask) -> dict[str, Any]:
     """Candidate pairs of one bucket partition, routed by the partition of their first document's
-    payload. Two passes over the partition's band rows: their keys first, to find the LSH buckets
-    with more than one member (most hold one document), then the full rows of those buckets only."""
+    payload. Two passes over the partition's band rows: their keys first (one uint64 each, sorted:
+    no hash table), to find the LSH buckets with more than one member or an earlier snapshot's
+    member (most hold one document), then the full rows of those buckets only."""
     store = task.work.location.open()
-    keys = [task.work.key("bands", task.partition, s) for s in task.shards]
+    files = [task.work.key("bands", task.partition, s) for s in task.shards]
     copies = _load_bitmap(store, task.excluded)
-    batch = _read_all(store, keys, BAND_ROWS, ["bucket", "band", "band_hash", "shard", "row"])
-    batch = batch.filter(pl.Series(~copies(batch["shard"].to_numpy(), batch["row"].to_numpy())))
-    groups = batch.group_by("band", "band_hash").len()
-    prior, read = _prior_rows(store, task.prior, batch["bucket"].to_numpy(),
-                              lambda f: f.join(groups, on=["band", "band_hash"], how="semi"))
-    shared = groups.filter(pl.col("len") > 1).select("band", "band_hash")
-    if prior is not None:
-        shared = pl.concat([shared, prior.select("band", "band_hash")]).unique()
-    del batch, groups
+    batch = _read_all(store, files, BAND_ROWS, ["bucket", "band", "band_hash", "shard", "row"])
+    live = ~copies(batch["shard"].to_numpy(), batch["row"].to_numpy())
+    keys = np.sort(_keys_of(batch)[live])
+    buckets = batch["bucket"].to_numpy()[live]
+    del batch
+    repeated = keys[1:][keys[1:] == keys[:-1]]
+    prior, read = _prior_rows(store, task.prior, buckets, lambda f: f.filter(pl.Series(_isin(_keys_of(f), keys))))
+    shared = np.unique(np.concatenate([repeated, _keys_of(prior) if prior is not None else repeated[:0]]))
+    del keys
 
     def members(f: pl.DataFrame) -> pl.DataFrame:
-        f = f.join(shared, on=["band", "band_hash"], how="semi")
+        f = f.filter(pl.Series(_isin(_keys_of(f), shared)))
         return f.filter(pl.Series(~copies(f["shard"].to_numpy(), f["row"].to_numpy())))
 
-    found = [part for key in keys for part in _stream_matching(store, key, members)]
+    found = [part for key in files for part in _stream_matching(store, key, members)]
     batch = pl.concat(found) if found else pl.from_arrow(BAND_ROWS.empty_table())
     pairs = anchor_pairs(batch, prior, task.config)
     routes = _route(store, task.work, "pairs", task.partition, pairs, "u_bucket", task.partitions)
@@ -376,8 +389,12 @@ def _payload_of(store: ObjectStore, work: WorkArea, partition: int, shards: Sequ
     """Signature (and fingerprints) of the batch documents ``wanted`` (``shard``, ``row``), as
     ``<side>_shard``, ``<side>_row``, ``<side>_signature``, ``<side>_fingerprints``."""
     columns = ["shard", "row", "signature"] + (["fingerprints"] if fingerprints else [])
-    found = [f for s in shards for f in _stream_matching(
-        store, work.key("payload", partition, s), lambda f: f.join(wanted, on=["shard", "row"], how="semi"), columns)]
+    rows_of = {s: part["row"] for (s,), part in wanted.partition_by("shard", as_dict=True).items()}
+    found = []
+    for s in shards:  # one file per input shard: select its rows by row number before decoding payloads
+        if s in rows_of:
+            with store.readable_path(work.key("payload", partition, s)) as path:
+                found.append(pl.scan_parquet(path).filter(pl.col("row").is_in(rows_of[s].implode())).select(columns).collect())
     frame = pl.concat(found) if found else pl.from_arrow(PAYLOAD_ROWS.empty_table()).select(columns)
     if not fingerprints:
         frame = frame.with_columns(fingerprints=pl.lit(None, pl.Binary))

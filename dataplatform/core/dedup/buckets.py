@@ -57,6 +57,7 @@ __all__ = [
     "ShardSketches",
     "anchor_pairs",
     "band_buckets",
+    "band_keys",
     "cluster_verdicts",
     "doc_buckets",
     "exact_duplicates",
@@ -88,11 +89,17 @@ PAIR_COLUMNS = ["u_kind", "u_doc_id", "u_snapshot", "u_shard", "u_row", "u_bucke
 
 
 # ----------------------------------------------------------------------------------- hash space
-def band_buckets(band: np.ndarray | int, hashes: np.ndarray) -> np.ndarray:
-    """Bucket of each ``(band, hash)``; band -1 holds content hashes (exact rows)."""
+def band_keys(band: np.ndarray | int, hashes: np.ndarray) -> np.ndarray:
+    """One uint64 per ``(band, hash)`` (band -1: content hashes of exact rows): equal pairs give
+    equal keys; different pairs collide with probability 2^-64."""
     salt = (np.asarray(band, dtype=np.int64) + 1).astype(np.uint64) * _BAND_SALT
     with np.errstate(over="ignore"):
-        return (mix64(np.asarray(hashes, dtype=np.uint64) ^ salt) >> _BUCKET_SHIFT).astype(np.uint16)
+        return mix64(np.asarray(hashes, dtype=np.uint64) ^ salt)
+
+
+def band_buckets(band: np.ndarray | int, hashes: np.ndarray) -> np.ndarray:
+    """Bucket of each ``(band, hash)``: the top 12 bits of its :func:`band_keys`."""
+    return (band_keys(band, hashes) >> _BUCKET_SHIFT).astype(np.uint16)
 
 
 def doc_buckets(snapshots: list[str], doc_ids: list[str]) -> np.ndarray:
