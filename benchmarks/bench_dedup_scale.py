@@ -2,6 +2,7 @@
 
     python benchmarks/bench_dedup_scale.py scale [--base 8000] [--scales 1 4 16 64] [--workers 2] [--check-upto 4]
     python benchmarks/bench_dedup_scale.py cross [--docs 32000] [--priors 0 1 3 5] [--workers 2]
+    python benchmarks/bench_dedup_scale.py          # both, with those defaults
 
 Input: synthetic scored-like shards of ~3.5 KB English-like documents (words drawn from a
 Zipf-distributed 60k-word vocabulary, ~550 words each), 4,000 documents per shard, written once
@@ -317,6 +318,10 @@ def main() -> None:
         kind, *rest = json.loads(sys.argv[2])
         out = run_stage(*rest) if kind == "stage" else run_reference(*rest)
         print(json.dumps(out, default=str))
+        return
+    if len(sys.argv) == 1:  # run_all.py runs a benchmark without arguments: both parts
+        for mode in ("scale", "cross"):
+            subprocess.run([sys.executable, __file__, mode], check=True)
         return
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="mode", required=True)
