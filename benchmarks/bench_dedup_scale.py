@@ -310,6 +310,8 @@ def cross_main(args) -> None:
         e = r["extra"]
         print(f"| {k} | {r['wall_s']:.1f} | {r['tree_peak_mb']:.0f} | {max(r['self_peak_mb'], r['child_peak_mb']):.0f} "
               f"| {e['prior_index_files_read']} | {e['prior_index_rows_matched']} | {e['cross_snapshot_duplicates']} |", flush=True)
+        print(f"#   phases (s): {e['phase_seconds']}; peak MB per phase [tree, driver, largest worker]: "
+              f"{r['phase_peak_mb']}", flush=True)
         shutil.rmtree(root, ignore_errors=True)
 
 

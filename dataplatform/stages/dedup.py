@@ -155,12 +155,20 @@ def _read_all(store: ObjectStore, keys: Sequence[str], schema: pa.Schema, column
     return empty.select(columns) if columns else empty
 
 
-def _stream_matching(store: ObjectStore, key: str, keep, columns: list[str] | None = None) -> Iterator[pl.DataFrame]:
+def _stream_matching(store: ObjectStore, key: str, keep, columns: list[str] | None = None,
+                     prefilter: pl.Expr | None = None) -> Iterator[pl.DataFrame]:
     """The rows of a file that ``keep(frame) -> frame`` retains, one row group at a time (read by
-    Polars: converting from Arrow costs a worker ~5 MB of retained heap per file)."""
+    Polars: converting from Arrow costs a worker ~5 MB of retained heap per file). With a
+    ``prefilter`` the reader evaluates it first and decodes the other columns of matching rows
+    only (for files of large payloads where few rows match)."""
     with store.readable_path(key) as path:
-        meta = pq.ParquetFile(path).metadata
         scan = pl.scan_parquet(path)
+        if prefilter is not None:
+            part = keep(scan.filter(prefilter).select(columns or pl.all()).collect())
+            if part.height:
+                yield part
+            return
+        meta = pq.ParquetFile(path).metadata
         if columns:
             scan = scan.select(columns)
         offset = 0
@@ -250,14 +258,16 @@ def prior_index_parts(store: DatasetStore, snapshot: str, config: DedupConfig) -
     return parts, earlier
 
 
-def _prior_rows(store: ObjectStore, priors: Sequence[PriorParts], buckets: np.ndarray, keep) -> tuple[pl.DataFrame | None, dict]:
+def _prior_rows(store: ObjectStore, priors: Sequence[PriorParts], buckets: np.ndarray, keep,
+                prefilter=None) -> tuple[pl.DataFrame | None, dict]:
     """Rows of the earlier snapshots' parts holding ``buckets`` that ``keep`` retains, streamed
-    part by part; and what was read."""
+    part by part (``prefilter(snapshot) -> expression``: see :func:`_stream_matching`); and what
+    was read."""
     found, read = [], {"prior_files_read": 0, "prior_rows_matched": 0}
     for prior in priors:
         for key in prior.for_buckets(buckets):
             read["prior_files_read"] += 1
-            found.extend(_stream_matching(store, key, keep))
+            found.extend(_stream_matching(store, key, keep, prefilter=prefilter(prior.snapshot) if prefilter else None))
     frame = pl.concat(found) if found else None
     read["prior_rows_matched"] = frame.height if frame is not None else 0
     return frame, read
@@ -311,7 +321,8 @@ def run_exact_task(task: ExactTask) -> dict[str, Any]:
     batch = _read_all(store, [task.work.key("exact", task.partition, s) for s in task.shards], EXACT_ROWS)
     hashes = batch.select("content_hash").unique()
     prior, read = _prior_rows(store, task.prior, batch["bucket"].to_numpy(),
-                              lambda f: f.join(hashes, on="content_hash", how="semi"))
+                              lambda f: f.join(hashes, on="content_hash", how="semi"),
+                              lambda _: pl.col("content_hash").is_in(hashes["content_hash"].implode()))
     verdicts = exact_duplicates(batch, prior, task.config)
     _write(store, task.work.key("exact_verdicts", task.partition), verdicts.to_arrow())
     return {"partition": task.partition, "duplicates": verdicts.height, **read}
@@ -413,9 +424,11 @@ def run_attach_task(task: AttachTask) -> dict[str, Any]:
     batch_u = batch_u.join(payload, on=["u_shard", "u_row"], how="left")
     names = prior_u.select(snapshot=pl.col("u_snapshot").cast(pl.Utf8), doc_id=pl.col("u_doc_id").cast(pl.Utf8)).unique()
     priors = [p for p in task.prior if p.snapshot in set(names["snapshot"].to_list())]
+    ids_of = {snap: part["doc_id"] for (snap,), part in names.partition_by("snapshot", as_dict=True).items()}
     sigs, read = _prior_rows(store, priors, prior_u["u_bucket"].to_numpy(),
                              lambda f: f.with_columns(pl.col("snapshot", "doc_id").cast(pl.Utf8)).join(
-                                 names, on=["snapshot", "doc_id"], how="semi"))
+                                 names, on=["snapshot", "doc_id"], how="semi"),
+                             lambda snap: pl.col("doc_id").is_in(ids_of[snap].implode()))
     if sigs is None:
         sigs = pl.DataFrame(schema={"snapshot": pl.Utf8, "doc_id": pl.Utf8, "signature": pl.Binary, "fingerprints": pl.Binary})
     if task.config.verify != "exact" or "fingerprints" not in sigs.columns:
