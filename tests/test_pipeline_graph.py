@@ -180,6 +180,6 @@ def test_dedup_refuses_an_index_built_with_other_signature_settings(sample, tmp_
     store, _, _ = sample
     copy = DatasetStore.local(shutil.copytree(store.object_store.root, tmp_path / "copy"))
     with pytest.raises(IncompatibleSignatureIndex, match="num_perm"):
-        materialize_deduplicated(copy, NEW, DedupConfig(num_perm=128, bands=16, rows=8))
+        materialize_deduplicated(copy, NEW, config=DedupConfig(num_perm=128, bands=16, rows=8))
     report, _ = materialize_deduplicated(copy, NEW)  # same settings as the index: fine
     assert report.extra["compared_with_snapshots"] == [OLD]

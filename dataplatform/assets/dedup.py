@@ -1,6 +1,8 @@
 """Dedup assets: ``deduplicated`` (kept documents, REWIRE pool, duplicates with ``duplicate_of``)
 and ``dedup_signature_index`` (the per-snapshot MinHash band index later snapshots are checked against)."""
 
+from typing import Literal
+
 import dagster as dg
 from pydantic import Field
 
@@ -9,22 +11,32 @@ from dataplatform.assets.metadata import report_metadata
 from dataplatform.assets.partitions import OWNERS, crawl_snapshots, snapshot_of
 from dataplatform.core.dedup import DedupConfig
 from dataplatform.core.schemas import DEDUPLICATED
-from dataplatform.resources.storage import DatasetStorageResource
+from dataplatform.resources.storage import DatasetStorageResource, ShardExecutionResource
 from dataplatform.stages.dedup import (
     DEDUPLICATED_ASSET,
     SIGNATURE_INDEX_ASSET,
+    DedupRunOptions,
     IncompatibleSignatureIndex,
     materialize_deduplicated,
 )
 
+_DEFAULT = DedupConfig()
+_RUN = DedupRunOptions()
+
 
 class DeduplicatedConfig(dg.Config):
-    ngram: int = Field(default=5, gt=0, description="word n-gram shingle size")
-    num_perm: int = Field(default=112, gt=0, description="MinHash permutations (= bands x rows)")
-    bands: int = Field(default=14, gt=0)
-    rows: int = Field(default=8, gt=0)
-    threshold: float = Field(default=0.8, gt=0, le=1, description="Jaccard at or above which documents are duplicates")
-    verify: str = Field(default="exact", description="'exact' (shingle Jaccard), 'signature' (estimate) or 'none'")
+    ngram: int = Field(default=_DEFAULT.ngram, gt=0, description="word n-gram shingle size")
+    num_perm: int = Field(default=_DEFAULT.num_perm, gt=0, description="MinHash permutations (>= bands x rows)")
+    bands: int = Field(default=_DEFAULT.bands, gt=0, description="LSH bands")
+    rows: int = Field(default=_DEFAULT.rows, gt=0, description="signature values per LSH band")
+    threshold: float = Field(default=_DEFAULT.threshold, gt=0, le=1,
+                             description="word 5-gram Jaccard at or above which two documents are near-duplicates")
+    verify: Literal["exact", "signature", "none"] = Field(
+        default=_DEFAULT.verify,
+        description="candidate pairs checked by the exact Jaccard of their shingle sets, the signature estimate, "
+                    "or not at all (any shared band, FineWeb's behaviour)")
+    partition_rows: int = Field(default=_RUN.partition_rows, gt=0,
+                                description="target exact + band rows per bucket task (sets the memory of one task)")
 
 
 @dg.multi_asset(
@@ -39,16 +51,18 @@ class DeduplicatedConfig(dg.Config):
     ],
     partitions_def=crawl_snapshots,
 )
-def deduplicate_snapshot(context: dg.AssetExecutionContext, config: DeduplicatedConfig, dataset_storage: DatasetStorageResource):
+def deduplicate_snapshot(context: dg.AssetExecutionContext, config: DeduplicatedConfig, dataset_storage: DatasetStorageResource,
+                         shard_execution: ShardExecutionResource):
     snapshot = snapshot_of(context)
     store = dataset_storage.dataset_store()
     try:
         dedup_config = DedupConfig(ngram=config.ngram, num_perm=config.num_perm, bands=config.bands, rows=config.rows,
                                    threshold=config.threshold, verify=config.verify)
+        options = DedupRunOptions(partition_rows=config.partition_rows)
     except ValueError as exc:
         raise dg.Failure(description=f"DeduplicatedConfig: {exc}") from exc
     try:
-        report, index_info = materialize_deduplicated(store, snapshot, dedup_config)
+        report, index_info = materialize_deduplicated(store, snapshot, shard_execution.executor(), dedup_config, options)
     except IncompatibleSignatureIndex as exc:
         raise dg.Failure(description=str(exc)) from exc
     yield dg.MaterializeResult(asset_key=DEDUPLICATED_ASSET, metadata=report_metadata(

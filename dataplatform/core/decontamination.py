@@ -17,8 +17,8 @@ Tokenisation for overlap
    is cheaper and finds the same words: lowercasing never turns a word character into a
    separator.)
 
-Hashing (version ``HASH_VERSION``; stable across machines, runs and library versions - only
-defined unsigned 64-bit integer arithmetic, no Python ``hash`` and no Polars ``hash``):
+Hashing (version ``HASH_VERSION``; the shared word / n-gram hashes of :mod:`dataplatform.core.ngrams`,
+stable across machines, runs and library versions):
 
 * word hash = ``mix64(len * K + sum_i mix64((i << 8 | byte_i) + S))`` over the UTF-8 bytes of the
   normalised word, computed for all words of a batch at once from a cumulative sum over the
@@ -49,10 +49,9 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dataplatform.core.dedup.normalize import string_buffers
+from dataplatform.core.ngrams import distinct_word_hashes, ngram_hashes, word_hashes
 
 __all__ = [
     "DEFAULT_N",
@@ -81,13 +80,7 @@ STAGE = "contamination"
 _WORD = r"\w+"
 _PIECE = r"\w+|\W+"  # words and separators, covering every character of the text
 _U64 = np.uint64
-_MIX1 = _U64(0xBF58476D1CE4E5B9)
-_MIX2 = _U64(0x94D049BB133111EB)
-_BYTE_SEED = _U64(0x9E3779B97F4A7C15)
-_LEN_MUL = _U64(0xD6E8FEB86659FD93)
-_POLY = _U64(0x100000001B3)  # odd 64-bit multiplier (FNV prime)
 _PREFILTER_BITS = 24
-_CHUNK_BYTES = 1 << 23  # bytes of words hashed per numpy pass (bounds temporary memory)
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,52 +324,8 @@ def validate_benchmark_files(
 
 
 # --------------------------------------------------------------------------------------------
-# hashing
-
-
-def _mix64(x: np.ndarray) -> np.ndarray:
-    x = x ^ (x >> _U64(30))
-    x = x * _MIX1
-    x = x ^ (x >> _U64(27))
-    x = x * _MIX2
-    return x ^ (x >> _U64(31))
-
-
-def word_hashes(words: pl.Series) -> np.ndarray:
-    """uint64 hash of each (already normalised) word; see the module docstring."""
-    data, offsets = string_buffers(words)  # nulls count as empty words
-    n = len(offsets) - 1
-    out = np.empty(n, dtype=np.uint64)
-    start = 0
-    while start < n:
-        # words [start, stop) whose bytes fit in one chunk (at least one word)
-        stop = int(np.searchsorted(offsets, offsets[start] + _CHUNK_BYTES, side="right")) - 1
-        stop = min(max(stop, start + 1), n)
-        lo, hi = int(offsets[start]), int(offsets[stop])
-        off = offsets[start : stop + 1] - lo
-        lens = np.diff(off)
-        pos = np.arange(hi - lo, dtype=np.int64) - np.repeat(off[:-1], lens)
-        term = _mix64(((pos.astype(np.uint64) << _U64(8)) | data[lo:hi].astype(np.uint64)) + _BYTE_SEED)
-        cs = np.zeros(hi - lo + 1, dtype=np.uint64)
-        np.cumsum(term, out=cs[1:])  # wraps modulo 2^64, which is what we want
-        seg = cs[off[1:]] - cs[off[:-1]]
-        out[start:stop] = _mix64(seg + lens.astype(np.uint64) * _LEN_MUL)
-        start = stop
-    return out
-
-
-def ngram_hashes(wh: np.ndarray, doc_of_word: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(hashes, start)``: the hash of every n-gram that lies inside one document, and the index of
-    its first word in ``wh``. ``doc_of_word`` is non-decreasing (words grouped by document)."""
-    m = len(wh) - n + 1
-    if m <= 0:
-        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
-    h = wh[:m].copy()
-    for j in range(1, n):
-        h *= _POLY
-        h += wh[j : j + m]
-    start = np.flatnonzero(doc_of_word[:m] == doc_of_word[n - 1 :])
-    return _mix64(h[start]), start
+# hashing: word and n-gram hashes are :mod:`dataplatform.core.ngrams`' (``word_hashes`` and
+# ``ngram_hashes`` are re-exported here; the index stores their values, see HASH_VERSION)
 
 
 @dataclass(frozen=True)
@@ -399,19 +348,6 @@ def _normalize_words(words: pl.Series, lowered: bool) -> pl.Series:
     return words
 
 
-def _hash_words(words: pl.Series) -> np.ndarray:
-    """:func:`word_hashes` of each word, hashing every distinct word once (Arrow dictionary
-    encoding; a shard has far fewer distinct words than words)."""
-    if len(words) == 0:
-        return np.zeros(0, np.uint64)
-    arr = words.to_arrow()
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    enc = pc.dictionary_encode(arr)
-    uniq = word_hashes(pl.Series(enc.dictionary))
-    return uniq[enc.indices.to_numpy(zero_copy_only=False)]
-
-
 def _tokenize(texts: pl.Series) -> _Tokens:
     # Lowercasing whole documents first is ~8x cheaper than lowercasing every word and does not
     # move word boundaries (lowercase letters are still \w); cut mode lowercases word by word and
@@ -426,7 +362,7 @@ def _tokenize(texts: pl.Series) -> _Tokens:
 def _doc_ngrams(texts: pl.Series, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, _Tokens]:
     """``(ngram_hash, ngram_start_word, ngram_doc, tokens)`` of a batch of texts."""
     tok = _tokenize(texts)
-    h, start = ngram_hashes(_hash_words(tok.words), tok.doc, n)
+    h, start = ngram_hashes(distinct_word_hashes(tok.words), tok.doc, n)
     return h, start, tok.doc[start], tok
 
 
@@ -606,7 +542,7 @@ def _cut(texts: pl.Series, index: BenchmarkNgramIndex) -> tuple[pl.Series, np.nd
     rows = frame["row"].to_numpy()
     words = _normalize_words(frame["piece"].filter(pl.Series(is_word)), lowered=False)
     word_doc = rows[is_word]
-    h, start = ngram_hashes(_hash_words(words), word_doc, index.n)
+    h, start = ngram_hashes(distinct_word_hashes(words), word_doc, index.n)
     matched, _, _ = index.lookup(h)
     s = start[matched]
     w = len(words)

@@ -1,39 +1,93 @@
-"""Deduplication stage: ``scored`` (high quality + REWIRE candidates) -> ``deduplicated``.
+"""Deduplication stage: ``scored`` (high quality + REWIRE candidates) -> ``deduplicated``, out of core.
 
-Exact (normalised-text hash) and MinHash-LSH dedup within the snapshot and against every
-earlier snapshot, through the ``dedup_signature_index`` dataset: one index segment per
-snapshot, holding the band hashes of the documents that snapshot kept. Snapshot N reads the
-segments of the snapshots whose names sort before N (Common Crawl names sort chronologically),
-so earlier snapshots are never reprocessed and their copy of a document is the one kept.
+Exact (normalised-text hash) and MinHash-LSH dedup within the snapshot and against every earlier
+snapshot through the ``dedup_signature_index`` dataset, with the algorithm and keeper rule of the
+in-memory reference :func:`dataplatform.core.dedup.deduplicate` (tests prove both agree). No
+process holds more than one input shard or one bucket partition; every step but the clustering
+of the (small) verified edge list is a task mapped over the shard engine (process pool, Ray):
 
-The LSH clustering needs all band hashes of a snapshot at once; only ``doc_id``, ``text`` and
-``snapshot`` are loaded for it (the text is needed for exact Jaccard verification).
+==============  ====================  =====================================================
+phase           one task per          writes (under ``<deduplicated version>/_work/``)
+==============  ====================  =====================================================
+1 signatures    input shard           exact, band and payload (signature + shingle
+                                      fingerprints) rows, split by bucket partition
+2 exact         bucket partition      exact verdicts: copies and their keeper (then the
+                                      driver writes a bitmap of the copies)
+3 buckets       bucket partition      candidate pairs, routed by the partition holding the
+                                      first document's payload
+4 attach        payload partition     pairs + the first document's payload (an earlier
+                                      snapshot's from its index), routed by the second's
+5 verify        payload partition     verified edges (phases 4-5 only if ``verify != "none"``)
+6 clusters      - (the driver)        connected components of the edges: each shard's
+                                      verdicts, bitmap of dropped rows
+7 apply         input shard           ``data`` / ``rewrite_pool`` / ``dropped`` shards
+8 index         bucket partition      this snapshot's index part: kept documents' rows
+==============  ====================  =====================================================
+
+Task functions are ``run_<phase>_task(task) -> dict`` on frozen dataclass tasks that carry store
+locations and keys; results are small JSON (counts, partition numbers, :class:`ShardInfo`).
+
+The index of a snapshot is three tables, ``exact`` (content hashes), ``bands`` (LSH band hashes)
+and ``signatures`` (signature + fingerprints, by document), each with one part per bucket
+partition of that snapshot's run. A later snapshot opens only the parts holding buckets it
+touches, streams them and keeps the rows that join its own, so its memory does not grow with the
+number of earlier snapshots. Snapshot N is compared with the index segments of the snapshots whose
+names sort before N (Common Crawl names sort chronologically).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
+import itertools
+import math
+import re
 import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from dataplatform import names
-from dataplatform.core.dedup import INDEX_SCHEMA, DedupConfig, deduplicate, empty_index
+from dataplatform.core.dedup import DedupConfig
+from dataplatform.core.dedup.buckets import (
+    BAND_ROWS,
+    EXACT_ROWS,
+    INDEX_BANDS,
+    INDEX_BUCKETS,
+    INDEX_EXACT,
+    INDEX_SIGNATURES,
+    PAYLOAD_ROWS,
+    anchor_pairs,
+    band_keys,
+    cluster_verdicts,
+    exact_duplicates,
+    pair_jaccard,
+    partition_of,
+    partition_range,
+    shard_sketches,
+)
+from dataplatform.core.dedup.index import EXACT_BAND, INDEX_SCHEMA
 from dataplatform.core.schemas import DEDUPLICATED, conform
-from dataplatform.io.datasets import DatasetStore
+from dataplatform.execution.shard_executor import InlineExecutor, ShardExecutor
+from dataplatform.io.datasets import DatasetStore, ShardInfo, ShardSink, iter_shard_batches
+from dataplatform.io.object_store import ObjectStore, StoreLocation
+from dataplatform import names
 from dataplatform.stages.runner import StageReport
+
+DROPPED_TABLE, REWRITE_TABLE, SCORED_ASSET = names.DROPPED, names.REWRITE_CANDIDATES, names.SCORED
 
 DEDUPLICATED_ASSET = names.DEDUPLICATED
 SIGNATURE_INDEX_ASSET = names.SIGNATURE_INDEX
 REWRITE_POOL_TABLE = names.REWRITE_POOL
-DROPPED_TABLE = names.DROPPED
-REWRITE_TABLE = names.REWRITE_CANDIDATES
-SCORED_ASSET = names.SCORED
-# Bumped whenever shingling/MinHash/banding changes the values of band hashes: index segments of
+INDEX_TABLES = {"exact": INDEX_EXACT, "bands": INDEX_BANDS, "signatures": INDEX_SIGNATURES}
+# Bumped whenever shingling/MinHash/banding or the index layout changes: index segments of
 # another version cannot be compared with new ones and must be rebuilt.
-SIGNATURE_FORMAT = "minhash-word-oph/v2"
+# v3: word hashes of core.ngrams, index bucketed into INDEX_BUCKETS hash buckets.
+SIGNATURE_FORMAT = "minhash-word-oph/v3"
 # The DedupConfig fields that decide band-hash values; all segments of an index must agree on them.
 SIGNATURE_FIELDS = ("ngram", "num_perm", "bands", "rows", "seed")
 
@@ -43,65 +97,725 @@ class IncompatibleSignatureIndex(ValueError):
 
 
 def signature_params(config: DedupConfig) -> dict:
-    return {"format": SIGNATURE_FORMAT, **{f: getattr(config, f) for f in SIGNATURE_FIELDS}}
+    return {"format": SIGNATURE_FORMAT, "buckets": INDEX_BUCKETS, **{f: getattr(config, f) for f in SIGNATURE_FIELDS}}
 
 
-def prior_index(store: DatasetStore, snapshot: str, config: DedupConfig = DedupConfig()) -> tuple[pa.Table, list[str]]:
-    """Index segments of every snapshot sorting before ``snapshot``; refuses segments built with
+@dataclasses.dataclass(frozen=True)
+class DedupRunOptions:
+    """How the stage cuts the work (not what it computes).
+
+    Attributes:
+        batch_rows: input rows read at a time by the per-shard tasks.
+        partition_rows: target rows (band + exact rows of the input) per bucket partition; sets
+            how many partitions a run uses, hence the memory of one bucket task.
+    """
+
+    batch_rows: int = 2000
+    partition_rows: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        for name in ("batch_rows", "partition_rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"DedupRunOptions.{name}: must be >= 1, got {getattr(self, name)}")
+
+
+# ------------------------------------------------------------------------------- work files
+@dataclasses.dataclass(frozen=True)
+class WorkArea:
+    """Intermediate files of one run: ``<dedup version prefix>/_work/<kind>/<partition>/<source>``."""
+
+    location: StoreLocation
+    prefix: str
+
+    def key(self, kind: str, partition: int, source: int | None = None) -> str:
+        tail = f"{partition:05d}" if source is None else f"{partition:05d}/{source:05d}"
+        return f"{self.prefix}/{kind}/{tail}.parquet"
+
+    def bitmap_key(self, name: str) -> str:
+        return f"{self.prefix}/{name}.npz"
+
+
+_WORK_ROW_GROUP = 50_000  # rows per row group of the work files (the unit a streaming read holds)
+
+
+def _write(store: ObjectStore, key: str, table: pa.Table) -> None:
+    with store.writable_path(key) as path:
+        pq.write_table(table, path, compression="zstd", row_group_size=_WORK_ROW_GROUP)
+
+
+def _read(store: ObjectStore, key: str, columns: list[str] | None = None) -> pl.DataFrame:
+    with store.readable_path(key) as path:
+        return pl.read_parquet(path, columns=columns)
+
+
+def _read_all(store: ObjectStore, keys: Sequence[str], schema: pa.Schema, columns: list[str] | None = None) -> pl.DataFrame:
+    frames = [_read(store, k, columns) for k in keys]
+    if frames:
+        return pl.concat(frames, how="vertical_relaxed")
+    empty = pl.from_arrow(schema.empty_table())
+    return empty.select(columns) if columns else empty
+
+
+def _stream_matching(store: ObjectStore, key: str, keep, columns: list[str] | None = None,
+                     prefilter: pl.Expr | None = None) -> Iterator[pl.DataFrame]:
+    """The rows of a file that ``keep(frame) -> frame`` retains, one row group at a time (read by
+    Polars: converting from Arrow costs a worker ~5 MB of retained heap per file). With a
+    ``prefilter`` the reader evaluates it first and decodes the other columns of matching rows
+    only (for files of large payloads where few rows match)."""
+    with store.readable_path(key) as path:
+        scan = pl.scan_parquet(path)
+        if prefilter is not None:
+            part = keep(scan.filter(prefilter).select(columns or pl.all()).collect())
+            if part.height:
+                yield part
+            return
+        meta = pq.ParquetFile(path).metadata
+        if columns:
+            scan = scan.select(columns)
+        offset = 0
+        for i in range(meta.num_row_groups):
+            rows = meta.row_group(i).num_rows
+            part = keep(scan.slice(offset, rows).collect())
+            offset += rows
+            if part.height:
+                yield part
+
+
+def _route(store: ObjectStore, work: WorkArea, kind: str, source: int, frame: pl.DataFrame, by: str, partitions: int) -> list[int]:
+    """Write ``frame`` split by the partition of its bucket column ``by``; returns the partitions written."""
+    parts = frame.with_columns(_partition=pl.Series(partition_of(frame[by].to_numpy(), partitions)))
+    written = []
+    for (p,), part in sorted(parts.partition_by("_partition", as_dict=True).items()):
+        _write(store, work.key(kind, p, source), part.drop("_partition").to_arrow())
+        written.append(p)
+    return written
+
+
+def _save_bitmap(store: ObjectStore, key: str, row_offsets: np.ndarray, shard: np.ndarray, row: np.ndarray) -> None:
+    """A set of (shard, row) as one bit per input row of the run (``row_offsets``: first row of
+    each shard, then the total)."""
+    bits = np.zeros(int(row_offsets[-1]), dtype=bool)
+    bits[row_offsets[np.asarray(shard, np.int64)] + np.asarray(row, np.int64)] = True
+    buf = io.BytesIO()
+    np.savez(buf, offsets=row_offsets, bits=np.packbits(bits))
+    store.put_bytes(key, buf.getvalue())
+
+
+def _load_bitmap(store: ObjectStore, key: str | None):
+    """``contains(shard, row) -> bool array`` of a bitmap written by :func:`_save_bitmap` (kept
+    packed: one bit per input row); an absent key is the empty set."""
+    if key is None:
+        return lambda shard, row: np.zeros(len(shard), dtype=bool)
+    with np.load(io.BytesIO(store.get_bytes(key))) as z:
+        offsets, packed = z["offsets"], z["bits"]
+
+    def contains(shard, row) -> np.ndarray:
+        at = offsets[np.asarray(shard, np.int64)] + np.asarray(row, np.int64)
+        return ((packed[at >> 3] >> (7 - (at & 7)).astype(np.uint8)) & 1).astype(bool)
+
+    return contains
+
+
+# ------------------------------------------------------------------------------- prior index
+@dataclasses.dataclass(frozen=True)
+class PriorParts:
+    """One table of an earlier snapshot's index: its parts by partition of that snapshot's run."""
+
+    snapshot: str
+    partitions: int
+    keys: tuple[tuple[int, str], ...]
+
+    def for_buckets(self, buckets: np.ndarray) -> list[str]:
+        """The parts holding any of ``buckets``."""
+        wanted = set(partition_of(np.unique(buckets), self.partitions).tolist())
+        return [key for p, key in self.keys if p in wanted]
+
+    def overlapping(self, lo: int, hi: int) -> "PriorParts":
+        keep = tuple((p, k) for p, k in self.keys if max(partition_range(p, self.partitions)[0], lo)
+                     < min(partition_range(p, self.partitions)[1], hi))
+        return dataclasses.replace(self, keys=keep)
+
+
+_PART = re.compile(r"part-(\d+)\.parquet$")
+
+
+def prior_index_parts(store: DatasetStore, snapshot: str, config: DedupConfig) -> tuple[dict[str, list[PriorParts]], list[str]]:
+    """The index parts of every snapshot sorting before ``snapshot``; refuses segments built with
     other signature parameters (their band hashes would never match, silently missing duplicates)."""
     earlier = [s for s in store.partitions(SIGNATURE_INDEX_ASSET) if s < snapshot]
     wanted = signature_params(config)
+    parts: dict[str, list[PriorParts]] = {t: [] for t in INDEX_TABLES}
     for s in earlier:
-        found = store.require_manifest(SIGNATURE_INDEX_ASSET, s)["metadata"].get("signature")
+        meta = store.require_manifest(SIGNATURE_INDEX_ASSET, s)["metadata"]
+        found = meta.get("signature")
         if found != wanted:
             changed = sorted(k for k in wanted if (found or {}).get(k) != wanted[k])
             raise IncompatibleSignatureIndex(
                 f"dedup_signature_index/{s} was built with {found} but this run uses {wanted} (differs in {changed}): "
                 f"re-materialize deduplicated for {earlier} first, oldest first, or use the same settings")
-    tables = [store.read_table(SIGNATURE_INDEX_ASSET, s) for s in earlier]
-    tables = [t.cast(INDEX_SCHEMA) for t in tables if t.num_rows]
-    return (pa.concat_tables(tables) if tables else empty_index()), earlier
+        for table in INDEX_TABLES:
+            keys = tuple((int(_PART.search(k).group(1)), k) for k in store.shard_keys(SIGNATURE_INDEX_ASSET, s, table))
+            parts[table].append(PriorParts(s, int(meta["partitions"]), keys))
+    return parts, earlier
 
 
-def materialize_deduplicated(store: DatasetStore, snapshot: str, config: DedupConfig = DedupConfig()) -> tuple[StageReport, dict[str, Any]]:
+def _prior_rows(store: ObjectStore, priors: Sequence[PriorParts], buckets: np.ndarray, keep,
+                prefilter=None) -> tuple[pl.DataFrame | None, dict]:
+    """Rows of the earlier snapshots' parts holding ``buckets`` that ``keep`` retains, streamed
+    part by part (``prefilter(snapshot) -> expression``: see :func:`_stream_matching`); and what
+    was read."""
+    found, read = [], {"prior_files_read": 0, "prior_rows_matched": 0}
+    for prior in priors:
+        for key in prior.for_buckets(buckets):
+            read["prior_files_read"] += 1
+            found.extend(_stream_matching(store, key, keep, prefilter=prefilter(prior.snapshot) if prefilter else None))
+    frame = pl.concat(found) if found else None
+    read["prior_rows_matched"] = frame.height if frame is not None else 0
+    return frame, read
+
+
+# ------------------------------------------------------------------------------- phase 1: signatures
+@dataclasses.dataclass(frozen=True)
+class SignatureTask:
+    source: StoreLocation
+    input_key: str
+    shard: int
+    work: WorkArea
+    partitions: int
+    config: DedupConfig
+    batch_rows: int
+
+
+def run_signature_task(task: SignatureTask) -> dict[str, Any]:
+    """Exact, band and payload rows of one input shard, each split by bucket partition."""
+    store = task.work.location.open()
+    parts: dict[str, list[pa.Table]] = {"exact": [], "bands": [], "payload": []}
+    rows = considered = 0
+    columns = ["doc_id", "text", "snapshot", "drop_reason"]
+    for batch in iter_shard_batches(task.source, task.input_key, task.batch_rows, columns=columns):
+        sketches = shard_sketches(pl.from_arrow(pa.Table.from_batches([batch])), task.shard, rows, task.config)
+        parts["exact"].append(sketches.exact)
+        parts["bands"].append(sketches.bands)
+        parts["payload"].append(sketches.payload)
+        rows += batch.num_rows
+        considered += sketches.considered
+    written = {}
+    for kind, schema in (("exact", EXACT_ROWS), ("bands", BAND_ROWS), ("payload", PAYLOAD_ROWS)):
+        table = pa.concat_tables(parts[kind]) if parts[kind] else schema.empty_table()
+        written[kind] = _route(store, task.work, kind, task.shard, pl.from_arrow(table), "bucket", task.partitions)
+    return {"shard": task.shard, "rows": rows, "considered": considered, "written": written}
+
+
+# ------------------------------------------------------------------------------- phase 2: exact
+@dataclasses.dataclass(frozen=True)
+class ExactTask:
+    work: WorkArea
+    partition: int
+    shards: tuple[int, ...]
+    prior: tuple[PriorParts, ...]
+    config: DedupConfig
+
+
+def run_exact_task(task: ExactTask) -> dict[str, Any]:
+    """Exact verdicts of one bucket partition: copies of a hash in the batch or in the index."""
+    store = task.work.location.open()
+    batch = _read_all(store, [task.work.key("exact", task.partition, s) for s in task.shards], EXACT_ROWS)
+    hashes = batch.select("content_hash").unique()
+    prior, read = _prior_rows(store, task.prior, batch["bucket"].to_numpy(),
+                              lambda f: f.join(hashes, on="content_hash", how="semi"),
+                              lambda _: pl.col("content_hash").is_in(hashes["content_hash"].implode()))
+    verdicts = exact_duplicates(batch, prior, task.config)
+    _write(store, task.work.key("exact_verdicts", task.partition), verdicts.to_arrow())
+    return {"partition": task.partition, "duplicates": verdicts.height, **read}
+
+
+# ------------------------------------------------------------------------------- phase 3: buckets
+@dataclasses.dataclass(frozen=True)
+class BucketTask:
+    work: WorkArea
+    partition: int
+    shards: tuple[int, ...]
+    prior: tuple[PriorParts, ...]
+    excluded: str | None  # bitmap of exact copies, left out of LSH
+    partitions: int
+    config: DedupConfig
+
+
+def _keys_of(frame: pl.DataFrame) -> np.ndarray:
+    return band_keys(frame["band"].to_numpy(), frame["band_hash"].to_numpy())
+
+
+def _isin(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    if len(sorted_set) == 0:
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[at] == values
+
+
+def run_bucket_task(task: BucketTask) -> dict[str, Any]:
+    """Candidate pairs of one bucket partition, routed by the partition of their first document's
+    payload. Two passes over the partition's band rows: their keys first (one uint64 each, sorted:
+    no hash table), to find the LSH buckets with more than one member or an earlier snapshot's
+    member (most hold one document), then the full rows of those buckets only."""
+    store = task.work.location.open()
+    files = [task.work.key("bands", task.partition, s) for s in task.shards]
+    copies = _load_bitmap(store, task.excluded)
+    batch = _read_all(store, files, BAND_ROWS, ["bucket", "band", "band_hash", "shard", "row"])
+    live = ~copies(batch["shard"].to_numpy(), batch["row"].to_numpy())
+    keys = np.sort(_keys_of(batch)[live])
+    buckets = batch["bucket"].to_numpy()[live]
+    del batch
+    repeated = keys[1:][keys[1:] == keys[:-1]]
+    prior, read = _prior_rows(store, task.prior, buckets, lambda f: f.filter(pl.Series(_isin(_keys_of(f), keys))))
+    shared = np.unique(np.concatenate([repeated, _keys_of(prior) if prior is not None else repeated[:0]]))
+    del keys
+
+    def members(f: pl.DataFrame) -> pl.DataFrame:
+        f = f.filter(pl.Series(_isin(_keys_of(f), shared)))
+        return f.filter(pl.Series(~copies(f["shard"].to_numpy(), f["row"].to_numpy())))
+
+    found = [part for key in files for part in _stream_matching(store, key, members)]
+    batch = pl.concat(found) if found else pl.from_arrow(BAND_ROWS.empty_table())
+    pairs = anchor_pairs(batch, prior, task.config)
+    routes = _route(store, task.work, "pairs", task.partition, pairs, "u_bucket", task.partitions)
+    return {"partition": task.partition, "pairs": pairs.height, "routes": routes, **read}
+
+
+# ------------------------------------------------------------------------------- phases 4-5: verify
+_PAIR_KEY = ["u_kind", "u_snapshot", "u_doc_id", "u_shard", "u_row", "v_shard", "v_row"]
+
+
+@dataclasses.dataclass(frozen=True)
+class AttachTask:
+    work: WorkArea
+    partition: int
+    sources: tuple[int, ...]  # bucket partitions that routed pairs here
+    shards: tuple[int, ...]  # input shards with payload rows in this partition
+    prior: tuple[PriorParts, ...]  # signatures of earlier snapshots
+    partitions: int
+    config: DedupConfig
+
+
+def _payload_of(store: ObjectStore, work: WorkArea, partition: int, shards: Sequence[int], wanted: pl.DataFrame,
+                side: str, fingerprints: bool) -> pl.DataFrame:
+    """Signature (and fingerprints) of the batch documents ``wanted`` (``shard``, ``row``), as
+    ``<side>_shard``, ``<side>_row``, ``<side>_signature``, ``<side>_fingerprints``."""
+    columns = ["shard", "row", "signature"] + (["fingerprints"] if fingerprints else [])
+    rows_of = {s: part["row"] for (s,), part in wanted.partition_by("shard", as_dict=True).items()}
+    found = []
+    for s in shards:  # one file per input shard: select its rows by row number before decoding payloads
+        if s in rows_of:
+            with store.readable_path(work.key("payload", partition, s)) as path:
+                found.append(pl.scan_parquet(path).filter(pl.col("row").is_in(rows_of[s].implode())).select(columns).collect())
+    frame = pl.concat(found) if found else pl.from_arrow(PAYLOAD_ROWS.empty_table()).select(columns)
+    if not fingerprints:
+        frame = frame.with_columns(fingerprints=pl.lit(None, pl.Binary))
+    return frame.select(**{f"{side}_{c}": c for c in ("shard", "row", "signature", "fingerprints")})
+
+
+def run_attach_task(task: AttachTask) -> dict[str, Any]:
+    """Unique candidate pairs whose first document's payload lives in this partition, with that
+    payload attached, routed by the partition of the second document's payload."""
+    store = task.work.location.open()
+    pairs = pl.concat([_read(store, task.work.key("pairs", task.partition, s)) for s in task.sources])
+    pairs = pairs.unique(_PAIR_KEY, maintain_order=True)
+    batch_u, prior_u = pairs.filter(pl.col("u_kind") == 1), pairs.filter(pl.col("u_kind") == 0)
+    wanted = batch_u.select(shard="u_shard", row="u_row").unique()
+    payload = _payload_of(store, task.work, task.partition, task.shards, wanted, "u", task.config.verify == "exact")
+    batch_u = batch_u.join(payload, on=["u_shard", "u_row"], how="left")
+    names = prior_u.select(snapshot=pl.col("u_snapshot").cast(pl.Utf8), doc_id=pl.col("u_doc_id").cast(pl.Utf8)).unique()
+    priors = [p for p in task.prior if p.snapshot in set(names["snapshot"].to_list())]
+    ids_of = {snap: part["doc_id"] for (snap,), part in names.partition_by("snapshot", as_dict=True).items()}
+    sigs, read = _prior_rows(store, priors, prior_u["u_bucket"].to_numpy(),
+                             lambda f: f.with_columns(pl.col("snapshot", "doc_id").cast(pl.Utf8)).join(
+                                 names, on=["snapshot", "doc_id"], how="semi"),
+                             lambda snap: pl.col("doc_id").is_in(ids_of[snap].implode()))
+    if sigs is None:
+        sigs = pl.DataFrame(schema={"snapshot": pl.Utf8, "doc_id": pl.Utf8, "signature": pl.Binary, "fingerprints": pl.Binary})
+    if task.config.verify != "exact" or "fingerprints" not in sigs.columns:
+        sigs = sigs.with_columns(fingerprints=pl.lit(None, pl.Binary))
+    prior_u = prior_u.with_columns(pl.col("u_snapshot", "u_doc_id").cast(pl.Utf8)).join(
+        sigs.select(u_snapshot="snapshot", u_doc_id="doc_id", u_signature="signature", u_fingerprints="fingerprints"),
+        on=["u_snapshot", "u_doc_id"], how="left")
+    attached = pl.concat([batch_u, prior_u.select(batch_u.columns)], how="vertical_relaxed")
+    routes = _route(store, task.work, "pairs_u", task.partition, attached, "v_bucket", task.partitions)
+    return {"partition": task.partition, "candidate_pairs": pairs.height, "routes": routes, **read}
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyTask:
+    work: WorkArea
+    partition: int
+    sources: tuple[int, ...]  # attach partitions that routed pairs here
+    shards: tuple[int, ...]
+    config: DedupConfig
+
+
+def run_verify_task(task: VerifyTask) -> dict[str, Any]:
+    """The verified edges among the pairs whose second document's payload lives here."""
+    store = task.work.location.open()
+    pairs = pl.concat([_read(store, task.work.key("pairs_u", task.partition, s)) for s in task.sources],
+                      how="vertical_relaxed")
+    wanted = pairs.select(shard="v_shard", row="v_row").unique()
+    payload = _payload_of(store, task.work, task.partition, task.shards, wanted, "v", task.config.verify == "exact")
+    pairs = pairs.join(payload, on=["v_shard", "v_row"], how="left")
+    edges = pairs.filter(pl.Series(pair_jaccard(pairs, task.config))).select(_EDGE_COLUMNS)
+    _write(store, task.work.key("edges", task.partition), edges.to_arrow())
+    return {"partition": task.partition, "verified_pairs": edges.height}
+
+
+_EDGE_COLUMNS = ["u_kind", "u_doc_id", "u_snapshot", "u_shard", "u_row", "v_doc_id", "v_snapshot", "v_shard", "v_row"]
+
+
+# ------------------------------------------------------------------------------- phase 7: apply
+@dataclasses.dataclass(frozen=True)
+class ApplyTask:
+    source: StoreLocation
+    input_key: str
+    shard: int
+    work: WorkArea
+    has_verdicts: bool
+    out: StoreLocation
+    partition_prefix: str
+    data_key: str
+    pool_key: str
+    dropped_key: str
+    batch_rows: int
+
+
+def run_apply_task(task: ApplyTask) -> dict[str, Any]:
+    """Write one input shard's rows to ``data`` / ``rewrite_pool`` (kept) or ``dropped`` (with
+    ``drop_reason`` and ``duplicate_of``)."""
+    store = task.work.location.open()
+    verdicts = (_read(store, task.work.key("verdicts", task.shard), ["row", "duplicate_of", "drop_reason"])
+                if task.has_verdicts else pl.DataFrame(schema={"row": pl.Int64, "duplicate_of": pl.Utf8, "drop_reason": pl.Utf8}))
+    verdicts = verdicts.rename({"drop_reason": "_verdict"})
+    counts: dict[str, Any] = {"rows": 0, "data": 0, "pool": 0, "drop_counts": {}}
+    first = 0
+    with ShardSink(task.out, task.data_key, DEDUPLICATED, "data", task.partition_prefix) as data, \
+            ShardSink(task.out, task.pool_key, DEDUPLICATED, REWRITE_POOL_TABLE, task.partition_prefix) as pool, \
+            ShardSink(task.out, task.dropped_key, DEDUPLICATED, DROPPED_TABLE, task.partition_prefix) as dropped:
+        for batch in iter_shard_batches(task.source, task.input_key, task.batch_rows):
+            frame = (pl.from_arrow(pa.Table.from_batches([batch]))
+                     .with_columns(row=pl.int_range(first, first + batch.num_rows, dtype=pl.Int64))
+                     .join(verdicts, on="row", how="left", maintain_order="left")
+                     .with_columns(drop_reason=pl.coalesce("drop_reason", "_verdict")).drop("row", "_verdict"))
+            first += batch.num_rows
+            kept = frame["drop_reason"].is_null()
+            to_pool = kept & (frame["quality_label"] == "rewrite_candidate").fill_null(False)
+            for sink, part in ((data, frame.filter(kept & ~to_pool)), (pool, frame.filter(to_pool)), (dropped, frame.filter(~kept))):
+                sink.write(conform(part.to_arrow(), DEDUPLICATED))
+            counts["rows"] += frame.height
+            counts["data"] += int((kept & ~to_pool).sum())
+            counts["pool"] += int(to_pool.sum())
+            for reason, n in frame.filter(~kept)["drop_reason"].value_counts().iter_rows():
+                counts["drop_counts"][reason] = counts["drop_counts"].get(reason, 0) + int(n)
+    return {"shards": [data.info, pool.info, dropped.info], **counts}
+
+
+# ------------------------------------------------------------------------------- phase 8: index
+@dataclasses.dataclass(frozen=True)
+class IndexTask:
+    work: WorkArea
+    partition: int
+    shards: tuple[tuple[str, tuple[int, ...]], ...]  # (work kind, input shards that wrote it)
+    dropped: str | None
+    out: StoreLocation
+    partition_prefix: str
+    keys: tuple[tuple[str, str], ...]  # (index table, shard key)
+    fingerprints: bool  # keep the shingle fingerprints (exact verification of later pairs)
+
+
+_INDEX_SOURCES = {"exact": ("exact", EXACT_ROWS), "bands": ("bands", BAND_ROWS), "signatures": ("payload", PAYLOAD_ROWS)}
+
+
+def run_index_task(task: IndexTask) -> dict[str, Any]:
+    """This snapshot's index part for one bucket partition: the kept documents' rows, streamed
+    file by file."""
+    store = task.work.location.open()
+    dropped = _load_bitmap(store, task.dropped)
+    shards = dict(task.shards)
+    infos: list[ShardInfo] = []
+    rows: dict[str, int] = {}
+    for table, key in task.keys:
+        kind, _ = _INDEX_SOURCES[table]
+        names = [c for c in INDEX_TABLES[table].names if c != "fingerprints" or task.fingerprints]
+
+        def kept(f: pl.DataFrame) -> pl.DataFrame:
+            return f.filter(pl.Series(~dropped(f["shard"].to_numpy(), f["row"].to_numpy()))).select(names)
+
+        parts = (part for s in shards.get(kind, ())
+                 for part in _stream_matching(store, task.work.key(kind, task.partition, s), kept, names + ["shard", "row"]))
+        first = next(parts, None)
+        rows[table] = 0
+        if first is None:
+            continue
+        with ShardSink(task.out, key, INDEX_TABLES[table], table, task.partition_prefix) as sink:
+            for part in itertools.chain([first], parts):
+                sink.write(conform(part.to_arrow(), INDEX_TABLES[table]))
+                rows[table] += part.height
+        infos.append(sink.info)
+    return {"shards": infos, "rows": rows}
+
+
+# ------------------------------------------------------------------------------- orchestration
+@dataclasses.dataclass
+class _Run:
+    """One materialization: where things are and what each phase left for the next."""
+
+    store: DatasetStore
+    snapshot: str
+    executor: ShardExecutor
+    config: DedupConfig
+    options: DedupRunOptions
+    inputs: list[str]  # scored shards: `data` then `rewrite_candidates`
+    prior: dict[str, list[PriorParts]]
+    partitions: int
+    work: WorkArea
+    wrote: dict[str, dict[int, list[int]]] = dataclasses.field(default_factory=dict)  # kind -> partition -> shards
+    row_offsets: np.ndarray | None = None
+    stats: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def count(self, result: dict[str, Any], *names: str) -> None:
+        for name in names:
+            self.stats[name] = self.stats.get(name, 0) + int(result.get(name, 0))
+
+    def prior_for(self, table: str, partition: int) -> tuple[PriorParts, ...]:
+        lo, hi = partition_range(partition, self.partitions)
+        return tuple(p.overlapping(lo, hi) for p in self.prior[table])
+
+
+def _phase_signatures(run: _Run) -> None:
+    tasks = [SignatureTask(run.store.location, key, i, run.work, run.partitions, run.config, run.options.batch_rows)
+             for i, key in enumerate(run.inputs)]
+    rows = np.zeros(len(tasks), dtype=np.int64)
+    run.wrote = {"exact": {}, "bands": {}, "payload": {}}
+    for result in run.executor.map(run_signature_task, tasks):
+        rows[result["shard"]] = result["rows"]
+        run.count(result, "considered")
+        for kind, parts in result["written"].items():
+            for p in parts:
+                run.wrote[kind].setdefault(p, []).append(result["shard"])
+    run.row_offsets = np.concatenate(([0], np.cumsum(rows)))
+
+
+def _phase_exact(run: _Run) -> tuple[list[int], str]:
+    """Exact verdicts per partition; returns the partitions that wrote them and the bitmap of the
+    exact copies (left out of LSH)."""
+    tasks = [ExactTask(run.work, p, tuple(shards), run.prior_for("exact", p), run.config)
+             for p, shards in sorted(run.wrote["exact"].items())]
+    for result in run.executor.map(run_exact_task, tasks):
+        run.count(result, "prior_files_read", "prior_rows_matched")
+    parts = [t.partition for t in tasks]
+    store = run.store.object_store
+    copies = _read_all(store, [run.work.key("exact_verdicts", p) for p in parts], pa.schema(
+        [pa.field("shard", pa.int32()), pa.field("row", pa.int64())]), ["shard", "row"])
+    excluded = run.work.bitmap_key("exact_copies")
+    _save_bitmap(store, excluded, run.row_offsets, copies["shard"].to_numpy(), copies["row"].to_numpy())
+    return parts, excluded
+
+
+def _phase_buckets(run: _Run, excluded: str | None) -> dict[int, list[int]]:
+    """Candidate pairs per bucket partition; returns destination -> source partitions."""
+    tasks = [BucketTask(run.work, p, tuple(shards), run.prior_for("bands", p), excluded, run.partitions, run.config)
+             for p, shards in sorted(run.wrote["bands"].items())]
+    routes: dict[int, list[int]] = {}
+    for result in run.executor.map(run_bucket_task, tasks):
+        run.count(result, "prior_files_read", "prior_rows_matched")
+        for dest in result["routes"]:
+            routes.setdefault(dest, []).append(result["partition"])
+    return routes
+
+
+def _phase_verify(run: _Run, routes: dict[int, list[int]]) -> list[str]:
+    """Attach both payloads to the candidate pairs and verify them; returns the edge files."""
+    payload = run.wrote["payload"]
+    attach = [AttachTask(run.work, p, tuple(src), tuple(payload.get(p, ())), run.prior_for("signatures", p),
+                         run.partitions, run.config) for p, src in sorted(routes.items())]
+    second: dict[int, list[int]] = {}
+    for result in run.executor.map(run_attach_task, attach):
+        run.count(result, "candidate_pairs", "prior_files_read", "prior_rows_matched")
+        for dest in result["routes"]:
+            second.setdefault(dest, []).append(result["partition"])
+    verify = [VerifyTask(run.work, p, tuple(src), tuple(payload.get(p, ())), run.config) for p, src in sorted(second.items())]
+    for result in run.executor.map(run_verify_task, verify):
+        run.count(result, "verified_pairs")
+    return [run.work.key("edges", t.partition) for t in verify]
+
+
+def _phase_clusters(run: _Run, exact_parts: list[int], edge_keys: list[str], pair_routes: dict[int, list[int]]) -> set[int]:
+    """Connected components over the verified edges (in this process: the edge list is small);
+    writes each shard's verdicts and the bitmap of dropped rows. Returns the shards with verdicts."""
+    store = run.store.object_store
+    if run.config.verify == "none":  # every candidate pair is an edge
+        keys = [run.work.key("pairs", dest, src) for dest, srcs in pair_routes.items() for src in srcs]
+        edges = pl.concat([_read(store, k) for k in keys]).unique(_PAIR_KEY) if keys else None
+        run.stats["candidate_pairs"] = run.stats["verified_pairs"] = edges.height if edges is not None else 0
+    else:
+        edges = pl.concat([_read(store, k) for k in edge_keys], how="vertical_relaxed") if edge_keys else None
+    if edges is None:
+        edges = pl.DataFrame(schema={c: pl.Int8 if c == "u_kind" else pl.Int32 if c.endswith("shard") else
+                                     pl.Int64 if c.endswith("row") else pl.Utf8 for c in _EDGE_COLUMNS})
+    exact = [_read(store, run.work.key("exact_verdicts", p)) for p in exact_parts]
+    exact = pl.concat(exact) if exact else pl.DataFrame(schema={
+        "shard": pl.Int32, "row": pl.Int64, "keeper_prior": pl.Boolean, "keeper_doc_id": pl.Utf8,
+        "keeper_shard": pl.Int32, "keeper_row": pl.Int64})
+    verdicts = cluster_verdicts(edges.select(_EDGE_COLUMNS), exact, run.config)
+    for reason, n in verdicts["drop_reason"].value_counts().iter_rows():
+        run.stats[reason] = int(n)
+    run.stats["cross_snapshot"] = int(verdicts["cross_snapshot"].sum())
+    for (shard,), part in verdicts.partition_by("shard", as_dict=True).items():
+        _write(store, run.work.key("verdicts", shard), part.to_arrow())
+    _save_bitmap(store, run.work.bitmap_key("dropped"), run.row_offsets, verdicts["shard"].to_numpy(), verdicts["row"].to_numpy())
+    return set(verdicts["shard"].unique().to_list())
+
+
+def _phase_apply(run: _Run, writer, with_verdicts: set[int], report: StageReport) -> None:
+    tasks = [ApplyTask(run.store.location, key, i, run.work, i in with_verdicts, run.store.location, writer.prefix,
+                       writer.shard_key(i, "data"), writer.shard_key(i, REWRITE_POOL_TABLE), writer.shard_key(i, DROPPED_TABLE),
+                       run.options.batch_rows) for i, key in enumerate(run.inputs)]
+    for result in run.executor.map(run_apply_task, tasks):
+        for shard in result["shards"]:
+            writer.add(shard)
+            report.bytes_out += shard.bytes if shard.table == "data" else 0
+        report.rows_in += result["rows"]
+        report.rows_out += result["data"]
+        run.count(result, "pool")
+        for reason, n in result["drop_counts"].items():
+            report.drop_counts[reason] = report.drop_counts.get(reason, 0) + n
+
+
+def _phase_index(run: _Run, index_writer) -> dict[str, int]:
+    kinds = ("exact", "bands", "payload") if run.config.minhash else ("exact",)
+    tables = [t for t in INDEX_TABLES if _INDEX_SOURCES[t][0] in kinds]
+    parts = sorted({p for kind in kinds for p in run.wrote[kind]})
+    for table in tables:
+        index_writer.declare_table(table, INDEX_TABLES[table])
+    tasks = [IndexTask(run.work, p, tuple((k, tuple(run.wrote[k].get(p, ()))) for k in kinds),
+                       run.work.bitmap_key("dropped"), run.store.location, index_writer.prefix,
+                       tuple((t, index_writer.shard_key(p, t)) for t in tables), run.config.verify == "exact")
+             for p in parts]
+    rows = dict.fromkeys(tables, 0)
+    for result in run.executor.map(run_index_task, tasks):
+        for shard in result["shards"]:
+            index_writer.add(shard)
+        for table, n in result["rows"].items():
+            rows[table] += n
+    return rows
+
+
+def _input_shards(store: DatasetStore, snapshot: str) -> tuple[list[str], int, int]:
+    """The scored shards (``data`` then ``rewrite_candidates``), their rows and bytes."""
+    manifest = store.require_manifest(SCORED_ASSET, snapshot)
+    keys, rows, size = [], 0, 0
+    for table in ("data", REWRITE_TABLE):
+        keys += store.shard_keys(SCORED_ASSET, snapshot, table)
+        entry = manifest["tables"].get(table) or {}
+        rows += int(entry.get("rows", 0))
+        size += int(entry.get("bytes", 0))
+    return keys, rows, size
+
+
+def _run_phases(run: _Run, writer, index_writer, report: StageReport) -> tuple[dict[str, int], dict[str, float]]:
+    """Phases 1-8 in order; returns the index rows written per table and the seconds per phase."""
+    seconds: dict[str, float] = {}
+
+    def timed(name: str, fn, *args):
+        t = time.perf_counter()
+        out = fn(*args)
+        seconds[name] = round(time.perf_counter() - t, 3)
+        return out
+
+    timed("signatures", _phase_signatures, run)
+    exact_parts, excluded = timed("exact", _phase_exact, run) if run.config.exact else ([], None)
+    routes, edge_keys = {}, []
+    if run.config.minhash:
+        routes = timed("buckets", _phase_buckets, run, excluded)
+        if run.config.verify != "none":
+            edge_keys = timed("verify", _phase_verify, run, routes)
+    with_verdicts = timed("clusters", _phase_clusters, run, exact_parts, edge_keys, routes)
+    timed("apply", _phase_apply, run, writer, with_verdicts, report)
+    index_rows = timed("index", _phase_index, run, index_writer)
+    return index_rows, seconds
+
+
+def _summarise(run: _Run, report: StageReport, earlier: list[str], seconds: dict[str, float]) -> None:
+    report.drop_counts = {k: v for k, v in sorted(run.stats.items()) if k.startswith("duplicate:") and v}
+    kept = report.rows_out + run.stats.get("pool", 0)
+    report.extra = {
+        "rewrite_pool": run.stats.get("pool", 0),
+        "cross_snapshot_duplicates": run.stats.get("cross_snapshot", 0),
+        "duplicate_rate": round((report.rows_in - kept) / max(report.rows_in, 1), 4),
+        "compared_with_snapshots": earlier,
+        "considered": run.stats.get("considered", 0),
+        "candidate_pairs": run.stats.get("candidate_pairs", 0),
+        "verified_pairs": run.stats.get("verified_pairs", 0),
+        "bucket_partitions": run.partitions,
+        "prior_index_files_read": run.stats.get("prior_files_read", 0),
+        "prior_index_rows_matched": run.stats.get("prior_rows_matched", 0),
+        "phase_seconds": seconds,
+        "docs_per_s": round(report.rows_in / max(report.wall_seconds, 1e-9), 1),
+        "dedup_config": dataclasses.asdict(run.config),
+    }
+
+
+def materialize_deduplicated(
+    store: DatasetStore,
+    snapshot: str,
+    executor: ShardExecutor | None = None,
+    config: DedupConfig = DedupConfig(),
+    options: DedupRunOptions = DedupRunOptions(),
+) -> tuple[StageReport, dict[str, Any]]:
+    """Deduplicate ``scored/<snapshot>`` into ``deduplicated/<snapshot>`` and write its segment of
+    ``dedup_signature_index``; returns the stage report and the index segment's summary."""
     started = time.perf_counter()
-    report = StageReport("deduplicated", snapshot)
-    high = store.read_frame(SCORED_ASSET, snapshot, "data")
-    pool = store.read_frame(SCORED_ASSET, snapshot, REWRITE_TABLE)
-    frame = pl.concat([f for f in (high, pool) if f.width], how="diagonal_relaxed") if (high.width or pool.width) else pl.DataFrame()
-    index, earlier = prior_index(store, snapshot, config)
-    if frame.is_empty():
-        frame = pl.from_arrow(DEDUPLICATED.empty_table())
-    result = deduplicate(frame, index=index, config=config)
-    out, index_rows = result
-    kept = out["drop_reason"].is_null()
-    with store.write_partition(DEDUPLICATED_ASSET, snapshot) as writer:
-        for table, rows in (
-            ("data", out.filter(kept & (pl.col("quality_label") == "high_quality"))),
-            (REWRITE_POOL_TABLE, out.filter(kept & (pl.col("quality_label") == "rewrite_candidate"))),
-            (DROPPED_TABLE, out.filter(~kept)),
-        ):
-            info = writer.write_table(table, conform(rows.to_arrow(), DEDUPLICATED))
-            if table == "data":
-                report.rows_out, report.bytes_out = info.rows, info.bytes
-        report.rows_in = frame.height
-        report.drop_counts = {k: int(v) for k, v in result.stats.items() if k.startswith("duplicate:") and v}
-        report.bytes_in = store.table_bytes(SCORED_ASSET, snapshot) + store.table_bytes(SCORED_ASSET, snapshot, REWRITE_TABLE)
-        report.shards = 1
+    executor = executor or InlineExecutor()
+    if not isinstance(executor, ShardExecutor) or not isinstance(config, DedupConfig):
+        raise TypeError("materialize_deduplicated(store, snapshot, executor, config, options): "
+                        f"got executor={type(executor).__name__}, config={type(config).__name__}")
+    if config.snapshot_order is not None and snapshot not in config.snapshot_order:
+        raise ValueError(f"DedupConfig.snapshot_order: snapshot(s) {[snapshot]} not listed")
+    prior, earlier = prior_index_parts(store, snapshot, config)
+    inputs, total_rows, bytes_in = _input_shards(store, snapshot)
+    per_row = 1 + (config.bands if config.minhash else 0)
+    partitions = min(INDEX_BUCKETS, max(1, math.ceil(total_rows * per_row / options.partition_rows)))
+    report = StageReport("deduplicated", snapshot, bytes_in=bytes_in, shards=len(inputs))
+    with contextlib.ExitStack() as stack:
+        writer = stack.enter_context(store.write_partition(DEDUPLICATED_ASSET, snapshot))
+        index_writer = stack.enter_context(store.write_partition(SIGNATURE_INDEX_ASSET, snapshot))
+        for table in ("data", REWRITE_POOL_TABLE, DROPPED_TABLE):
+            writer.declare_table(table, DEDUPLICATED)
+        run = _Run(store, snapshot, executor, config, options, inputs, prior, partitions,
+                   WorkArea(store.location, f"{writer.prefix}/v{writer.version}/_work"))
+        index_rows, seconds = _run_phases(run, writer, index_writer, report)
         report.wall_seconds = time.perf_counter() - started
-        report.routed = {REWRITE_POOL_TABLE: int((kept & (out["quality_label"] == names.REWRITE_CANDIDATE)).sum())}
-        report.extra = {
-            "rewrite_pool": report.routed[REWRITE_POOL_TABLE],
-            "cross_snapshot_duplicates": int(result.stats["cross_snapshot"]),
-            "duplicate_rate": round((frame.height - int(kept.sum())) / max(frame.height, 1), 4),
-            "compared_with_snapshots": earlier,
-            "candidate_pairs": int(result.stats["candidate_pairs"]),
-            "dedup_config": dataclasses.asdict(config),
-        }
+        _summarise(run, report, earlier, seconds)
         writer.commit(report.as_metadata())
-    index_info = {"rows": index_rows.num_rows, "documents": int(kept.sum()), "prior_index_rows": index.num_rows,
-                  "signature": signature_params(config)}
-    with store.write_partition(SIGNATURE_INDEX_ASSET, snapshot) as writer:
-        writer.write_table("data", index_rows.cast(INDEX_SCHEMA))
-        writer.commit(index_info)
+        index_info = {"rows": index_rows.get("exact", 0) + index_rows.get("bands", 0), "documents": index_rows.get("exact", 0),
+                      "table_rows": index_rows, "prior_index_rows": run.stats.get("prior_rows_matched", 0),
+                      "partitions": partitions, "signature": signature_params(config)}
+        index_writer.commit(index_info)
+    store.object_store.delete_prefix(run.work.prefix)
     return report, index_info
+
+
+def read_signature_index(store: DatasetStore, snapshot: str) -> pa.Table:
+    """One snapshot's index segment in the in-memory reference's :data:`INDEX_SCHEMA` (exact rows
+    with their signatures, then band rows), for inspection and for
+    :func:`dataplatform.core.dedup.deduplicate`. Reads the whole segment: not for stage use."""
+    manifest = store.require_manifest(SIGNATURE_INDEX_ASSET, snapshot)
+    tables = {t: pl.from_arrow(store.read_table(SIGNATURE_INDEX_ASSET, snapshot, t)) if t in manifest["tables"] else None
+              for t in INDEX_TABLES}
+    exact = tables["exact"].with_columns(pl.col("doc_id", "snapshot").cast(pl.Utf8))
+    sigs = tables["signatures"]
+    if sigs is not None and sigs.height:
+        exact = exact.join(sigs.select(pl.col("doc_id", "snapshot").cast(pl.Utf8), "signature", "fingerprints"),
+                           on=["doc_id", "snapshot"], how="left", maintain_order="left")
+    else:
+        exact = exact.with_columns(signature=pl.lit(None, pl.Binary), fingerprints=pl.lit(None, pl.Binary))
+    parts = [exact.select(band=pl.lit(EXACT_BAND, pl.Int16), band_hash="content_hash", doc_id="doc_id",
+                          snapshot="snapshot", signature="signature", fingerprints="fingerprints")]
+    if tables["bands"] is not None and tables["bands"].height:
+        parts.append(tables["bands"].select("band", "band_hash", pl.col("doc_id", "snapshot").cast(pl.Utf8),
+                                            signature=pl.lit(None, pl.Binary), fingerprints=pl.lit(None, pl.Binary)))
+    return conform(pl.concat(parts, how="vertical_relaxed").to_arrow(), INDEX_SCHEMA)

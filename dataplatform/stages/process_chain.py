@@ -95,7 +95,7 @@ STEPS: dict[str, Callable[[ChainContext], StageReport | None]] = {
     names.FILTERED: lambda c: materialize_filtered(c.store, c.snapshot, c.executor, progress=c.progress),
     names.QUALITY_CLASSIFIER: _classifier,
     names.SCORED: lambda c: materialize_scored(c.store, c.snapshot, c.executor, progress=c.progress),
-    names.DEDUPLICATED: lambda c: materialize_deduplicated(c.store, c.snapshot)[0],
+    names.DEDUPLICATED: lambda c: materialize_deduplicated(c.store, c.snapshot, c.executor)[0],
     names.DECONTAMINATED: lambda c: decontaminate_partition(c.store, c.snapshot, c.executor, progress=c.progress)
     if c.options.benchmarks_path else None,
 }

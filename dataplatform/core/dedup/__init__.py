@@ -2,20 +2,23 @@
 
 Pure functions on Polars/Arrow/numpy data; no Dagster import.
 
-* :func:`deduplicate` - the stage: ``deduplicate(df, index=prior, config=DedupConfig())``
-  returns ``(result_df, new_index_rows)`` (with ``.stats``).
+* :func:`deduplicate` - the in-memory reference: ``deduplicate(df, index=prior, config=DedupConfig())``
+  returns a :class:`DedupResult` (``frame``, ``index_rows``, ``stats``).
 * :mod:`.normalize` - text normalisation and the XXH3-64 content hash.
 * :mod:`.minhash` - vectorised shingling and MinHash signatures.
 * :mod:`.lsh` - banding, candidate pairs, verification, union-find clusters.
-* :mod:`.index` - the cross-snapshot signature index (Arrow table) and :class:`SignatureIndex`.
+* :mod:`.index` - the cross-snapshot signature index (Arrow table); :class:`SignatureIndex` keeps
+  one in memory.
+* :mod:`.buckets` - the out-of-core pieces (bucket ids, per-bucket exact groups and candidate
+  pairs, pair verification, clustering of the edge list) the dedup stage runs bucket by bucket.
 """
 
 from .config import DedupConfig
-from .index import EXACT_BAND, INDEX_SCHEMA, SignatureIndex, build_index_rows, empty_index
-from .lsh import band_hashes, candidate_pairs, connected_components, estimated_jaccard
-from .minhash import minhash_signatures, shingle_hashes, signatures_from_shingles
+from .index import EXACT_BAND, INDEX_SCHEMA, build_index_rows, empty_index
+from .lsh import band_hashes, candidate_pairs, connected_components, estimated_jaccard, fingerprint_jaccard
+from .minhash import Fingerprints, minhash_signatures, shingle_hashes, signatures_from_shingles
 from .normalize import content_hash, normalize_buffers, normalize_text
-from .pipeline import DROP_EXACT, DROP_MINHASH, DedupResult, deduplicate
+from .pipeline import DROP_EXACT, DROP_MINHASH, DedupResult, SignatureIndex, deduplicate
 
 __all__ = [
     "DedupConfig",
@@ -23,6 +26,7 @@ __all__ = [
     "DROP_EXACT",
     "DROP_MINHASH",
     "EXACT_BAND",
+    "Fingerprints",
     "INDEX_SCHEMA",
     "SignatureIndex",
     "band_hashes",
@@ -33,6 +37,7 @@ __all__ = [
     "deduplicate",
     "empty_index",
     "estimated_jaccard",
+    "fingerprint_jaccard",
     "minhash_signatures",
     "normalize_buffers",
     "normalize_text",

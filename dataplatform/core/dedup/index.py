@@ -16,25 +16,25 @@ doc_id        string      the kept document
 snapshot      string      its snapshot
 signature     binary      on the exact row only: the MinHash signature (``num_perm``
                           little-endian uint32), used to verify candidates; null elsewhere
+fingerprints  binary      on the exact row only, when the batch was verified exactly: the
+                          32-bit shingle fingerprints (:class:`~.minhash.Fingerprints`), so
+                          that pairs with a later snapshot are verified exactly too
 ============  ==========  ==============================================================
 
 Only kept documents are indexed, so any match points at a document that is still in the data.
-The table is plain Arrow: write it as Parquet next to the deduplicated snapshot and concatenate
-(``pa.concat_tables``) - :class:`SignatureIndex` wraps that as ``query`` + ``append``.
+The table is plain Arrow: concatenate the rows of several batches (``pa.concat_tables``) -
+:class:`~.pipeline.SignatureIndex` wraps that as ``query`` + ``append``. This is the in-memory
+reference's format; the dedup stage stores the same rows bucketed by hash
+(``dataplatform.stages.dedup``) so that a new snapshot reads only the buckets it touches.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-if TYPE_CHECKING:
-    from .config import DedupConfig
+from .minhash import Fingerprints, binary_buffers
 
 __all__ = [
     "EXACT_BAND",
@@ -42,7 +42,8 @@ __all__ = [
     "empty_index",
     "build_index_rows",
     "as_index_frame",
-    "SignatureIndex",
+    "signature_array",
+    "signatures_of",
 ]
 
 EXACT_BAND = -1
@@ -53,6 +54,7 @@ INDEX_SCHEMA = pa.schema(
         pa.field("doc_id", pa.large_string(), nullable=False),
         pa.field("snapshot", pa.large_string(), nullable=False),
         pa.field("signature", pa.large_binary(), nullable=True),
+        pa.field("fingerprints", pa.large_binary(), nullable=True),
     ]
 )
 
@@ -61,12 +63,36 @@ def empty_index() -> pa.Table:
     return INDEX_SCHEMA.empty_table()
 
 
+def signature_array(signatures: np.ndarray) -> pa.Array:
+    """``(n, num_perm)`` uint32 signatures as one little-endian binary value per document."""
+    sig = np.ascontiguousarray(signatures.astype("<u4", copy=False))
+    n, width = sig.shape[0], sig.shape[1] * 4
+    offsets = np.arange(0, (n + 1) * width, width, dtype=np.int64)
+    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(sig.tobytes())])
+
+
+def signatures_of(values: pa.Array | pa.ChunkedArray | pl.Series, num_perm: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(signatures (n, num_perm) uint32, present bool)`` from a binary column written by
+    :func:`signature_array`; null values give all-``0xFFFFFFFF`` rows with ``present`` False.
+    A value of another width (another ``num_perm``) raises."""
+    arr = values.to_arrow() if isinstance(values, pl.Series) else values
+    present = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    data, offsets = binary_buffers(arr)
+    widths = np.diff(offsets)
+    if np.any(widths[present] != 4 * num_perm):
+        raise ValueError(f"index: signature width does not match DedupConfig.num_perm={num_perm}")
+    out = np.full((len(widths), num_perm), 0xFFFFFFFF, dtype=np.uint32)
+    out[present] = data.view("<u4").reshape(-1, num_perm)
+    return out, present
+
+
 def build_index_rows(
     doc_ids: list[str] | np.ndarray,
     snapshots: list[str] | np.ndarray,
     content_hashes: np.ndarray | None,
     band_hashes: np.ndarray | None,
     signatures: np.ndarray | None,
+    fingerprints: Fingerprints | None = None,
 ) -> pa.Table:
     """Index rows for kept documents: one exact row (if ``content_hashes``) and one row per band
     (if ``band_hashes``, shape ``(n, bands)``). Rows are grouped by band, then document order."""
@@ -75,15 +101,8 @@ def build_index_rows(
     snaps = pa.array(list(snapshots), pa.large_string())
     parts = []
     if content_hashes is not None and n:
-        if signatures is not None:
-            sig = np.ascontiguousarray(signatures.astype("<u4", copy=False))
-            width = sig.shape[1] * 4
-            offs = np.arange(0, (n + 1) * width, width, dtype=np.int64)
-            sig_arr = pa.LargeBinaryArray.from_buffers(
-                pa.large_binary(), n, [None, pa.py_buffer(offs), pa.py_buffer(sig.tobytes())]
-            )
-        else:
-            sig_arr = pa.nulls(n, pa.large_binary())
+        sig_arr = signature_array(signatures) if signatures is not None else pa.nulls(n, pa.large_binary())
+        fp_arr = fingerprints.to_arrow() if fingerprints is not None else pa.nulls(n, pa.large_binary())
         parts.append(
             pa.table(
                 [
@@ -92,6 +111,7 @@ def build_index_rows(
                     ids,
                     snaps,
                     sig_arr,
+                    fp_arr,
                 ],
                 schema=INDEX_SCHEMA,
             )
@@ -106,6 +126,7 @@ def build_index_rows(
                     pa.concat_arrays([ids] * nb),
                     pa.concat_arrays([snaps] * nb),
                     pa.nulls(n * nb, pa.large_binary()),
+                    pa.nulls(n * nb, pa.large_binary()),
                 ],
                 schema=INDEX_SCHEMA,
             )
@@ -113,12 +134,10 @@ def build_index_rows(
     return pa.concat_tables(parts) if parts else empty_index()
 
 
-def as_index_frame(index: pa.Table | pl.DataFrame | "SignatureIndex" | None) -> pl.DataFrame | None:
+def as_index_frame(index: pa.Table | pl.DataFrame | None) -> pl.DataFrame | None:
     """The index as a Polars frame (or None when absent/empty), checking its columns."""
     if index is None:
         return None
-    if isinstance(index, SignatureIndex):
-        index = index.table
     df = index if isinstance(index, pl.DataFrame) else pl.from_arrow(index)
     assert isinstance(df, pl.DataFrame)
     missing = {"band", "band_hash", "doc_id", "snapshot"} - set(df.columns)
@@ -126,63 +145,10 @@ def as_index_frame(index: pa.Table | pl.DataFrame | "SignatureIndex" | None) -> 
         raise ValueError(f"index: missing column(s) {sorted(missing)}")
     if df.height == 0:
         return None
-    if "signature" not in df.columns:
-        df = df.with_columns(pl.lit(None, pl.Binary).alias("signature"))
+    for column in ("signature", "fingerprints"):
+        if column not in df.columns:
+            df = df.with_columns(pl.lit(None, pl.Binary).alias(column))
     return df.with_columns(
         pl.col("band").cast(pl.Int16), pl.col("band_hash").cast(pl.UInt64),
         pl.col("doc_id").cast(pl.Utf8), pl.col("snapshot").cast(pl.Utf8),
     )
-
-
-class SignatureIndex:
-    """Cross-snapshot dedup index: ``query`` a batch against it, then ``append`` its kept docs.
-
-    >>> idx = SignatureIndex()
-    >>> result_a, stats_a = idx.deduplicate(snapshot_a)   # query + append
-    >>> result_b = idx.query(snapshot_b)                  # duplicate_of -> docs of snapshot A
-    """
-
-    def __init__(self, table: pa.Table | None = None, config: "DedupConfig | None" = None):
-        from .config import DedupConfig
-
-        self.config = config or DedupConfig()
-        self._parts: list[pa.Table] = [] if table is None else [table.cast(INDEX_SCHEMA)]
-
-    @property
-    def table(self) -> pa.Table:
-        if not self._parts:
-            return empty_index()
-        if len(self._parts) > 1:
-            self._parts = [pa.concat_tables(self._parts).combine_chunks()]
-        return self._parts[0]
-
-    def __len__(self) -> int:
-        return sum(t.num_rows for t in self._parts)
-
-    def query(self, df: pl.DataFrame) -> pl.DataFrame:
-        """Dedup ``df`` (columns ``doc_id``, ``text``, ``snapshot``, optional ``drop_reason``)
-        against the index and itself, without changing the index. Returns the result frame with
-        ``duplicate_of`` and ``drop_reason`` filled."""
-        from .pipeline import deduplicate
-
-        return deduplicate(df, index=self.table, config=self.config).frame
-
-    def append(self, rows: pa.Table) -> None:
-        """Add index rows (as returned by :func:`deduplicate`)."""
-        if rows.num_rows:
-            self._parts.append(rows.cast(INDEX_SCHEMA))
-
-    def deduplicate(self, df: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
-        """``query`` + ``append`` the batch's kept documents; returns (result, stats)."""
-        from .pipeline import deduplicate
-
-        res = deduplicate(df, index=self.table, config=self.config)
-        self.append(res.index_rows)
-        return res.frame, res.stats
-
-    def write_parquet(self, path: str | Path) -> None:
-        pq.write_table(self.table, path, compression="zstd")
-
-    @classmethod
-    def read_parquet(cls, path: str | Path, config: "DedupConfig | None" = None) -> "SignatureIndex":
-        return cls(pq.read_table(path), config)

@@ -6,8 +6,8 @@
   paired with the bucket's *first* member (the lowest node id); with node ids assigned in
   priority order that is the member most likely to be kept, and a bucket of k members costs k-1
   pairs instead of k(k-1)/2.
-* :func:`estimated_jaccard` / :func:`shingle_jaccard` - verification of candidate pairs, from the
-  signatures (fraction of equal minima) or exactly from the shingle-hash sets.
+* :func:`estimated_jaccard` / :func:`fingerprint_jaccard` - verification of candidate pairs, from
+  the signatures (fraction of equal minima) or exactly from the shingle fingerprint sets.
 * :func:`connected_components` - union-find over verified pairs by vectorised min-label
   hooking + pointer jumping. Each component's label is its smallest node id, so when node ids
   are assigned by ``(priority, doc_id)`` the label *is* the deterministic keeper.
@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .minhash import Shingles, splitmix64
+from .minhash import Fingerprints, splitmix64
 
 __all__ = [
     "band_hashes",
     "candidate_pairs",
     "estimated_jaccard",
-    "shingle_jaccard",
+    "fingerprint_jaccard",
     "connected_components",
 ]
 
@@ -92,43 +92,46 @@ def estimated_jaccard(sig_u: np.ndarray, sig_v: np.ndarray) -> np.ndarray:
     return (sig_u == sig_v).mean(axis=1)
 
 
-def shingle_jaccard(sh: Shingles, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Exact Jaccard of the 64-bit shingle-hash sets of document pairs ``(u[i], v[i])``.
+def fingerprint_jaccard(fu: Fingerprints, fv: Fingerprints, chunk_values: int = 1 << 20) -> np.ndarray:
+    """Exact Jaccard of the fingerprint *sets* of pairs: document ``i`` of ``fu`` with document
+    ``i`` of ``fv`` (both hold one document per pair, e.g. ``fp.take(u)``, ``fp.take(v)``).
 
-    Vectorised over all pairs: the shingles of every document in a pair are de-duplicated by one
-    sort of ``(document, hash)`` keys; then each shingle of ``v`` is looked up among ``u``'s keys
-    by binary search (``searchsorted`` of the re-tagged key), and the hits are the intersection.
-    Hashes are compared on their top 40+ bits (a false match between two shingles of a pair is
-    ~1e-12).
+    Vectorised over the pairs of a chunk (about ``chunk_values`` fingerprints, which bounds the
+    temporaries): each side's values are tagged with their pair (``pair << 32 | value``) and
+    de-duplicated by one sort; every key of ``v`` is looked up among ``u``'s keys by binary search,
+    and the hits are the intersection.
     """
-    u = np.asarray(u, dtype=np.int64)
-    v = np.asarray(v, dtype=np.int64)
-    if len(u) == 0:
-        return np.zeros(0)
-    docs = np.unique(np.concatenate([u, v]))
-    # Sort keys pack the document's index above the top bits of the 64-bit hash, so one
-    # single-key sort replaces a two-key lexsort.
-    sd = max(int(len(docs)).bit_length(), 1)
-    if sd > 24:
-        raise ValueError("shingle_jaccard: too many documents in one call (> 2^24)")
-    lens = sh.offsets[docs + 1] - sh.offsets[docs]
-    sel = np.repeat(sh.offsets[docs] - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
-    sel += np.arange(int(lens.sum()))
-    d = np.repeat(np.arange(len(docs), dtype=np.uint64), lens)
-    key = _sorted_unique((d << _U64(64 - sd)) | (sh.hashes[sel] >> _U64(sd)))  # per-doc sets
-    ulen = np.bincount((key >> _U64(64 - sd)).astype(np.int64), minlength=len(docs))
-    ustart = np.concatenate(([0], np.cumsum(ulen)[:-1]))
-    du, dv = np.searchsorted(docs, u), np.searchsorted(docs, v)
-    la, lb = ulen[du], ulen[dv]
-    # every unique shingle of v, re-tagged as a shingle of u, searched among u's keys
-    base = np.concatenate(([0], np.cumsum(lb)[:-1]))
-    src = np.repeat(ustart[dv] - base, lb) + np.arange(int(lb.sum()))
-    low = _U64((1 << (64 - sd)) - 1)
-    probe = (key[src] & low) | (np.repeat(du.astype(np.uint64), lb) << _U64(64 - sd))
-    at = np.minimum(np.searchsorted(key, probe), len(key) - 1)
-    hit = key[at] == probe
-    inter = np.bincount(np.repeat(np.arange(len(u)), lb)[hit], minlength=len(u))
-    union = la + lb - inter
+    n = fu.n_docs
+    if fv.n_docs != n:
+        raise ValueError(f"fingerprint_jaccard: {n} u documents but {fv.n_docs} v documents")
+    out = np.zeros(n)
+    sizes = np.diff(fu.offsets) + np.diff(fv.offsets)
+    start = 0
+    while start < n:
+        stop = max(int(np.searchsorted(np.cumsum(sizes[start:]), chunk_values, side="right")) + start, start + 1)
+        pairs = np.arange(start, min(stop, n))
+        out[pairs] = _chunk_jaccard(fu.take(pairs), fv.take(pairs))
+        start = stop
+    return out
+
+
+def _chunk_jaccard(fu: Fingerprints, fv: Fingerprints) -> np.ndarray:
+    n = fu.n_docs
+
+    def pair_keys(fp: Fingerprints) -> tuple[np.ndarray, np.ndarray]:
+        pair = np.repeat(np.arange(n, dtype=np.uint64), np.diff(fp.offsets))
+        keys = _sorted_unique((pair << _U64(32)) | fp.values.astype(np.uint64))
+        return keys, np.bincount((keys >> _U64(32)).astype(np.int64), minlength=n)
+
+    ku, lu = pair_keys(fu)
+    kv, lv = pair_keys(fv)
+    if len(ku):
+        at = np.minimum(np.searchsorted(ku, kv), len(ku) - 1)
+        hit = ku[at] == kv
+    else:
+        hit = np.zeros(len(kv), dtype=bool)
+    inter = np.bincount((kv[hit] >> _U64(32)).astype(np.int64), minlength=n)
+    union = lu + lv - inter
     return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 
 

@@ -3,18 +3,14 @@
 Pipeline for a batch of *normalised* texts (see :mod:`.normalize`: lowercase words separated by
 one space):
 
-1. **Tokens** are found on the concatenated Arrow UTF-8 buffer of the whole batch: the positions
-   of spaces plus the document boundaries give every word's ``[start, end)`` byte span at once.
-2. **Token hash** (one ``uint64`` per word, not per byte): the word's bytes are read 8 at a time
-   as little-endian ``uint64`` words through an unaligned stride-1 view of the buffer (one gather
-   per 8 bytes of word; 89% of words fit in the first), masked to the word's length and folded
-   with the splitmix64 finaliser, the byte length mixed in first. Long words loop over the few
-   tokens that still have bytes left.
-3. **Shingles** are word n-grams (default 5). Shingle ``k`` of a document covers words
-   ``k .. k + n - 1``; a document with fewer than ``n`` words is one shingle (all its words), as
-   in datatrove. Shingle hash = ``splitmix64(sum_j t_{k+j} Q^(m-1-j) ^ m * C)`` (mod 2^64, ``m``
-   words, odd ``Q``): ``n`` multiply-adds over *slices* of the token-hash array give every window
-   at once; windows that cross a document boundary are dropped.
+1. **Words** are found on the concatenated Arrow UTF-8 buffer of the batch, ~1 MB at a time: the
+   positions of spaces plus the document boundaries give every word's ``[start, end)`` byte span.
+2. **Word hash**: :func:`dataplatform.core.ngrams.span_word_hashes` (each distinct word of a
+   chunk hashed once).
+3. **Shingles** are word n-grams (default 5), hashed by :func:`dataplatform.core.ngrams.ngram_hashes`
+   (the platform's one n-gram hash, shared with decontamination and the Gopher filter). Shingle
+   ``k`` of a document covers words ``k .. k + n - 1``; a document with fewer than ``n`` words is
+   one shingle (the same polynomial over all its words), as in datatrove.
 4. **Signature: one-permutation MinHash** (Li, Owen & Zhang 2012) with rotation densification
    (Shrivastava & Li 2014). Each shingle hash is re-mixed with the seed
    (``g = splitmix64(h ^ key(seed))``); its top 32 bits pick one of ``num_perm`` bins
@@ -38,11 +34,21 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from .normalize import Buffers, string_buffers
+from dataplatform.core.ngrams import (
+    Buffers,
+    byte_chunks,
+    extend,
+    mix64,
+    ngram_hashes,
+    span_word_hashes,
+    string_buffers,
+)
 
 __all__ = [
     "EMPTY",
+    "Fingerprints",
     "Shingles",
+    "binary_buffers",
     "splitmix64",
     "shingle_hashes",
     "signatures_from_shingles",
@@ -51,28 +57,18 @@ __all__ = [
 
 EMPTY = np.uint32(0xFFFFFFFF)
 _U64 = np.uint64
-_ALL = _U64(0xFFFFFFFFFFFFFFFF)
-_Q = _U64(0x100000001B3)  # FNV-64 prime: odd
-_LEN_MIX = _U64(0x9E3779B97F4A7C15)
+_GOLDEN = _U64(0x9E3779B97F4A7C15)
 _SEED_MIX = _U64(0x2545F4914F6CDD1D)
 _BIN_MUL = _U64(0xD6E8FEB86659FD93)  # odd: bin = top bits of (h ^ key(seed)) * _BIN_MUL
 _SIG_BLOCK = 1 << 17  # shingles per step of the signature loop
 _ROT_C = 0x9E3779B1  # densification offset per bin of distance (odd, 32-bit)
-_CHUNK_BYTES = 1 << 20  # bytes of text tokenised per step: per-token temporaries stay in cache
-# _MASKS[k]: the low k bytes of a uint64 (k = 0..8)
-_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=_U64)
+_CHUNK_BYTES = 1 << 20  # bytes of text tokenised per step: per-word temporaries stay small
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser on a uint64 array (returns a new array)."""
+    """One SplitMix64 step on a uint64 array: add the golden-ratio increment, then finalise."""
     with np.errstate(over="ignore"):
-        z = x + _U64(0x9E3779B97F4A7C15)
-        z ^= z >> _U64(30)
-        z *= _U64(0xBF58476D1CE4E5B9)
-        z ^= z >> _U64(27)
-        z *= _U64(0x94D049BB133111EB)
-        z ^= z >> _U64(31)
-        return z
+        return mix64(x + _GOLDEN)
 
 
 @dataclass(frozen=True)
@@ -90,95 +86,120 @@ class Shingles:
         return self.hashes[self.offsets[d] : self.offsets[d + 1]]
 
 
-def _token_hashes(data: np.ndarray, tok_s: np.ndarray, tok_e: np.ndarray) -> np.ndarray:
-    """One uint64 hash per token ``data[tok_s[i]:tok_e[i]]`` (module docstring, step 2)."""
-    nb = len(data)
-    buf = np.zeros(nb + 8, dtype=np.uint8)
-    buf[:nb] = data
-    # every byte offset as the start of a little-endian uint64 (unaligned, stride 1)
-    words = np.ndarray((nb + 1,), dtype="<u8", buffer=buf, strides=(1,))
-    length = tok_e - tok_s
-    with np.errstate(over="ignore"):
-        h = words[tok_s]
-        h &= _MASKS.take(np.minimum(length, 8))
-        h ^= length.astype(_U64) * _LEN_MIX
-        h = splitmix64(h)
-        rest = np.flatnonzero(length > 8)
-        k = 8
-        while len(rest):
-            left = length[rest] - k
-            w = words[tok_s[rest] + k] & _MASKS.take(np.minimum(left, 8))
-            h[rest] = splitmix64(h[rest] ^ w)
-            rest = rest[left > 8]
-            k += 8
-    return h
+@dataclass(frozen=True)
+class Fingerprints:
+    """32-bit fingerprints of shingles (the top 32 bits of each shingle hash), per document and in
+    shingle order (repeats kept): ``values[offsets[d]:offsets[d+1]]`` belong to document ``d``.
+
+    Exact Jaccard verification (:func:`~.lsh.fingerprint_jaccard`) compares the *sets* of these
+    values: the Jaccard of the shingle sets up to fingerprint collisions (two different shingles of
+    one pair share a fingerprint with probability ~|A| |B| / 2^32, a change of 1/|A u B| in J).
+    At 4 bytes per word they are the verification payload the out-of-core dedup stores next to
+    the signatures.
+    """
+
+    values: np.ndarray  # uint32
+    offsets: np.ndarray  # int64, len n_docs + 1
+
+    @classmethod
+    def of(cls, sh: Shingles) -> "Fingerprints":
+        return cls((sh.hashes >> _U64(32)).astype(np.uint32), sh.offsets)
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.offsets) - 1
+
+    def take(self, docs: np.ndarray) -> "Fingerprints":
+        """The fingerprints of documents ``docs`` (in that order, repeats allowed)."""
+        docs = np.asarray(docs, dtype=np.int64)
+        lens = self.offsets[docs + 1] - self.offsets[docs]
+        offsets = np.zeros(len(docs) + 1, dtype=np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        gather = np.repeat(self.offsets[docs] - offsets[:-1], lens) + np.arange(offsets[-1])
+        return Fingerprints(self.values[gather], offsets)
+
+    def to_arrow(self) -> pa.Array:
+        """One little-endian binary value per document."""
+        raw = np.ascontiguousarray(self.values.astype("<u4", copy=False))
+        return pa.LargeBinaryArray.from_buffers(
+            pa.large_binary(), self.n_docs, [None, pa.py_buffer(self.offsets * 4), pa.py_buffer(raw.tobytes())]
+        )
+
+    @classmethod
+    def from_arrow(cls, arr: pa.Array | pa.ChunkedArray) -> "Fingerprints":
+        data, offsets = binary_buffers(arr)
+        if offsets[-1] % 4 or np.any(offsets % 4):
+            raise ValueError("fingerprints: binary values must hold whole little-endian uint32s")
+        return cls(data.view("<u4").astype(np.uint32, copy=False), offsets // 4)
+
+
+def binary_buffers(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """``(data uint8, offsets int64)`` of a binary column (nulls are empty)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    arr = arr.cast(pa.large_binary())
+    if arr.null_count:
+        arr = arr.fill_null(b"")
+    n = len(arr)
+    if n == 0:
+        return np.zeros(0, np.uint8), np.zeros(1, np.int64)
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int64, count=n + 1, offset=arr.offset * 8)
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    data = np.frombuffer(bufs[2], np.uint8, hi - lo, lo) if bufs[2] is not None and hi > lo else np.zeros(0, np.uint8)
+    return data, offsets - lo
+
+
+def _word_spans(data: np.ndarray, offs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(starts, ends, words per doc)`` of the space-separated words of normalised documents
+    whose bytes are ``data`` (offsets ``offs`` relative to it)."""
+    nonempty = np.diff(offs) > 0
+    sp = np.flatnonzero(data == 32)
+    ntok = np.diff(np.searchsorted(sp, offs)) + nonempty  # spaces inside + 1 for non-empty docs
+    n_tok = int(ntok.sum())
+    first_tok = np.zeros(len(ntok), dtype=np.int64)
+    np.cumsum(ntok[:-1], out=first_tok[1:])
+    # a document's first word starts at the document, the others after a space; its last word
+    # ends at the document end, the others at a space
+    is_first = np.zeros(n_tok, dtype=bool)
+    is_first[first_tok[nonempty]] = True
+    starts = np.empty(n_tok, dtype=np.int64)
+    starts[is_first] = offs[:-1][nonempty]
+    starts[~is_first] = sp + 1
+    is_last = np.zeros(n_tok, dtype=bool)
+    is_last[(first_tok + ntok - 1)[nonempty]] = True
+    ends = np.empty(n_tok, dtype=np.int64)
+    ends[is_last] = offs[1:][nonempty]
+    ends[~is_last] = sp
+    return starts, ends, ntok
 
 
 def _shingle_chunk(data: np.ndarray, offs: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    """Shingle hashes of documents whose bytes are ``data`` (offsets ``offs`` relative to it).
-    Returns (hashes, shingles-per-doc)."""
-    lens = np.diff(offs)
-    nonempty = lens > 0
-    sp = np.flatnonzero(data == 32)
-    # tokens per document: spaces inside + 1 for non-empty docs
-    ntok = np.diff(np.searchsorted(sp, offs)) + nonempty
-    n_tok = int(ntok.sum())
+    """Shingle hashes of the documents whose bytes are ``data`` (offsets ``offs`` relative to it).
+    Returns (hashes, shingles per doc)."""
+    starts, ends, ntok = _word_spans(data, offs)
     nsh = np.where(ntok >= ngram, ntok - ngram + 1, (ntok > 0).astype(np.int64))
-    total = int(nsh.sum())
-    if total == 0:
+    if int(nsh.sum()) == 0:
         return np.zeros(0, _U64), nsh
-    first_tok = np.zeros(len(ntok), dtype=np.int64)
-    np.cumsum(ntok[:-1], out=first_tok[1:])
-    last_tok = first_tok + ntok - 1
-    # token spans: a document's first token starts at the document, the others after a space;
-    # its last token ends at the document end, the others at a space
-    is_first = np.zeros(n_tok, dtype=bool)
-    is_first[first_tok[nonempty]] = True
-    tok_s = np.empty(n_tok, dtype=np.int64)
-    tok_s[is_first] = offs[:-1][nonempty]
-    tok_s[~is_first] = sp + 1
-    is_last = np.zeros(n_tok, dtype=bool)
-    is_last[last_tok[nonempty]] = True
-    tok_e = np.empty(n_tok, dtype=np.int64)
-    tok_e[is_last] = offs[1:][nonempty]
-    tok_e[~is_last] = sp
-    th = _token_hashes(data, tok_s, tok_e)
-
-    out = np.empty(total, dtype=_U64)
+    wh = span_word_hashes(data, starts, ends)
+    doc_of_word = np.repeat(np.arange(len(ntok), dtype=np.int64), ntok)
+    full, _ = ngram_hashes(wh, doc_of_word, ngram)  # every window inside one document, in order
     short = np.flatnonzero((ntok > 0) & (ntok < ngram))
-    sh_first = np.zeros(len(nsh), dtype=np.int64)
-    np.cumsum(nsh[:-1], out=sh_first[1:])
-    with np.errstate(over="ignore"):
-        if n_tok >= ngram:
-            # every window of ngram consecutive tokens (Horner over slices), then keep the ones
-            # inside one document: those not starting in a document's last ngram-1 tokens
-            nw = n_tok - ngram + 1
-            win = th[:nw].copy()
-            for j in range(1, ngram):
-                win *= _Q
-                win += th[j : nw + j]
-            valid = np.ones(nw, dtype=bool)
-            for j in range(ngram - 1):
-                # windows starting in a document's last ngram-1 tokens (all of a short one's)
-                st = last_tok - j
-                valid[st[(ntok > j) & (st < nw)]] = False
-            raw = win[valid]
-            if len(short):
-                slot = np.ones(total, dtype=bool)
-                slot[sh_first[short]] = False
-                out[slot] = raw
-            else:
-                out[:] = raw
-        out ^= _U64(ngram) * _LEN_MIX
-        if len(short):
-            m = ntok[short]
-            first = first_tok[short]
-            acc = np.zeros(len(short), dtype=_U64)
-            for j in range(ngram - 1):
-                sel = j < m
-                acc[sel] = acc[sel] * _Q + th[first[sel] + j]
-            out[sh_first[short]] = acc ^ (m.astype(_U64) * _LEN_MIX)
-    return splitmix64(out), nsh
+    if len(short) == 0:
+        return full, nsh
+    # a document shorter than one shingle is one shingle of all its words
+    first_word = np.concatenate(([0], np.cumsum(ntok)[:-1]))[short]
+    acc = wh[first_word].copy()
+    for j in range(1, ngram - 1):
+        more = j < ntok[short]
+        acc[more] = extend(acc[more], wh[first_word[more] + j])
+    out = np.empty(int(nsh.sum()), dtype=_U64)
+    first_shingle = np.concatenate(([0], np.cumsum(nsh)[:-1]))
+    slot = np.ones(len(out), dtype=bool)
+    slot[first_shingle[short]] = False
+    out[slot] = full
+    out[first_shingle[short]] = mix64(acc)
+    return out, nsh
 
 
 def shingle_hashes(normalized: pl.Series | pa.Array | Buffers, ngram: int = 5) -> Shingles:
@@ -189,16 +210,11 @@ def shingle_hashes(normalized: pl.Series | pa.Array | Buffers, ngram: int = 5) -
     n = len(offsets) - 1
     hashes: list[np.ndarray] = []
     counts: list[np.ndarray] = []
-    d0 = 0
-    while d0 < n:
-        # grow the chunk until it holds ~_CHUNK_BYTES of text (at least one document)
-        d1 = int(np.searchsorted(offsets, offsets[d0] + _CHUNK_BYTES, side="right")) - 1
-        d1 = min(max(d1, d0 + 1), n)
+    for d0, d1 in byte_chunks(offsets, _CHUNK_BYTES):
         lo, hi = int(offsets[d0]), int(offsets[d1])
         h, c = _shingle_chunk(data[lo:hi], offsets[d0 : d1 + 1] - lo, ngram)
         hashes.append(h)
         counts.append(c)
-        d0 = d1
     cnt = np.concatenate(counts) if counts else np.zeros(0, np.int64)
     offs = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(cnt, out=offs[1:])

@@ -44,6 +44,8 @@ import polars as pl
 import pyarrow as pa
 import xxhash
 
+from dataplatform.core.ngrams import Buffers, byte_chunks, string_buffers
+
 __all__ = [
     "Buffers",
     "normalize_buffers",
@@ -51,9 +53,6 @@ __all__ = [
     "content_hash",
     "string_buffers",
 ]
-
-# (data uint8, offsets int64 of length n+1 starting at 0)
-Buffers = tuple[np.ndarray, np.ndarray]
 
 _CHUNK_BYTES = 1 << 20  # bytes per step of the byte pass (its masks stay in cache)
 _NON_ASCII = r"[^\x00-\x7F]"
@@ -71,43 +70,6 @@ def _is_deleted(data: np.ndarray) -> np.ndarray:
 def _is_word(data: np.ndarray) -> np.ndarray:
     """ASCII letters and every byte of a multi-byte UTF-8 sequence."""
     return ((data | np.uint8(0x20)) - np.uint8(97) < np.uint8(26)) | (data >= np.uint8(128))
-
-
-def string_buffers(texts: pl.Series | pa.Array | pa.ChunkedArray | Buffers) -> Buffers:
-    """``(data, offsets)`` of a string column as numpy arrays: ``data`` is the UTF-8 of all values
-    back to back, ``offsets`` the int64 start of each value plus the end (``n + 1`` long,
-    ``offsets[0] == 0``). Nulls are empty. A ``(data, offsets)`` tuple passes through."""
-    if isinstance(texts, tuple):
-        return texts
-    arr = texts.to_arrow() if isinstance(texts, pl.Series) else texts
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    if arr.null_count:
-        arr = arr.fill_null("")
-    arr = arr.cast(pa.large_string())
-    n = len(arr)
-    if n == 0:
-        return np.zeros(0, np.uint8), np.zeros(1, np.int64)
-    bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=np.int64, count=n + 1, offset=arr.offset * 8)
-    lo, hi = int(offsets[0]), int(offsets[-1])
-    data = (
-        np.frombuffer(bufs[2], dtype=np.uint8, count=hi - lo, offset=lo)
-        if bufs[2] is not None and hi > lo
-        else np.zeros(0, np.uint8)
-    )
-    return data, offsets - lo
-
-
-def _compact(data: np.ndarray, offsets: np.ndarray, keep: np.ndarray) -> Buffers:
-    """``data[keep]`` and its offsets. Per-document counts come from the positions of the
-    dropped bytes (a minority), not from a reduction over every byte."""
-    dropped = np.flatnonzero(~keep)
-    doc = np.searchsorted(offsets, dropped, side="right") - 1
-    lost = np.bincount(doc, minlength=len(offsets) - 1)
-    new_offsets = np.zeros(len(offsets), dtype=np.int64)
-    np.cumsum(np.diff(offsets) - lost, out=new_offsets[1:])
-    return data[keep], new_offsets
 
 
 def _unicode_step(s: pl.Series) -> pl.Series:
@@ -342,15 +304,11 @@ def _ascii_pass(data: np.ndarray, offsets: np.ndarray) -> Buffers:
     if len(data) <= _CHUNK_BYTES:
         return _ascii_chunk(data, offsets)
     outs, counts = [], []
-    d0 = 0
-    while d0 < n:
-        d1 = int(np.searchsorted(offsets, offsets[d0] + _CHUNK_BYTES, side="right")) - 1
-        d1 = min(max(d1, d0 + 1), n)
+    for d0, d1 in byte_chunks(offsets, _CHUNK_BYTES):
         lo, hi = int(offsets[d0]), int(offsets[d1])
         o, off = _ascii_chunk(data[lo:hi], offsets[d0 : d1 + 1] - lo)
         outs.append(o)
         counts.append(np.diff(off))
-        d0 = d1
     new_offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.concatenate(counts), out=new_offsets[1:])
     return np.concatenate(outs), new_offsets

@@ -25,16 +25,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from dataplatform.core.ngrams import distinct_word_hashes, extend
+
 from ._text import NON_SYMBOL_RE, TextShard, first_failure, per_doc, ratio
 
 GOPHER_REPETITION = "gopher_repetition"
 GOPHER_QUALITY = "gopher_quality"
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
-
-_MASK64 = (1 << 64) - 1
-_NGRAM_MULT = np.uint64(0x9E3779B97F4A7C15)
-
 
 _POS_BITS = 24
 
@@ -178,7 +176,8 @@ class GopherRepetitionFilter:
     def _ngram_stats(self, shard: TextShard) -> pl.DataFrame:
         """Top and duplicated n-gram characters per document, with numpy over all tokens of the shard.
 
-        n-grams are 64-bit rolling hashes of the token hashes, salted with the document. An n-gram can
+        n-grams are the raw rolling hashes of :mod:`dataplatform.core.ngrams` (one :func:`extend` per
+        word, no finishing mix: only equality matters here), salted with the document. An n-gram can
         only repeat where its (n-1)-gram prefix repeats, so each n only looks at the positions whose
         (n-1)-gram occurs more than once -- a set that shrinks quickly with n.
         """
@@ -190,7 +189,7 @@ class GopherRepetitionFilter:
         max_n = max(top | dup, default=1)
         doc = toks.get_column("_doc").to_numpy().astype(np.int64)
         n_tok = len(doc)
-        h = toks.get_column("tok").hash(seed=11).to_numpy().astype(np.uint64)
+        h = distinct_word_hashes(toks.get_column("tok"))
         tlen = toks.get_column("tok").str.len_chars().to_numpy().astype(np.int64)
         doc_counts = np.bincount(doc, minlength=n_docs).astype(np.int64)
         doc_start = np.concatenate([[0], np.cumsum(doc_counts)[:-1]]).astype(np.int64)
@@ -203,7 +202,7 @@ class GopherRepetitionFilter:
             for n in range(2, max_n + 1):
                 fits = remaining[cand] >= n
                 cand, prefix = cand[fits], prefix[fits]
-                prefix = prefix * _NGRAM_MULT + h[cand + (n - 1)]
+                prefix = extend(prefix, h[cand + (n - 1)])
                 order, run_start = _sort_runs(prefix ^ salt[cand])
                 run_id = np.cumsum(run_start) - 1
                 run_count = np.bincount(run_id)
