@@ -40,6 +40,9 @@ FAILURES = "failures"  # synthesis: model outputs that could not be used, with t
 ITEMS = "items"  # eval_benchmarks: benchmark items
 NGRAM_INDEX = "ngram_index"  # eval_benchmarks: n-gram hashes of the items
 SPLITS = ("train", "validation", "test")  # eval_splits tables
+INDEX_EXACT = "exact"  # dedup_signature_index: normalised-text hash of each kept document
+INDEX_BANDS = "bands"  # dedup_signature_index: LSH band hashes of each kept document
+INDEX_SIGNATURES = "signatures"  # dedup_signature_index: MinHash signature + shingle fingerprints
 
 # -- files inside a version ----------------------------------------------------------------------
 MIX_MANIFEST = "mix_manifest.json"

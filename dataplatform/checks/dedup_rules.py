@@ -130,7 +130,7 @@ def signature_matches(store: DatasetStore, snapshot: str, expected: dict[str, An
 
 def index_covers_kept(store: DatasetStore, snapshot: str) -> CheckOutcome:
     """The index segment covers this snapshot's kept documents: its recorded document count equals
-    the kept rows of ``deduplicated`` and every doc_id it holds is one of them."""
+    the kept rows of ``deduplicated`` and every doc_id of its ``exact`` table is one of them."""
     manifest = store.require_manifest(names.SIGNATURE_INDEX, snapshot)
     meta = manifest["metadata"]
     kept = kept_ids(store, snapshot)
@@ -138,14 +138,12 @@ def index_covers_kept(store: DatasetStore, snapshot: str) -> CheckOutcome:
     indexed = meta.get("documents")
     if indexed is not None and indexed != kept.len():
         problems.append(f"index records {indexed} documents, deduplicated/{snapshot} kept {kept.len()}")
-    columns = set(store.scan(names.SIGNATURE_INDEX, snapshot).collect_schema().names()) \
-        if store.shard_keys(names.SIGNATURE_INDEX, snapshot) else set()
-    if "doc_id" in columns:
-        ids = store.scan(names.SIGNATURE_INDEX, snapshot).select("doc_id").unique().collect()["doc_id"]
+    if store.shard_keys(names.SIGNATURE_INDEX, snapshot, names.INDEX_EXACT):
+        ids = store.scan(names.SIGNATURE_INDEX, snapshot, names.INDEX_EXACT).select("doc_id").unique().collect()["doc_id"]
         strangers = ids.filter(~ids.is_in(kept.implode()))
         if strangers.len():
             problems.append(f"{strangers.len()} indexed doc_id(s) are not kept documents of {snapshot}: "
                             f"{sample_values(strangers.sort().to_list())}")
-    if kept.len() and not table_rows(manifest, names.DATA):
+    if kept.len() and not table_rows(manifest, names.INDEX_EXACT):
         problems.append(f"{kept.len()} kept documents but the index segment is empty")
     return outcome(f"index covers the {kept.len()} kept documents", problems, {"documents_indexed": indexed, "kept": kept.len()})

@@ -83,7 +83,7 @@ DROPPED_TABLE, REWRITE_TABLE, SCORED_ASSET = names.DROPPED, names.REWRITE_CANDID
 DEDUPLICATED_ASSET = names.DEDUPLICATED
 SIGNATURE_INDEX_ASSET = names.SIGNATURE_INDEX
 REWRITE_POOL_TABLE = names.REWRITE_POOL
-INDEX_TABLES = {"exact": INDEX_EXACT, "bands": INDEX_BANDS, "signatures": INDEX_SIGNATURES}
+INDEX_TABLES = {names.INDEX_EXACT: INDEX_EXACT, names.INDEX_BANDS: INDEX_BANDS, names.INDEX_SIGNATURES: INDEX_SIGNATURES}
 # Bumped whenever shingling/MinHash/banding or the index layout changes: index segments of
 # another version cannot be compared with new ones and must be rebuilt.
 # v3: word hashes of core.ngrams, index bucketed into INDEX_BUCKETS hash buckets.
