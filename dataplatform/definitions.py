@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dataplatform.assets import dedup, eval, filtering, ingest, mix, synthesis
+from dataplatform.assets import color_filter, dedup, eval, filtering, ingest, mix, synthesis, toxicity
 from dataplatform.assets.partitions import crawl_snapshots
 from dataplatform.assets.sensors import build_snapshot_sensor
 from dataplatform.resources.settings import resources_from_env
@@ -14,6 +14,7 @@ all_assets = [
     ingest.raw_pages,
     ingest.documents,
     filtering.filtered,
+    toxicity.toxicity,
     filtering.quality_classifier,
     filtering.scored,
     dedup.deduplicate_snapshot,
@@ -26,6 +27,9 @@ all_assets = [
     synthesis.instruction_pairs,
     synthesis.contamination_audit,
     mix.training_mix,
+    color_filter.color_target_files,
+    color_filter.color_conditional_model,
+    color_filter.color_scores,
 ]
 
 _per_snapshot = dg.AssetSelection.all().materializable() & dg.AssetSelection.assets(
@@ -47,15 +51,16 @@ def _group_job(group: str, description: str) -> dg.UnresolvedAssetJobDefinition:
 
 stage_jobs = [
     _group_job("ingest", "WARC -> raw_pages -> documents for chosen snapshots (manual backfills)."),
-    _group_job("filter", "filtered and scored for chosen snapshots; needs a materialized quality_classifier."),
+    _group_job("filter", "filtered, toxicity and scored for chosen snapshots; needs a materialized quality_classifier."),
     _group_job("dedup", "deduplicated + signature index for chosen snapshots, oldest first."),
     _group_job("synthesis", "REWIRE rewriting and FineInstructions pairs for chosen snapshots (GPU pool)."),
+    _group_job("color_filter", "CoLoR-Filter scores for chosen snapshots (GPU pool); needs a materialized color_conditional_model."),
 ]
 
 corpus_refresh_job = dg.define_asset_job(
     "corpus_refresh",
     selection=dg.AssetSelection.assets("quality_classifier", "eval_benchmarks", "instruction_templates", "eval_splits",
-                                       "training_mix", "contamination_audit"),
+                                       "training_mix", "contamination_audit", "color_conditional_model"),
     description="Cross-snapshot assets: retrain the classifier, reload benchmarks, recompute splits and the mix.",
 )
 
