@@ -24,6 +24,7 @@ backend and their difference measures the fine-tuning, not a change of kernels.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import importlib.util
@@ -174,7 +175,10 @@ def load_causal_lm(base: BaseModel) -> tuple[Any, Any]:
     if base.gguf_file:
         # transformers dequantises GGUF tensors to float32 but marks the model as quantized, which
         # refuses save_pretrained; a plain model of the same config with the same weights is not.
-        plain = AutoModelForCausalLM.from_config(model.config, dtype=torch.float32)
+        config = copy.deepcopy(model.config)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config  # or a folder saved from it would load as "quantized" again
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         plain.load_state_dict(model.state_dict())
         plain.generation_config = model.generation_config
         model = plain
