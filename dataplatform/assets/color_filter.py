@@ -10,6 +10,7 @@ from dataplatform import names
 from dataplatform.assets.metadata import report_metadata, stage_failures
 from dataplatform.assets.partitions import OWNERS, crawl_snapshots, snapshot_of
 from dataplatform.assets.quality_gates import gx_check_spec, run_gx_check
+from dataplatform.assets.synthesis import GPU_OP_TAGS, GPU_POOL
 from dataplatform.checks import between, columns_match, not_null, unique
 from dataplatform.core.color_filter import FineTuneConfig
 from dataplatform.llm import EngineUnavailable
@@ -24,7 +25,6 @@ from dataplatform.stages.color_filter import (
     materialize_color_scores,
 )
 
-GPU_POOL = "gpu"
 SCORED_ROW = ("n_tokens_scored", ">", 0)  # rows the models scored
 
 color_target_files = dg.AssetSpec(
@@ -121,6 +121,7 @@ def engine_spec(llm: LLMResource) -> EngineSpec:
     owners=OWNERS,
     tags={"stage": "color_filter", "gpu": "true"},
     pool=GPU_POOL,
+    op_tags=GPU_OP_TAGS,
     description="CoLoR-Filter: loss under the prior minus loss under the conditional model; top fraction in `data`.",
     check_specs=[gx_check_spec(names.COLOR_SCORES, "schema, unique doc_id, losses >= 0 and a score wherever tokens were scored")],
 )

@@ -337,13 +337,23 @@ def fine_tune_conditional(base: BaseModel, texts: Sequence[str], config: FineTun
 
 
 # -------------------------------------------------------------------------------------- scoring
+def _first_tokens(tokenizer: Any, texts: list[str], n: int) -> list[str]:
+    """Each text cut to about its first ``n`` tokens (decoded back to text), so the model does not
+    run over tokens that are not scored; shorter texts are left as they are."""
+    if tokenizer is None:
+        return texts
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return [t if len(i) <= n else tokenizer.decode(i[:n], skip_special_tokens=True) for t, i in zip(texts, ids)]
+
+
 def document_losses(engine: Any, texts: Sequence[str], max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean next-token loss of each text's first ``max_tokens`` scored tokens under ``engine``
     (an :class:`~dataplatform.llm.engine.LLMEngine`) and the number of tokens scored. A text with
     no token to score (empty, one token) has loss NaN and 0 tokens."""
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    bounded = [(t or "")[: max_tokens * CHARS_PER_TOKEN_BOUND] for t in texts]
+    bounded = _first_tokens(getattr(engine, "tokenizer", None),
+                            [(t or "")[: max_tokens * CHARS_PER_TOKEN_BOUND] for t in texts], max_tokens + 1)
     losses = np.full(len(bounded), np.nan, dtype=np.float32)
     counts = np.zeros(len(bounded), dtype=np.int64)
     for i, logprobs in enumerate(engine.prompt_logprobs(bounded)):
