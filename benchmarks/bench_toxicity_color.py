@@ -149,10 +149,13 @@ def child_color(path: str, docs: int, max_tokens: int, runs: int, backend: str) 
     texts = corpus(docs)["text"].to_list()
     folder = cf.ensure_hf_folder(cf.resolve_base_model(None), DATA / "models")
     if path == "engine":
-        from dataplatform.llm.engine import make_engine
+        from dataplatform.llm.engine import EngineUnavailable, make_engine
 
         settings = {"max_batch_size": 8, "dtype": "float32"} if backend == "transformers" else {"gpu_memory_utilization": 0.5}
-        engine = make_engine(backend, model=str(folder), **settings)
+        try:
+            engine = make_engine(backend, model=str(folder), **settings)
+        except EngineUnavailable as exc:  # no vLLM or no GPU here: say so, measure nothing
+            return {"skipped": str(exc)}
         fn = lambda: cf.document_losses(engine, texts, max_tokens)[1]  # noqa: E731
     else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -233,18 +236,11 @@ def main() -> int:
             print(_row(f"toxicity {path}: peer, whole pages", peer, "docs/s", peer["docs"]))
     if args.only == "toxicity":
         return 0
-    if args.backend == "vllm":
-        from dataplatform.llm.engine import EngineUnavailable, make_engine
-
-        try:
-            make_engine("vllm", model="unused")
-        except EngineUnavailable as exc:
-            print(f"\nCoLoR-Filter on vLLM: skipped: {exc}")
-            return 0
-        except Exception:  # noqa: BLE001 - vLLM is there; the real run below loads the real model
-            pass
     color_args = ["--color-tokens", str(args.color_tokens), "--backend", args.backend, *runs]
     ours = run_child("color", "engine", str(args.color_docs), *color_args)
+    if "skipped" in ours:
+        print(f"\nCoLoR-Filter on {args.backend}: skipped: {ours['skipped']}")
+        return 0
     print(_row(f"CoLoR loss, SmolLM2-135M via engine ({args.backend})", ours, "tokens/s", ours["tokens"]))
     if args.backend == "transformers":
         peer = run_child("color", "bare", str(args.color_docs), *color_args)
