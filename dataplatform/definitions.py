@@ -7,7 +7,7 @@ import datetime as dt
 import dagster as dg
 
 from dataplatform import names
-from dataplatform.assets import dedup, eval, filtering, ingest, mix, synthesis
+from dataplatform.assets import color_filter, dedup, eval, filtering, ingest, mix, synthesis, toxicity
 from dataplatform.assets.checks import ALL_CHECKS
 from dataplatform.assets.partitions import crawl_snapshots
 from dataplatform.assets.sensors import build_snapshot_sensor
@@ -27,6 +27,7 @@ _assets = [
     ingest.raw_pages,
     ingest.documents,
     filtering.filtered,
+    toxicity.toxicity,
     filtering.quality_classifier,
     filtering.scored,
     dedup.deduplicate_snapshot,
@@ -39,6 +40,9 @@ _assets = [
     synthesis.instruction_pairs,
     synthesis.contamination_audit,
     mix.training_mix,
+    color_filter.color_target_files,
+    color_filter.color_conditional_model,
+    color_filter.color_scores,
 ]
 
 # Runs of cross-snapshot (unpartitioned) jobs carry this tag; the instance configs under deploy/ queue
@@ -76,15 +80,17 @@ def _group_job(group: str, description: str) -> dg.UnresolvedAssetJobDefinition:
 
 stage_jobs = [
     _group_job("ingest", "WARC -> raw_pages -> documents for chosen snapshots (manual backfills)."),
-    _group_job("filter", "filtered and scored for chosen snapshots; needs a materialized quality_classifier."),
+    _group_job("filter", "filtered, toxicity and scored for chosen snapshots; needs a materialized quality_classifier."),
     _group_job("dedup", "deduplicated + signature index for chosen snapshots, oldest first."),
     _group_job("synthesis", "REWIRE rewriting and FineInstructions pairs for chosen snapshots (GPU pool)."),
+    _group_job("color_filter", "CoLoR-Filter scores for chosen snapshots (GPU pool); needs a materialized color_conditional_model."),
 ]
 
 corpus_refresh_job = dg.define_asset_job(
     "corpus_refresh",
     selection=dg.AssetSelection.assets(names.QUALITY_CLASSIFIER, names.EVAL_BENCHMARKS, names.INSTRUCTION_TEMPLATES,
-                                       names.EVAL_SPLITS, names.TRAINING_MIX, names.CONTAMINATION_AUDIT),
+                                       names.EVAL_SPLITS, names.TRAINING_MIX, names.CONTAMINATION_AUDIT,
+                                       names.COLOR_CONDITIONAL_MODEL),
     description="Cross-snapshot assets: retrain the classifier, reload benchmarks, recompute splits and the mix.",
     tags={CORPUS_RUN_TAG: "true"},
 )

@@ -15,6 +15,7 @@ CRAWL_WARC_FILES = "crawl_warc_files"  # external: the crawl itself
 RAW_PAGES = "raw_pages"
 DOCUMENTS = "documents"
 FILTERED = "filtered"
+TOXICITY = "toxicity"  # filtered documents with toxicity scores (policy: score only, or drop above thresholds)
 QUALITY_CLASSIFIER = "quality_classifier"
 SCORED = "scored"
 DEDUPLICATED = "deduplicated"
@@ -28,6 +29,9 @@ INSTRUCTION_TEMPLATES = "instruction_templates"
 INSTRUCTION_PAIRS = "instruction_pairs"
 CONTAMINATION_AUDIT = "contamination_audit"
 TRAINING_MIX = "training_mix"
+COLOR_TARGET_FILES = "color_target_files"  # external: the target set CoLoR-Filter selects towards
+COLOR_CONDITIONAL_MODEL = "color_conditional_model"  # small LM fine-tuned on the target set
+COLOR_SCORES = "color_scores"  # CoLoR-Filter: loss_prior - loss_conditional per document, top fraction in data
 PROCESSED = "processed"  # `dataplatform process`: one row per page with every stage's columns
 
 # -- tables inside a dataset's partition -----------------------------------------------------------
@@ -43,6 +47,9 @@ SPLITS = ("train", "validation", "test")  # eval_splits tables
 INDEX_EXACT = "exact"  # dedup_signature_index: normalised-text hash of each kept document
 INDEX_BANDS = "bands"  # dedup_signature_index: LSH band hashes of each kept document
 INDEX_SIGNATURES = "signatures"  # dedup_signature_index: MinHash signature + shingle fingerprints
+
+# -- training-mix sources ---------------------------------------------------------------------------
+COLOR_SELECTED = "color_selected"  # documents CoLoR-Filter selected (color_scores/data)
 
 # -- files inside a version ----------------------------------------------------------------------
 MIX_MANIFEST = "mix_manifest.json"

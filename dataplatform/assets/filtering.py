@@ -100,12 +100,12 @@ class ScoredConfig(dg.Config):
 
 @dg.asset(
     partitions_def=crawl_snapshots,
-    deps=[filtered, quality_classifier],
+    deps=[dg.AssetKey(names.TOXICITY), quality_classifier],
     group_name="filter",
     kinds={"parquet", "fasttext"},
     owners=OWNERS,
     tags={"stage": "filter"},
-    description="Quality-scored documents: top fraction in `data`, REWIRE pool in `rewrite_candidates`, rest in `dropped`.",
+    description="Quality-scored documents (of `toxicity`): top fraction in `data`, REWIRE pool in `rewrite_candidates`, rest in `dropped`.",
 )
 def scored(
     context: dg.AssetExecutionContext,
@@ -120,7 +120,8 @@ def scored(
     except ValueError as exc:
         raise dg.Failure(description=f"ScoredConfig: {exc}") from exc
     with stage_failures("ScoredConfig"):
-        report = materialize_scored(store, snapshot, shard_execution.executor(), options, progress=context.log.info)
+        report = materialize_scored(store, snapshot, shard_execution.executor(), options, progress=context.log.info,
+                                    source=names.TOXICITY)
     metadata = report_metadata(report, store.object_store.uri(f"{names.SCORED}/{snapshot}"), SCORED)
     histogram = report.extra["quality_score_histogram"]
     metadata["quality_score_histogram"] = dg.MetadataValue.md(

@@ -19,6 +19,8 @@ class TrainingMixConfig(dg.Config):
     curated_raw: float = Field(default=0.6, ge=0, description="token share of curated raw web text")
     rewritten: float = Field(default=0.3, ge=0, description="token share of REWIRE-rewritten text")
     instructions: float = Field(default=0.1, ge=0, description="token share of FineInstructions pairs")
+    color_selected: float = Field(default=0.0, ge=0, description="token share of CoLoR-Filter's selection (color_scores); "
+                                  "0 leaves the source out")
     total_tokens: int | None = Field(default=None, description="None: the scarcest source bounds the total (no upsampling)")
     seed: int = 0
     tokenizer_path: str | None = Field(default=None, description="Hugging Face tokenizer.json; None = bundled sample tokenizer")
@@ -26,13 +28,14 @@ class TrainingMixConfig(dg.Config):
         default="redistribute", description="'redistribute' the share of sources not built yet, or 'error'")
 
 
-@dg.asset(deps=[decontaminated, eval_splits, eval_benchmarks, rewritten, instruction_pairs],
+@dg.asset(deps=[decontaminated, eval_splits, eval_benchmarks, rewritten, instruction_pairs, dg.AssetKey(names.COLOR_SCORES)],
           group_name="mix", kinds={"parquet"}, owners=OWNERS, tags={"stage": "mix"}, pool=CORPUS_POOL,
           description="The training mix by token proportions, with a manifest that reproduces it byte for byte.")
 def training_mix(config: TrainingMixConfig, dataset_storage: DatasetStorageResource) -> dg.MaterializeResult:
     store = dataset_storage.dataset_store()
     options = MixOptions(
-        proportions=(("curated_raw", config.curated_raw), ("rewritten", config.rewritten), ("instructions", config.instructions)),
+        proportions=(("curated_raw", config.curated_raw), ("rewritten", config.rewritten), ("instructions", config.instructions))
+        + (((names.COLOR_SELECTED, config.color_selected),) if config.color_selected > 0 else ()),
         total_tokens=config.total_tokens, seed=config.seed, tokenizer_path=config.tokenizer_path, on_missing=config.on_missing)
     with stage_failures("TrainingMixConfig", FileNotFoundError, ValueError):
         report = materialize_training_mix(store, options)

@@ -150,21 +150,43 @@ def mix_sources(store: DatasetStore) -> dict[str, pl.DataFrame]:
     return sources
 
 
-def _mix_upstream(store: DatasetStore) -> dict[str, str]:
+# --- CoLoR-Filter source (issue 15): only when the proportions name it, so other mixes are unchanged.
+def color_selected_source(store: DatasetStore, exclude_curated: bool) -> pl.DataFrame | None:
+    """Documents CoLoR-Filter selected (``color_scores/data`` of every snapshot), minus eval
+    validation/test documents and, when curated raw text is also in the mix, minus its candidates
+    (a document must not enter the mix twice)."""
+    color = _all_partitions(store, names.COLOR_SCORES, ["doc_id", "snapshot", "text"])
+    if color is None:
+        return None
+    held_out = [store.read_frame(names.EVAL_SPLITS, names.UNPARTITIONED, t, columns=["doc_id"])["doc_id"]
+                for t in names.SPLITS if t != "train"]
+    excluded = pl.concat([*held_out, *([curated_frame(store)["doc_id"]] if exclude_curated else [])])
+    return color.filter(~pl.col("doc_id").is_in(excluded.implode())).select(
+        "doc_id", pl.col("doc_id").alias("source_doc_id"), "snapshot", "text")
+
+
+def _mix_upstream(store: DatasetStore, with_color: bool = False) -> dict[str, str]:
     inputs = [(names.EVAL_SPLITS, names.UNPARTITIONED), (names.EVAL_BENCHMARKS, names.UNPARTITIONED)]
     inputs += [(a, s) for a in (names.DECONTAMINATED, names.REWRITTEN, names.INSTRUCTION_PAIRS) for s in store.partitions(a)]
+    if with_color:
+        inputs += [(names.COLOR_SCORES, s) for s in store.partitions(names.COLOR_SCORES)]
     return upstream_versions(store, inputs)
 
 
 def materialize_training_mix(store: DatasetStore, options: MixOptions = MixOptions()) -> StageReport:
     tokenizer_path = options.tokenizer_path or default_tokenizer_path()
-    with StageRun(store, names.TRAINING_MIX, names.UNPARTITIONED, config=options, upstream=_mix_upstream(store)) as run:
+    proportions = dict(options.proportions)
+    with_color = names.COLOR_SELECTED in proportions
+    with StageRun(store, names.TRAINING_MIX, names.UNPARTITIONED, config=options,
+                  upstream=_mix_upstream(store, with_color)) as run:
         if run.up_to_date:
             return run.report
         tokenizer = load_tokenizer(tokenizer_path)
+        candidates = mix_sources(store)
+        if with_color and (color := color_selected_source(store, proportions.get("curated_raw", 0) > 0)) is not None:
+            candidates[names.COLOR_SELECTED] = color
         sources = {name: frame.with_columns(pl.Series("n_tokens", count_tokens(frame["text"], tokenizer), dtype=pl.Int64))
-                   for name, frame in mix_sources(store).items()}
-        proportions = dict(options.proportions)
+                   for name, frame in candidates.items()}
         plan = plan_mix(sources, {k: v for k, v in proportions.items() if k in sources or options.on_missing == "redistribute"},
                         total_tokens=options.total_tokens, seed=options.seed, on_missing=options.on_missing)
         mix = plan.to_frame()  # sources that were missing contribute no rows

