@@ -310,6 +310,16 @@ PLANTED = {
         "shared with sample_qa"),
     ("training_mix", "great_expectations_suite"): (
         lambda s: replant(s, "training_mix", U, {"data": set_where("n_tokens", 0, pl.int_range(pl.len()) == 0)}), "between(n_tokens"),
+    ("toxicity", "great_expectations_suite"): (
+        lambda s: replant(s, "toxicity", OLD, {"data": set_where("toxicity_score", 1.5, pl.int_range(pl.len()) == 0)}),
+        "between(toxicity_score"),
+    ("color_conditional_model", "target_loss_reduced"): (
+        lambda s: replant(s, "color_conditional_model", U, metadata={"result": {
+            **s.require_manifest("color_conditional_model", U)["metadata"]["result"],
+            "target_loss_before": 2.0, "target_loss_after": 2.5}}), "did not lower it"),
+    ("color_scores", "great_expectations_suite"): (
+        lambda s: replant(s, "color_scores", OLD, {"data": set_where("loss_prior", -1.0, pl.int_range(pl.len()) == 0)}),
+        "between(loss_prior"),
     ("training_mix", "no_heldout_documents"): (
         lambda s: replant(s, "training_mix", U, {"data": set_where("source_doc_id", _test_doc(s), pl.int_range(pl.len()) == 0)}),
         "held-out documents"),
@@ -321,7 +331,8 @@ WARN_CHECKS = {("raw_pages", "quarantine_share_in_band"), ("eval_splits", "every
 
 def test_every_check_has_a_planted_failure():
     declared = {(s.asset_key.to_user_string(), s.name) for c in all_asset_checks for s in c.check_specs}
-    external = {("crawl_warc_files", "warc_files_readable"), ("benchmark_files", "benchmark_files_valid")}
+    external = {("crawl_warc_files", "warc_files_readable"), ("benchmark_files", "benchmark_files_valid"),
+                ("color_target_files", "color_target_readable")}
     assert declared - external == set(PLANTED)
 
 
@@ -369,6 +380,12 @@ def test_external_inputs_are_checked(sample, instance, tmp_path):
     result = run_checks(instance, store.object_store.root, dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey(key[0]), key[1])),
                         run_config=plant_bad_benchmark_file(tmp_path))[key]
     assert not result.passed and "blank.jsonl" in result.description
+    key = ("color_target_files", "color_target_readable")
+    (tmp_path / "target.txt").write_text("only one short document\n")
+    config = {"ops": {"color_target_files_color_target_readable": {"config": {"target_path": str(tmp_path / "target.txt")}}}}
+    result = run_checks(instance, store.object_store.root, dg.AssetSelection.checks(dg.AssetCheckKey(dg.AssetKey(key[0]), key[1])),
+                        run_config=config)[key]
+    assert not result.passed and "only 1 target documents" in result.description
 
 
 # ---------------------------------------------------------------------------------- freshness

@@ -29,6 +29,24 @@ def toxicity_suite(store: DatasetStore, snapshot: str) -> CheckOutcome:
     return gx_outcome(frame if frame is not None else store.scan(names.TOXICITY, snapshot), rules, f"toxicity/{snapshot}")
 
 
+MIN_TARGET_DOCUMENTS = 5
+
+
+def color_target_readable(path: str | None) -> CheckOutcome:
+    """The CoLoR-Filter target set parses (.txt blocks or .jsonl ``text``), and has enough documents
+    to fine-tune on (a handful is the minimum for a loss that means anything)."""
+    from dataplatform.core import color_filter as cf
+
+    try:
+        texts = cf.read_target_texts(path) if path else cf.default_target_texts()
+    except (FileNotFoundError, ValueError) as exc:
+        return outcome("color target unreadable", [str(exc)], {"path": path or "bundled"})
+    problems = [] if len(texts) >= MIN_TARGET_DOCUMENTS else [
+        f"only {len(texts)} target documents (< {MIN_TARGET_DOCUMENTS})"]
+    return outcome(f"{len(texts)} target documents", problems, {"path": path or "bundled", "documents": len(texts),
+                                                                 "characters": sum(map(len, texts))})
+
+
 def target_loss_reduced(store: DatasetStore) -> CheckOutcome:
     """Fine-tuning lowered the conditional model's loss on the target set (else its scores carry no
     target signal, and CoLoR-Filter would select by noise)."""
