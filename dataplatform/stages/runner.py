@@ -85,6 +85,7 @@ class TaskResult:
     tallies: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     examples: dict[str, list[dict[str, str]]] = dataclasses.field(default_factory=dict)
     payload: dict[str, Any] = dataclasses.field(default_factory=dict)
+    cpu_seconds: float = 0.0
 
     def to_json(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
@@ -108,7 +109,10 @@ class RecordedCall:
 
 
 def run_recorded(call: RecordedCall) -> TaskResult:
+    started = time.process_time()
     result = call.fn(call.task)
+    # CPU time of the worker on this task (the data for per-core throughput and cost projections).
+    result.cpu_seconds = round(time.process_time() - started, 4)
     call.location.open().put_bytes(call.record_key, result.to_json())
     return result
 
@@ -136,6 +140,7 @@ class StageReport:
     tallies: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     examples: dict[str, list[dict[str, str]]] = dataclasses.field(default_factory=dict)
     tasks_resumed: int = 0
+    task_cpu_seconds: float = 0.0
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -160,12 +165,13 @@ class StageReport:
     def from_metadata(cls, stage: str, partition: str, metadata: Mapping[str, Any]) -> "StageReport":
         """The report of a committed materialization, from its manifest metadata."""
         known = {"rows_in", "rows_out", "rows_dropped", "rows_routed", "bytes_in", "bytes_out", "shards",
-                 "shards_resumed", "wall_seconds", "drop_counts", "drop_examples"}
+                 "shards_resumed", "wall_seconds", "task_cpu_seconds", "drop_counts", "drop_examples"}
         return cls(stage, partition, rows_in=metadata.get("rows_in", 0), rows_out=metadata.get("rows_out", 0),
                    bytes_in=metadata.get("bytes_in", 0), bytes_out=metadata.get("bytes_out", 0),
                    shards=metadata.get("shards", 0), wall_seconds=metadata.get("wall_seconds", 0.0),
                    drop_counts=dict(metadata.get("drop_counts", {})), routed=dict(metadata.get("rows_routed", {})),
                    examples=dict(metadata.get("drop_examples", {})), tasks_resumed=metadata.get("shards_resumed", 0),
+                   task_cpu_seconds=metadata.get("task_cpu_seconds", 0.0),
                    extra={k: v for k, v in metadata.items() if k not in known})
 
     def as_metadata(self) -> dict[str, Any]:
@@ -179,6 +185,7 @@ class StageReport:
             "shards": self.shards,
             "shards_resumed": self.tasks_resumed,
             "wall_seconds": round(self.wall_seconds, 3),
+            "task_cpu_seconds": round(self.task_cpu_seconds, 3),
             "drop_counts": dict(sorted(self.drop_counts.items())),
             **self.counters,
             **{name: dict(sorted(tally.items())) for name, tally in self.tallies.items()},
@@ -297,6 +304,7 @@ class StageRun:
             results[task.task_id] = result
             ticker.tick(result.rows_in)
         ordered = [results[tid] for tid in ids]
+        self.report.task_cpu_seconds += sum(r.cpu_seconds for r in ordered)  # every phase's work counts
         if collect:
             self.report.tasks_resumed += len(tasks) - len(todo)
             self.report.shards += len(tasks)
