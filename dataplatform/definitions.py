@@ -21,6 +21,8 @@ all_assets = [
     eval_mix.eval_benchmarks,
     eval_mix.decontaminated,
     eval_mix.eval_splits,
+    synthesis.rewire_outputs,
+    synthesis.rewrite_classifier,
     synthesis.rewritten,
     synthesis.instruction_templates,
     synthesis.instruction_pairs,
@@ -54,8 +56,8 @@ stage_jobs = [
 
 corpus_refresh_job = dg.define_asset_job(
     "corpus_refresh",
-    selection=dg.AssetSelection.assets("quality_classifier", "eval_benchmarks", "instruction_templates", "eval_splits",
-                                       "training_mix", "contamination_audit"),
+    selection=dg.AssetSelection.assets("quality_classifier", "eval_benchmarks", "instruction_templates", "rewrite_classifier",
+                                       "eval_splits", "training_mix", "contamination_audit"),
     description="Cross-snapshot assets: retrain the classifier, reload benchmarks, recompute splits and the mix.",
 )
 
