@@ -107,8 +107,9 @@ def test_sample_graph_synthesised_with_the_default_model(sample):
     mix = store.manifest("training_mix", "unpartitioned")["metadata"]
     assert mix["redistributed"] == [] and all(mix["tokens_per_source"][s] > 0 for s in ("curated_raw", "rewritten", "instructions"))
     audit = store.manifest("contamination_audit", "unpartitioned")["metadata"]
-    assert audit["status"] in ("calibrated", "no_membership_signal", "not_calibrated")
-    assert audit["per_benchmark"]["sample_qa"]["items"] == 20 and audit["non_members"] > 0
+    assert audit["status"] in ("calibrated", "no_membership_signal")
+    assert audit["per_benchmark"]["sample_qa"]["items"] == 20 and audit["members"] > 0 and audit["non_members"] > 0
+    assert audit["status"] != "not_calibrated" and audit["auc_ci"][0] <= audit["auc"] <= audit["auc_ci"][1]
 
 
 # ------------------------------------------------------------------------------------ REWIRE
@@ -238,9 +239,8 @@ def test_audit_default_sets_are_temporal(store_copy):
             return [np.full(8, -2.0, dtype=np.float32) for _ in texts]
 
     info = materialize_contamination_audit(store_copy, Indifferent(), AuditOptions(n_resamples=50))
-    mix = store_copy.read_frame("training_mix", "unpartitioned")
-    expected_members = mix.filter((pl.col("source") == "curated_raw") & (pl.col("snapshot") < NEW)).height
-    assert info["members"] == expected_members > 0
+    train = store_copy.read_frame("eval_splits", "unpartitioned", "train")
+    assert info["members"] == train.filter(pl.col("snapshot") < NEW).height > 0
     assert info["non_members"] == store_copy.read_frame("decontaminated", NEW).height
     assert NEW in info["membership_sets"] and info["status"] == "no_membership_signal" and info["auc"] == 0.5
 

@@ -248,7 +248,7 @@ class ContaminationAuditConfig(dg.Config):
     n_resamples: int = Field(default=1000, gt=0, description="bootstrap resamples of the AUC confidence interval")
 
 
-@dg.asset(deps=[eval_benchmarks, decontaminated, "training_mix"], group_name="eval", kinds={"vllm"}, owners=OWNERS,
+@dg.asset(deps=[eval_benchmarks, decontaminated, "eval_splits"], group_name="eval", kinds={"vllm"}, owners=OWNERS,
           tags={"stage": "eval", "gpu": "true"}, pool=GPU_POOL, op_tags=GPU_OP_TAGS,
           description="Min-K% Prob membership audit: calibrated on known members vs natural non-members (AUC with CI), then benchmark items flagged.")
 def contamination_audit(config: ContaminationAuditConfig, dataset_storage: DatasetStorageResource, llm: LLMResource) -> dg.MaterializeResult:

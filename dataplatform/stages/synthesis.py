@@ -61,7 +61,7 @@ REWRITTEN_ASSET = "rewritten"
 INSTRUCTION_TEMPLATES_ASSET = "instruction_templates"
 INSTRUCTION_PAIRS_ASSET = "instruction_pairs"
 CONTAMINATION_AUDIT_ASSET = "contamination_audit"
-TRAINING_MIX_ASSET = "training_mix"
+EVAL_SPLITS_ASSET = "eval_splits"
 FAILURES_TABLE = "failures"
 WORK = "_work"
 BELOW_RANK_CUT = "rewire:below_rank_cut"
@@ -257,17 +257,30 @@ def materialize_rewrite_classifier(store: DatasetStore, options: RewriteClassifi
         raise ValueError(f"rewrite_classifier needs rewrites as negatives; rewire_outputs of {snapshots or 'no snapshot'} has none: "
                          "materialize rewire_outputs (with a model that produces rewrites) first")
     positives = read_positives(options.positives_path) if options.positives_path else default_positives()
-    model = train_quality_classifier(positives, rewrites.sort("doc_id")["text"], seed=options.seed)
+    model, lr = _train_without_nan(positives, rewrites.sort("doc_id")["text"], options.seed)
     with store.write_partition(REWRITE_CLASSIFIER_ASSET, UNPARTITIONED) as writer, tempfile.TemporaryDirectory() as tmp:
         bin_path = model.save(tmp)
         writer.add_file(bin_path)
         writer.add_file(bin_path.with_suffix(".json"))
-        metadata = {"model_file": bin_path.name, "training_hash": model.training_hash,
+        metadata = {"model_file": bin_path.name, "training_hash": model.training_hash, "learning_rate": lr,
                     "metrics": model.metrics.to_dict() if model.metrics else {}, "snapshots": snapshots,
                     "positives": len(positives), "negatives": rewrites.height,
                     "wall_seconds": round(time.perf_counter() - started, 3)}
         writer.commit(metadata)
     return metadata
+
+
+def _train_without_nan(positives: list[str], negatives: pl.Series, seed: int, rates: tuple[float, ...] = (0.5, 0.1, 0.02)):
+    """fastText's supervised training can diverge ("Encountered NaN") on a few negatives against a
+    large reference set (seen in a long-running process with 4 rewrites vs 175 references at the
+    quality classifier's lr 0.5); a smaller learning rate trains the same classifier family."""
+    for lr in rates:
+        try:
+            return train_quality_classifier(positives, negatives, seed=seed, lr=lr), lr
+        except RuntimeError as exc:
+            if "NaN" not in str(exc) or lr == rates[-1]:
+                raise
+    raise AssertionError("unreachable")
 
 
 def load_rewrite_classifier(store: DatasetStore):
@@ -416,10 +429,10 @@ def membership_sets(store: DatasetStore, options: AuditOptions) -> tuple[list[st
     """Known members and non-members, and a description of where they came from.
 
     Files when given. Otherwise the default (WikiMIA's temporal split applied to the crawl):
-    members = ``training_mix`` raw-text rows from snapshots older than the newest one (a reference
-    model trained on this platform's mix before that snapshot arrived has seen them), non-members =
-    the newest snapshot's decontaminated documents. Any other reference model must be given member
-    and non-member files: nothing else says what it has seen.
+    members = the ``eval_splits`` train documents of the snapshots older than the newest one (what
+    this platform published for training before that snapshot arrived; a reference model trained
+    on it has seen them), non-members = the newest snapshot's decontaminated documents. Any other
+    reference model needs member and non-member files: nothing else says what it has seen.
     """
     def sample(frame: pl.DataFrame, salt: str) -> list[str]:
         return [t[: options.max_chars] for t in stable_sample(frame, options.max_texts, salt)["text"].to_list()]
@@ -431,14 +444,14 @@ def membership_sets(store: DatasetStore, options: AuditOptions) -> tuple[list[st
         others = pl.DataFrame({"text": _lines(options.non_members_path)}).with_row_index("doc_id").cast({"doc_id": pl.String})
         return sample(members, "members"), sample(others, "non_members"), "files"
     snapshots = store.partitions(DECONTAMINATED_ASSET)
-    if len(snapshots) < 2 or store.manifest(TRAINING_MIX_ASSET, UNPARTITIONED) is None:
-        return [], [], "unavailable: needs two snapshots and a training_mix, or member/non-member files"
+    if len(snapshots) < 2 or store.manifest(EVAL_SPLITS_ASSET, UNPARTITIONED) is None:
+        return [], [], "unavailable: needs two snapshots and eval_splits, or member/non-member files"
     newest = snapshots[-1]
-    mix = store.read_frame(TRAINING_MIX_ASSET, UNPARTITIONED)
-    members = mix.filter((pl.col("source") == "curated_raw") & (pl.col("snapshot") < newest)).select("doc_id", "text")
+    train = store.read_frame(EVAL_SPLITS_ASSET, UNPARTITIONED, "train")
+    members = train.filter(pl.col("snapshot") < newest).select("doc_id", "text") if train.height else train
     others = _read(store, DECONTAMINATED_ASSET, newest, "data", {"doc_id": pl.String, "text": pl.String})
     return (sample(members, "members"), sample(others, "non_members"),
-            f"training_mix raw text before {newest} (members) vs {newest} documents (non-members)")
+            f"train split before {newest} (members) vs {newest} documents (non-members)")
 
 
 def materialize_contamination_audit(store: DatasetStore, engine, options: AuditOptions = AuditOptions()) -> dict[str, Any]:
