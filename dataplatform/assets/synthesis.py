@@ -172,8 +172,14 @@ class RewrittenConfig(dg.Config):
           owners=OWNERS, tags={"stage": "synthesis"},
           description="REWIRE step 3: the rewrites ranked by the rewrite classifier, top 10% kept; source_doc_id kept.")
 def rewritten(context: dg.AssetExecutionContext, config: RewrittenConfig, dataset_storage: DatasetStorageResource) -> dg.MaterializeResult:
+    from dataplatform.io.datasets import PartitionNotFound
+
     store = dataset_storage.dataset_store()
-    report = materialize_rewritten(store, snapshot_of(context), config.keep_fraction)
+    try:
+        report = materialize_rewritten(store, snapshot_of(context), config.keep_fraction)
+    except PartitionNotFound as exc:
+        raise dg.Failure(description=f"rewritten: {exc}; materialize rewire_outputs for the snapshot, then rewrite_classifier "
+                                     "(corpus_refresh job)") from exc
     return dg.MaterializeResult(metadata=_stage_metadata(report, REWRITTEN_ASSET, store))
 
 
@@ -259,7 +265,10 @@ def contamination_audit(config: ContaminationAuditConfig, dataset_storage: Datas
     except (FileNotFoundError, ValueError) as exc:
         raise dg.Failure(description=f"ContaminationAuditConfig: {exc}") from exc
     per = info["per_benchmark"]
-    table = "| benchmark | items | mean Min-K% | flagged | expected false flags |\n|---|---:|---:|---:|---:|\n" + "\n".join(
+    verdict = {"calibrated": "the reference model separates members from non-members: flags are evidence of membership",
+               "no_membership_signal": "no membership signal on the calibration sets (AUC interval includes 0.5): flags mean nothing",
+               "not_calibrated": "no member/non-member sets: scores only"}[info["status"]]
+    table = f"**{info['status']}**: {verdict}\n\n| benchmark | items | mean Min-K% | flagged | expected false flags |\n|---|---:|---:|---:|---:|\n" + "\n".join(
         f"| {b} | {v['items']} | {v['mean_min_k']} | {v['flagged']} | {v['expected_false_flags']} |" for b, v in per.items())
     return dg.MaterializeResult(metadata={
         "status": info["status"], "membership_sets": info["membership_sets"], "members": info["members"],

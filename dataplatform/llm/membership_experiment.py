@@ -67,8 +67,11 @@ def _train(model_dir: str | Path, texts: Sequence[str], steps: int, lr: float, s
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    from dataplatform.llm.engine import quiet_loading
+
+    with quiet_loading():
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
     encoded = tokenizer(list(texts), add_special_tokens=True, padding=True, return_tensors="pt")
     labels = encoded["input_ids"].masked_fill(encoded["attention_mask"] == 0, -100)
     generator = torch.Generator().manual_seed(seed)
@@ -83,7 +86,8 @@ def _train(model_dir: str | Path, texts: Sequence[str], steps: int, lr: float, s
         optimizer.step()
         losses.append(float(out.loss.detach()))
     model.eval()
-    model.save_pretrained(str(model_dir))
+    with quiet_loading():
+        model.save_pretrained(str(model_dir))
     return losses
 
 
