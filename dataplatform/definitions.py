@@ -35,6 +35,8 @@ _assets = [
     eval.eval_benchmarks,
     eval.decontaminated,
     eval.eval_splits,
+    synthesis.rewire_outputs,
+    synthesis.rewrite_classifier,
     synthesis.rewritten,
     synthesis.instruction_templates,
     synthesis.instruction_pairs,
@@ -89,8 +91,8 @@ stage_jobs = [
 corpus_refresh_job = dg.define_asset_job(
     "corpus_refresh",
     selection=dg.AssetSelection.assets(names.QUALITY_CLASSIFIER, names.EVAL_BENCHMARKS, names.INSTRUCTION_TEMPLATES,
-                                       names.EVAL_SPLITS, names.TRAINING_MIX, names.CONTAMINATION_AUDIT,
-                                       names.COLOR_CONDITIONAL_MODEL),
+                                       names.REWRITE_CLASSIFIER, names.EVAL_SPLITS, names.TRAINING_MIX,
+                                       names.CONTAMINATION_AUDIT, names.COLOR_CONDITIONAL_MODEL),
     description="Cross-snapshot assets: retrain the classifier, reload benchmarks, recompute splits and the mix.",
     tags={CORPUS_RUN_TAG: "true"},
 )

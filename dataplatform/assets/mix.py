@@ -16,8 +16,9 @@ from dataplatform.stages.mix import MixOptions, materialize_training_mix
 
 
 class TrainingMixConfig(dg.Config):
-    curated_raw: float = Field(default=0.6, ge=0, description="token share of curated raw web text")
-    rewritten: float = Field(default=0.3, ge=0, description="token share of REWIRE-rewritten text")
+    # REWIRE mixes the raw top 10% and the rewritten top 10% 1:1 (0.6/0.4 was best at 3B).
+    curated_raw: float = Field(default=0.45, ge=0, description="token share of curated raw web text (REWIRE: 1:1 with rewritten)")
+    rewritten: float = Field(default=0.45, ge=0, description="token share of REWIRE-rewritten text (the rewrite classifier's top 10%)")
     instructions: float = Field(default=0.1, ge=0, description="token share of FineInstructions pairs")
     color_selected: float = Field(default=0.0, ge=0, description="token share of CoLoR-Filter's selection (color_scores); "
                                   "0 leaves the source out")

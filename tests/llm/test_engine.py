@@ -99,6 +99,37 @@ def test_prompt_logprobs_shapes_finite_deterministic(tiny_engine):
     np.testing.assert_allclose(alone, lps[1], rtol=1e-4, atol=1e-4)  # padding does not change scores
 
 
+def test_score_continuations_matches_prompt_logprobs(tiny_engine):
+    from dataplatform.llm.engine import LLMEngine
+
+    prompts = ["Rate the answer", "The history of the printing press", "word " * 3000]
+    options = ["4", " printing press", " bread"]
+    scores = tiny_engine.score_continuations(prompts, options, response_prefix="Rating: ")
+    assert scores.shape == (3, 3) and np.isnan(scores[2]).all() and np.all(scores[:2] < 0)
+    ids = tiny_engine.encode_prompts(prompts[:2], "Rating: ")
+    cont = [tiny_engine.tokenizer(o, add_special_tokens=False)["input_ids"] for o in options]
+    # the KV-cache path of the transformers engine equals scoring every full sequence
+    np.testing.assert_allclose(scores[:2], LLMEngine._continuation_logprobs_ids(tiny_engine, ids, cont), rtol=1e-4, atol=1e-4)
+    full = tiny_engine._prompt_logprobs_ids([ids[1] + cont[1]])[0]
+    assert scores[1, 1] == pytest.approx(float(full[-len(cont[1]):].sum()), abs=1e-4)
+    assert tiny_engine.render_prompts(["hi"], "Rating: ")[0].endswith("<|assistant|>\nRating: ")
+    assert tiny_engine.score_continuations([], options).shape == (0, 3)
+    with pytest.raises(ValueError, match="no tokens"):
+        tiny_engine.score_continuations(["x"], [""])
+
+
+def test_default_model_loads_from_the_wheel_and_chats(default_engine):
+    from dataplatform.llm.default_model import DEFAULT_MODEL_ID, default_model_location, is_small_model
+
+    folder, gguf = default_model_location()
+    assert (folder / gguf).stat().st_size > 50_000_000 and gguf.endswith(".gguf")
+    assert default_engine.model_id == DEFAULT_MODEL_ID and is_small_model(default_engine.model_id)
+    assert default_engine.max_model_len == 8192 and default_engine.num_threads == 1
+    assert default_engine.render_prompts(["hi"])[0].endswith("<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+    [g] = default_engine.generate(["What is the capital of France? Answer in one word."], SamplingConfig(max_tokens=8))
+    assert "Paris" in g.text and g.n_generated_tokens <= 8
+
+
 def test_count_tokens_and_chat_rendering(tiny_engine):
     assert tiny_engine.count_tokens(["hello world", ""]) == [len(tiny_engine.tokenizer("hello world", add_special_tokens=False)["input_ids"]), 0]
     ids = tiny_engine.encode_prompts(["hi"])[0]

@@ -12,10 +12,12 @@ from dataplatform.core.synthesis.fineinstructions import (
     TemplateError,
     TemplateIndex,
     build_instruction_prompt,
+    extract_answer,
     generate_instruction_pairs,
     grounding_score,
     load_templates,
     match_templates,
+    parse_instruction_only,
     parse_instruction_output,
 )
 from dataplatform.llm.engine import Generation, SamplingConfig
@@ -121,6 +123,9 @@ def test_grounding_score_keeps_quotes_and_drops_inventions():
         ("[INSTRUCTION] What is flu? [/INSTRUCTION]\n[ANSWER] A viral infection.", "stop", ("What is flu?", "A viral infection.", None)),
         ("[INSTRUCTION] What is flu? [ANSWER] A viral infection.", "stop", ("What is flu?", "A viral infection.", None)),
         ("", "stop", (None, None, "fineinstructions:empty_output")),
+        ("null", "stop", (None, None, "fineinstructions:template_not_applicable")),
+        (" `null`. ", "stop", (None, None, "fineinstructions:template_not_applicable")),
+        ("[INSTRUCTION] null [/INSTRUCTION]", "stop", (None, None, "fineinstructions:template_not_applicable")),
         ("gibberish", "stop", (None, None, "fineinstructions:missing_instruction")),
         ("[INSTRUCTION] q [/INSTRUCTION] no answer", "stop", (None, None, "fineinstructions:missing_answer")),
         ("[INSTRUCTION] q [/INSTRUCTION] [ANSWER] half an ans", "length", (None, None, "fineinstructions:truncated")),
@@ -134,46 +139,137 @@ def test_parse_instruction_output(raw, finish, expected):
     assert parse_instruction_output(Generation(raw, 10, 10, finish)) == expected
 
 
-def test_prompt_contains_template_slots_and_document():
+@pytest.mark.parametrize(
+    "raw, finish, expected",
+    [
+        ("What are the symptoms of influenza?", "stop", ("What are the symptoms of influenza?", None)),
+        ('Question: "When should I visit Lisbon?"\n\nAnswer: in spring', "stop", ("When should I visit Lisbon?", None)),
+        ("null", "stop", (None, "fineinstructions:template_not_applicable")),
+        ("How can I save money on {expense}?", "stop", (None, "fineinstructions:unfilled_slot")),
+        ("What is the recipe for [food]?", "stop", (None, "fineinstructions:unfilled_slot")),
+        ("What is the best", "length", (None, "fineinstructions:truncated")),
+        ("  \n", "stop", (None, "fineinstructions:empty_output")),
+        ("Question:", "stop", (None, "fineinstructions:empty_instruction")),
+        ('What is the answer to the question "What is the answer to the question?', "stop", (None, "fineinstructions:degenerate_instruction")),
+    ],
+)
+def test_parse_instruction_only(raw, finish, expected):
+    assert parse_instruction_only(Generation(raw, 10, 10, finish)) == expected
+
+
+def test_prompts_contain_template_slots_document_and_the_null_option():
     t = next(t for t in load_templates() if t.template_id == "seed-006")
     prompt = build_instruction_prompt(t, DOCS["health"])
     assert t.template in prompt and "- condition: medical condition" in prompt and DOCS["health"] in prompt
-    assert "[INSTRUCTION]" in prompt and "[/ANSWER]" in prompt and "80%" in prompt
+    assert "[INSTRUCTION]" in prompt and "[/ANSWER]" in prompt and "80%" in prompt and "null" in prompt
+    small = build_instruction_prompt(t, DOCS["health"], "fineinstructions_small_v1")
+    assert "What are the symptoms of [medical condition] and how is it treated?" in small and "{condition}" not in small
+    assert DOCS["health"] in small and "null" in small and "[ANSWER]" not in small
+
+
+def test_extract_answer_quotes_the_most_relevant_sentences(minilm):
+    [answer] = extract_answer(["What are the symptoms of influenza?"], [DOCS["health"]], minilm, n_sentences=1)
+    assert answer == "Common symptoms include fever, chills, muscle aches, cough and fatigue."
+    [two] = extract_answer(["What are the symptoms of influenza?"], [DOCS["health"]], minilm, n_sentences=2)
+    assert answer in two and len(fi.split_sentences(two)) == 2 and two in DOCS["health"]  # consecutive sentences, verbatim
+    assert grounding_score(two, DOCS["health"]) == 1.0
+    assert extract_answer(["q"], [""], minilm) == [""]
+
+
+FLU_PAIR = ("[INSTRUCTION] What are the symptoms of influenza and how is it treated? [/INSTRUCTION]\n[ANSWER] Common symptoms "
+            "include fever, chills, muscle aches, cough and fatigue. Treatment includes rest, fluids and antiviral drugs such as "
+            "oseltamivir. [/ANSWER]")
 
 
 def test_generate_pairs_keeps_grounded_drops_ungrounded(minilm_index, scripted_engine):
     def respond(prompt):
         if "Influenza" in prompt:
-            return "[INSTRUCTION] What are the symptoms of influenza and how is it treated? [/INSTRUCTION]\n[ANSWER] Common symptoms include fever, chills, muscle aches, cough and fatigue. Treatment includes rest, fluids and antiviral drugs such as oseltamivir. [/ANSWER]"
+            return FLU_PAIR
         if "Lisbon" in prompt:
             return "[INSTRUCTION] When should I visit Lisbon? [/INSTRUCTION]\n[ANSWER] Summer is the only good season and you must rent a car to see anything. [/ANSWER]"
         return "this is not the format"
 
     docs = docs_frame().filter(pl.col("doc_id").is_in(["health", "travel", "sport"]))
     index = minilm_index
-    pairs, failures = generate_instruction_pairs(docs, index, None, scripted_engine(respond))
+    one = FineInstructionsConfig(top_k=1, min_match_score=None)
+    engine = scripted_engine(respond)
+    pairs, failures = generate_instruction_pairs(docs, index, None, engine, one)
     assert pairs.schema == pl.Schema(fi.PAIRS_SCHEMA) and failures.schema == pl.Schema(fi.FAILURES_SCHEMA)
     assert pairs["source_doc_id"].to_list() == ["health"]
     assert pairs["template_id"].to_list() == ["seed-006"]
     assert pairs["grounding_score"][0] >= 0.8
     assert pairs["instruction"][0].startswith("What are the symptoms of influenza")
+    assert pairs.select("judge_rating", "judge_prompt_version", "prompt_version").row(0) == (4, "judge_v1", "fineinstructions_v2")
+    assert len(engine.scored) == 1 and len(engine.scored[0]) == 1  # only the grounded pair reaches the judge
+    assert "Document:" in engine.scored[0][0] and "oseltamivir; the annual vaccine" in engine.scored[0][0]  # judge_v1 shows the document
     reasons = dict(zip(failures["source_doc_id"], failures["reason"]))
     assert reasons == {"travel": "fineinstructions:ungrounded", "sport": "fineinstructions:missing_instruction"}
     assert failures.filter(pl.col("source_doc_id") == "travel")["grounding_score"][0] < 0.8
-    again, _ = generate_instruction_pairs(docs, index, None, scripted_engine(respond))
+    again, _ = generate_instruction_pairs(docs, index, None, scripted_engine(respond), one)
     assert again["pair_id"].to_list() == pairs["pair_id"].to_list()
-    # top_k=2: two pairs per document, distinct ids
-    two, _ = generate_instruction_pairs(
-        docs.filter(pl.col("doc_id") == "health"), index, None, scripted_engine(respond), FineInstructionsConfig(top_k=2)
-    )
+    # up to top_k templates per document, distinct ids
+    two, _ = generate_instruction_pairs(docs.filter(pl.col("doc_id") == "health"), index, None, scripted_engine(respond),
+                                        FineInstructionsConfig(top_k=2, min_match_score=None))
     assert two.height == 2 and two["pair_id"].n_unique() == 2
 
 
+def test_match_threshold_null_answers_and_the_judge(minilm_index, scripted_engine):
+    docs = docs_frame().filter(pl.col("doc_id") == "health")
+    scores = match_templates(docs, minilm_index, top_k=3)["match_score"].to_list()
+    assert scores[0] >= fi.MINILM_MATCH_THRESHOLD > scores[-1]  # the default threshold drops the weaker matches
+    pairs, failures = generate_instruction_pairs(docs, minilm_index, None, scripted_engine(lambda p: FLU_PAIR))
+    assert pairs.height == sum(s >= fi.MINILM_MATCH_THRESHOLD for s in scores) and failures.height == 0
+    # the instantiator may say that a template does not fit
+    pairs, failures = generate_instruction_pairs(docs, minilm_index, None, scripted_engine(lambda p: "null"))
+    assert pairs.height == 0 and set(failures["reason"]) == {"fineinstructions:template_not_applicable"}
+    # the judge rates 2: grounded pairs are still dropped, with the rating kept
+    harsh = scripted_engine(lambda p: FLU_PAIR, choose=lambda p, c: 0.0 if c == "2" else -3.0)
+    pairs, failures = generate_instruction_pairs(docs, minilm_index, None, harsh)
+    assert pairs.height == 0 and set(failures["reason"]) == {"fineinstructions:judge_rejected"}
+    assert (failures["judge_rating"] == 2).all() and (failures["grounding_score"] >= 0.8).all()
+    # min_judge_rating is configurable, and the judge can be switched off
+    lenient = FineInstructionsConfig(min_judge_rating=2)
+    assert generate_instruction_pairs(docs, minilm_index, None, harsh, lenient)[0].height == pairs.height + failures.height
+    no_judge = FineInstructionsConfig(judge_prompt_version=None)
+    unjudged, _ = generate_instruction_pairs(docs, minilm_index, None, harsh, no_judge)
+    assert unjudged.height and unjudged["judge_rating"].null_count() == unjudged.height
+
+
+def test_small_model_profile_extracts_the_answer(minilm_index, scripted_engine):
+    config = FineInstructionsConfig.for_profile("small_model", max_tokens=32, top_k=1)
+    assert (config.prompt_version, config.answer_mode, config.judge_prompt_version) == ("fineinstructions_small_v1", "extracted", "judge_small_v1")
+    engine = scripted_engine(lambda p: "What are the symptoms of influenza?" if "Influenza" in p else "null")
+    pairs, failures = generate_instruction_pairs(docs_frame(), minilm_index, None, engine, config)
+    assert pairs["source_doc_id"].to_list() == ["health"]
+    answer = pairs["answer"][0]
+    assert "fever, chills" in answer and pairs["grounding_score"][0] == 1.0 and pairs["prompt_version"][0] == "fineinstructions_small_v1"
+    assert "Document:" not in engine.scored[0][0] and "Instruction: What are the symptoms" in engine.scored[0][0]  # judge_small_v1
+    assert set(failures["reason"]) == {"fineinstructions:template_not_applicable"}
+
+
 def test_generate_pairs_with_tiny_model_counts_failures(tiny_engine):
-    config = FineInstructionsConfig(sampling=SamplingConfig(max_tokens=16, stop=("[/ANSWER]",)), max_doc_chars=300)
+    config = FineInstructionsConfig(sampling=SamplingConfig(max_tokens=16, stop=("[/ANSWER]",)), max_doc_chars=300,
+                                    top_k=1, min_match_score=None)
     pairs, failures = generate_instruction_pairs(docs_frame(), load_templates(), HashingEmbedder(), tiny_engine, config)
     assert pairs.height + failures.height == len(DOCS)
     assert failures.height >= len(DOCS) - 1
     assert set(failures["reason"]).issubset({r for r in vars(fi).values() if isinstance(r, str) and r.startswith("fineinstructions:")})
     assert set(failures["source_doc_id"]) | set(pairs["source_doc_id"]) == set(DOCS)
     assert failures["template_id"].null_count() == 0
+
+
+def test_default_model_writes_accepted_instruction_pairs(default_engine, minilm_index):
+    """The bundled 135M model with the small-model profile on three documents that clearly match
+    a template: the instructions parse, the answers are quoted, the judge rates every pair."""
+    config = FineInstructionsConfig.for_profile("small_model", max_tokens=40, top_k=1)
+    docs = docs_frame().filter(pl.col("doc_id").is_in(["health", "travel", "garden"]))
+    pairs, failures = generate_instruction_pairs(docs, minilm_index, None, default_engine, config)
+    assert pairs.height + failures.height == 3
+    assert pairs.height >= 1, failures.select("reason", "raw_output").to_dicts()
+    for row in pairs.iter_rows(named=True):
+        assert row["model"] == "SmolLM2-135M-Instruct-Q4_1" and row["prompt_version"] == "fineinstructions_small_v1"
+        assert row["instruction"] and "{" not in row["instruction"] and "\n" not in row["instruction"]
+        assert row["grounding_score"] >= 0.8 and row["answer"] in " ".join(fi.split_sentences(DOCS[row["source_doc_id"]]))
+        assert 4 <= row["judge_rating"] <= 5 and 1.0 <= row["judge_score"] <= 5.0
+        assert 0 < row["n_generated_tokens"] <= 40
+    assert failures["judge_rating"].drop_nulls().is_between(1, 3).all()

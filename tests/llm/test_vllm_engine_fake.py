@@ -71,7 +71,7 @@ def test_vllm_engine_generate_and_logprobs_plumbing(fake_vllm, tiny_model_dir):
     assert fake_vllm["kwargs"]["gpu_memory_utilization"] == 0.5 and fake_vllm["kwargs"]["seed"] == 3
     assert engine.model_id == tiny_model_dir.name and engine.max_model_len == 128
     prompts = ["short", "a somewhat longer prompt " * 2, "word " * 300]
-    gens = engine.generate(prompts, SamplingConfig(max_tokens=30, temperature=0.7, seed=5, stop=("[/X]",)))
+    gens = engine.generate(prompts, SamplingConfig(max_tokens=30, temperature=0.7, top_p=0.9, seed=5, stop=("[/X]",)))
     ids = engine.encode_prompts(prompts)
     assert gens[2].finish_reason == "prompt_too_long" and gens[2].n_generated_tokens == 0
     for g, i in zip(gens[:2], ids[:2]):
@@ -80,6 +80,7 @@ def test_vllm_engine_generate_and_logprobs_plumbing(fake_vllm, tiny_model_dir):
     assert len(sent) == 2  # the over-long prompt never reaches vLLM
     for n_prompt, p in sent:
         assert p.max_tokens == min(30, 128 - n_prompt) and p.seed == 5 and p.stop == ["[/X]"]
+        assert (p.temperature, p.top_p) == (0.7, 0.9)  # the paper's sampling reaches vLLM
         assert p.extra == {"repetition_penalty": 1.1}
     # greedy: no seed, top_p neutral; a budget that runs out is "length"
     g = engine.generate(["short"], SamplingConfig(max_tokens=3))[0]
@@ -91,3 +92,9 @@ def test_vllm_engine_generate_and_logprobs_plumbing(fake_vllm, tiny_model_dir):
     np.testing.assert_allclose(lps[0], -0.5 * np.arange(1, n), rtol=1e-6)
     assert lps[1].shape == (len(engine.tokenizer("x")["input_ids"]) - 1,)
     assert engine.llm.requests[-1][1].prompt_logprobs == 0 and engine.llm.requests[-1][1].max_tokens == 1
+    # a judge's constrained choice runs on vLLM through the prompt log-probs
+    choices = engine.score_continuations(["rate it"], ["4", "5"], response_prefix="Rating: ")
+    ids = engine.encode_prompts(["rate it"], "Rating: ")[0]
+    for j, option in enumerate(["4", "5"]):
+        c = engine.tokenizer(option, add_special_tokens=False)["input_ids"]
+        assert choices[0, j] == pytest.approx(sum(-0.5 * i for i in range(len(ids), len(ids) + len(c))))

