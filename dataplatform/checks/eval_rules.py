@@ -17,7 +17,6 @@ from dataplatform.io.datasets import DatasetStore
 from dataplatform.stages.decontamination import load_benchmark_index
 
 UNPARTITIONED = names.UNPARTITIONED
-Z_95 = 1.959964  # two-sided 95% normal quantile
 
 
 # ------------------------------------------------------------------------------------ benchmarks
@@ -191,46 +190,81 @@ def no_document_moved_split(store: DatasetStore) -> CheckOutcome:
 
 
 # ------------------------------------------------------------------------------ contamination audit
-def auc_confidence_interval(auc: float, n_members: int, n_controls: int, z: float = Z_95) -> tuple[float, float]:
-    """Hanley & McNeil (1982) normal-approximation interval for a ROC AUC from its two sample sizes."""
-    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
-    variance = (auc * (1 - auc) + (n_members - 1) * (q1 - auc * auc) + (n_controls - 1) * (q2 - auc * auc)) / max(n_members * n_controls, 1)
-    half = z * math.sqrt(max(variance, 0.0))
-    return max(0.0, auc - half), min(1.0, auc + half)
+AUDIT_STATUSES = ("calibrated", "no_membership_signal", "not_calibrated")
 
 
-def _audit_rows(store: DatasetStore) -> dict[str, dict]:
-    per = store.require_manifest(names.CONTAMINATION_AUDIT, UNPARTITIONED)["metadata"].get("per_benchmark", {})
-    rows = {}
-    for benchmark, v in per.items():
-        auc = v.get("auc")
-        ci = auc_confidence_interval(auc, v.get("items", 0), v.get("controls", 0)) if auc is not None else (None, None)
-        rows[benchmark] = {"auc": auc, "ci95": [None if c is None else round(c, 4) for c in ci],
-                           "items": v.get("items"), "controls": v.get("controls")}
-    return rows
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), summed in log space (exact for any n a benchmark has)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0 or p >= 1:
+        return float(p >= 1)
+    log_p, log_q = math.log(p), math.log1p(-p)
+    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q for i in range(k, n + 1)]
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+
+
+def _calibration_problems(meta: dict) -> list[str]:
+    """The member/non-member calibration is reported whole: AUC and its interval in [0, 1], both
+    sets non-empty, and a status that agrees with the interval (``calibrated`` iff it excludes 0.5)."""
+    status = meta.get("status")
+    if status not in AUDIT_STATUSES:
+        return [f"status {status!r} is not one of {list(AUDIT_STATUSES)}"]
+    if status == "not_calibrated":
+        return []
+    auc, (low, high) = meta.get("auc"), (meta.get("auc_ci") or [None, None])
+    problems = []
+    if not meta.get("members") or not meta.get("non_members"):
+        problems.append(f"calibrated on {meta.get('members')} members and {meta.get('non_members')} non-members")
+    if any(v is None or not 0 <= v <= 1 for v in (auc, low, high)) or low > high:
+        return [*problems, f"membership AUC {auc} with 95% interval {low}-{high} is not an interval in [0, 1]"]
+    if (status == "calibrated") != (low > 0.5):
+        problems.append(f"status {status} disagrees with the AUC interval {low}-{high}")
+    return problems
 
 
 def audit_complete(store: DatasetStore) -> CheckOutcome:
-    """Every committed benchmark has a Min-K% AUC in [0, 1] (reported with its 95% confidence interval)
-    over all its items, and every item has a finite score."""
-    audited = _audit_rows(store)
+    """The Min-K% audit is complete: a valid status; when calibrated, the members-vs-non-members AUC
+    with its confidence interval in [0, 1] and a status that agrees with it; every committed benchmark
+    audited, with a finite score for every item the audit reports scoring."""
+    meta = store.require_manifest(names.CONTAMINATION_AUDIT, UNPARTITIONED)["metadata"]
+    audited = meta.get("per_benchmark", {})
     recorded = store.require_manifest(names.EVAL_BENCHMARKS, UNPARTITIONED)["metadata"].get("items_per_benchmark", {})
     scores = read_columns(store, names.CONTAMINATION_AUDIT, UNPARTITIONED, names.DATA, ["benchmark", "min_k_score"])
     scored = dict(scores.filter(pl.col("min_k_score").cast(pl.Float64).is_finite()).group_by("benchmark").len().iter_rows())
-    problems = [f"{b}: not audited" for b in sorted(set(recorded) - set(audited))]
+    problems = _calibration_problems(meta) + [f"{b}: not audited" for b in sorted(set(recorded) - set(audited))]
     for benchmark, row in sorted(audited.items()):
-        if row["auc"] is None or not 0 <= row["auc"] <= 1:
-            problems.append(f"{benchmark}: AUC {row['auc']} is not in [0, 1]")
-        if benchmark in recorded and scored.get(benchmark, 0) != recorded[benchmark]:
-            problems.append(f"{benchmark}: {scored.get(benchmark, 0)} finite item scores for {recorded[benchmark]} items")
-    return outcome(f"{len(audited)} benchmark(s) audited", problems, {"per_benchmark": audited})
+        items = row.get("items") or 0
+        if not items or scored.get(benchmark, 0) != items:
+            problems.append(f"{benchmark}: {scored.get(benchmark, 0)} finite item scores for {items} items")
+    sampled = {b: f"{v.get('items')} of {recorded[b]}" for b, v in audited.items() if b in recorded and v.get("items") != recorded[b]}
+    return outcome(f"{len(audited)} benchmark(s) audited ({meta.get('status')}, membership AUC {meta.get('auc')}, "
+                   f"95% CI {meta.get('auc_ci')})" + (f"; items sampled: {sampled}" if sampled else ""), problems,
+                   {"status": meta.get("status"), "auc": meta.get("auc"), "auc_ci": meta.get("auc_ci"),
+                    "members": meta.get("members"), "non_members": meta.get("non_members"), "per_benchmark": audited})
 
 
-def benchmarks_not_likely_seen(store: DatasetStore, margin: float) -> CheckOutcome:
-    """No benchmark is *likely seen* by the reference model: the lower end of its AUC's 95% interval
-    stays at or below 0.5 + ``margin`` (members no more likely than the controls)."""
-    audited = _audit_rows(store)
-    seen = {b: r for b, r in audited.items() if r["ci95"][0] is not None and r["ci95"][0] > 0.5 + margin}
-    problems = [f"{b} likely seen by the reference model: AUC {r['auc']} (95% CI {r['ci95'][0]}-{r['ci95'][1]})"
-                for b, r in sorted(seen.items())]
-    return outcome("no benchmark likely seen", problems, {"per_benchmark": audited, "margin": margin})
+def benchmarks_not_likely_seen(store: DatasetStore, significance: float) -> CheckOutcome:
+    """No benchmark is *likely seen* by the reference model. Judged only when the audit is
+    ``calibrated`` (its members-vs-non-members AUC interval excludes 0.5): then an unseen benchmark
+    has about ``false_positive_rate`` of its items flagged, and one with significantly more flags
+    (one-sided binomial test at ``significance``) is likely seen. Without a membership signal the
+    flags mean nothing and no benchmark is judged."""
+    meta = store.require_manifest(names.CONTAMINATION_AUDIT, UNPARTITIONED)["metadata"]
+    status, rate = meta.get("status"), meta.get("false_positive_rate")
+    if status != "calibrated" or not rate:
+        return outcome(f"not judged: audit {status} (membership AUC {meta.get('auc')}, 95% CI {meta.get('auc_ci')}), "
+                       "flags are no evidence of membership", [], {"status": status})
+    tests = {}
+    for benchmark, row in sorted(meta.get("per_benchmark", {}).items()):
+        items, flagged = int(row.get("items") or 0), int(row.get("flagged") or 0)
+        tests[benchmark] = {"items": items, "flagged": flagged, "expected": round(rate * items, 2),
+                            "p_value": round(binomial_tail(flagged, items, rate), 6)}
+    seen = {b: t for b, t in tests.items() if t["p_value"] < significance}
+    problems = [f"{b} likely seen by the reference model: {t['flagged']} of {t['items']} items flagged, {t['expected']} "
+                f"expected at a false-positive rate of {rate} (p = {t['p_value']:.2g})" for b, t in seen.items()]
+    return outcome(f"no benchmark likely seen (membership AUC {meta.get('auc')}, 95% CI {meta.get('auc_ci')})", problems,
+                   {"status": status, "per_benchmark": tests, "significance": significance, "false_positive_rate": rate})

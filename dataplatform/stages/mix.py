@@ -136,15 +136,25 @@ def _all_partitions(store: DatasetStore, asset: str, columns: list[str]) -> pl.D
     return pl.concat(frames) if frames else None
 
 
+def held_out_doc_ids(store: DatasetStore) -> pl.Series:
+    """doc_ids of the eval validation and test splits."""
+    return pl.concat([store.read_frame(names.EVAL_SPLITS, names.UNPARTITIONED, split, columns=["doc_id"])["doc_id"]
+                      for split in names.SPLITS if split != "train"])
+
+
 def mix_sources(store: DatasetStore) -> dict[str, pl.DataFrame]:
+    """The mix's candidate rows per source: the train split (curated raw text), and the rewrites and
+    instruction pairs of every snapshot except those made from a validation or test document
+    (held-out documents never reach training, not even rewritten or as a pair's answer)."""
     curated = store.read_frame(names.EVAL_SPLITS, names.UNPARTITIONED, "train", columns=["doc_id", "snapshot", "text"])
     sources = {"curated_raw": curated.select("doc_id", pl.col("doc_id").alias("source_doc_id"), "snapshot", "text")}
+    not_held_out = ~pl.col("source_doc_id").is_in(held_out_doc_ids(store).implode())
     rewritten = _all_partitions(store, names.REWRITTEN, ["doc_id", "source_doc_id", "snapshot", "text"])
     if rewritten is not None:
-        sources["rewritten"] = rewritten
+        sources["rewritten"] = rewritten.filter(not_held_out)
     pairs = _all_partitions(store, names.INSTRUCTION_PAIRS, ["pair_id", "source_doc_id", "snapshot", "instruction", "answer"])
     if pairs is not None:
-        sources["instructions"] = pairs.select(
+        sources["instructions"] = pairs.filter(not_held_out).select(
             pl.col("pair_id").alias("doc_id"), "source_doc_id", "snapshot",
             (pl.col("instruction") + "\n\n" + pl.col("answer")).alias("text"))
     return sources

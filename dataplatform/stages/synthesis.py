@@ -396,6 +396,7 @@ def materialize_instruction_pairs(store: DatasetStore, snapshot: str, engine, em
         report.extra = {
             **progress, "documents": docs.height, "documents_matched": matched_ids.len(), "documents_attempted": chosen.height,
             "max_docs": options.max_docs, "templates": len(index), "min_match_score": fi.min_match_score, "top_k": fi.top_k,
+            "min_grounding": fi.min_grounding, "min_judge_rating": fi.min_judge_rating,  # the thresholds its checks verify
             "tokens_generated": tokens, "tokens_per_s": _throughput(tokens, generation_seconds) if progress["computed_units"] else None,
             "acceptance_rate": round(pairs.height / attempts, 4) if attempts else None,
             "mean_grounding": round(float(pairs["grounding_score"].mean()), 4) if pairs.height else None,

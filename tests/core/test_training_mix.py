@@ -182,3 +182,35 @@ def test_end_to_end_counts_then_plan(tokenizer_file):
         )
     plan = plan_mix(frames, {"a": 0.5, "b": 0.5})
     assert plan.achieved_proportions["a"] == pytest.approx(0.5, abs=0.02)
+
+
+def test_rewrites_and_pairs_of_held_out_documents_never_reach_the_mix(tmp_path):
+    """A rewrite or an instruction pair made from a validation/test document is the held-out text in
+    another form: the mix's candidates leave it out and keep those from train documents and from
+    documents outside the splits (REWIRE also rewrites below-cut documents, which no split holds)."""
+    from dataplatform import names
+    from dataplatform.io.datasets import DatasetStore
+    from dataplatform.stages.mix import mix_sources
+
+    store = DatasetStore.local(tmp_path / "store")
+    split_of = {"train": ["t1", "t2"], "validation": ["v1"], "test": ["x1"]}
+    with store.write_partition(names.EVAL_SPLITS, names.UNPARTITIONED) as writer:
+        for split, ids in split_of.items():
+            writer.write_table(split, pl.DataFrame({"doc_id": ids, "snapshot": "S1", "url": "u", "text": "raw text",
+                                                    "split": split}).to_arrow())
+        writer.commit({})
+    sources = {"rw-t1": "t1", "rw-v1": "v1", "rw-x1": "x1", "rw-low": "below-cut-doc"}
+    with store.write_partition(names.REWRITTEN, "S1") as writer:
+        writer.write_table("data", pl.DataFrame({"doc_id": list(sources), "source_doc_id": list(sources.values()),
+                                                 "snapshot": "S1", "text": "a rewrite"}).to_arrow())
+        writer.commit({})
+    with store.write_partition(names.INSTRUCTION_PAIRS, "S1") as writer:
+        writer.write_table("data", pl.DataFrame({"pair_id": ["p-t2", "p-x1", "p-v1"], "source_doc_id": ["t2", "x1", "v1"],
+                                                 "snapshot": "S1", "instruction": "What?", "answer": "This."}).to_arrow())
+        writer.commit({})
+
+    candidates = mix_sources(store)
+    assert sorted(candidates["curated_raw"]["doc_id"]) == ["t1", "t2"]
+    assert sorted(candidates["rewritten"]["doc_id"]) == ["rw-low", "rw-t1"]
+    assert candidates["instructions"]["doc_id"].to_list() == ["p-t2"]
+    assert candidates["instructions"]["text"].to_list() == ["What?\n\nThis."]

@@ -103,24 +103,27 @@ def eval_splits_stable(context: dg.AssetCheckExecutionContext, dataset_storage: 
 
 
 @dg.asset_check(asset=names.CONTAMINATION_AUDIT, name="audit_complete",
-                description="Every committed benchmark has a Min-K% AUC in [0, 1], shown with its 95% confidence "
-                            "interval (Hanley-McNeil), and every item has a finite score.")
+                description="The Min-K% audit is complete: a valid status; when calibrated, the members-vs-non-members AUC "
+                            "and its bootstrap 95% interval in [0, 1] with a status that agrees; every committed benchmark "
+                            "audited with a finite score for every item scored.")
 def contamination_audit_complete(context: dg.AssetCheckExecutionContext, dataset_storage: DatasetStorageResource) -> dg.AssetCheckResult:
     store = dataset_storage.dataset_store()
     return run_rule(context, store, names.CONTAMINATION_AUDIT, lambda _: eval_rules.audit_complete(store), partitioned=False)
 
 
 class LikelySeenConfig(dg.Config):
-    margin: float = Field(default=0.0, ge=0, le=0.5, description="flag when the AUC's 95% lower bound exceeds 0.5 + margin")
+    significance: float = Field(default=0.01, gt=0, lt=1, description="one-sided binomial test level for 'more items "
+                                "flagged than the false-positive rate explains'")
 
 
 @dg.asset_check(asset=names.CONTAMINATION_AUDIT, name="benchmarks_not_likely_seen",
-                description="WARN when a benchmark is likely seen by the reference model: the lower end of its Min-K% "
-                            "AUC's 95% interval is above 0.5 + margin (its items look more familiar than the controls).")
+                description="WARN when a benchmark is likely seen by the reference model: the audit is calibrated (its "
+                            "member/non-member AUC interval excludes 0.5) and significantly more of the benchmark's items "
+                            "are flagged than its false-positive rate explains (one-sided binomial test).")
 def contamination_audit_not_seen(context: dg.AssetCheckExecutionContext, config: LikelySeenConfig,
                                  dataset_storage: DatasetStorageResource) -> dg.AssetCheckResult:
     store = dataset_storage.dataset_store()
-    return run_rule(context, store, names.CONTAMINATION_AUDIT, lambda _: eval_rules.benchmarks_not_likely_seen(store, config.margin),
+    return run_rule(context, store, names.CONTAMINATION_AUDIT, lambda _: eval_rules.benchmarks_not_likely_seen(store, config.significance),
                     partitioned=False, severity=WARN)
 
 
