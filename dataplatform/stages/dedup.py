@@ -986,8 +986,7 @@ def _index_of_committed(plan: _Plan, report: StageReport) -> tuple[StageReport, 
     if layout is not None:
         plan.say(f"committed version {version} has work files left: building or checking its index from them")
     index_info = _commit_index(plan, version, work, layout, int(report.extra.get("prior_index_rows_matched", 0)), stage)
-    if layout is not None:
-        delete_work(plan.store.object_store, work)
+    delete_work(plan.store.object_store, work)  # what a run killed after the index commit left (usually nothing)
     return report, index_info
 
 
