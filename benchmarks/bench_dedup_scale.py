@@ -160,7 +160,7 @@ def run_stage(store_root: str, snapshot: str, workers: int) -> dict:
     """In this (fresh) process: the dedup stage with a process pool, timed and RSS-sampled."""
     from real_corpus import TreeRssSampler
 
-    from dataplatform.execution.shard_executor import make_executor
+    from dataplatform.execution.engines import make_executor
     from dataplatform.io.datasets import DatasetStore
     from dataplatform.stages.dedup import materialize_deduplicated
 

@@ -149,11 +149,12 @@ def test_a_crashed_run_resumes_with_the_unfinished_units_only(store, tmp_path, m
 def test_mix_takes_color_selection_as_its_own_source_only_when_asked(store, tmp_path):
     from dataplatform.sample_data import SAMPLE_BENCHMARKS_DIR
     from dataplatform.stages.decontamination import materialize_eval_benchmarks
+    from dataplatform.execution.shard_executor import InlineExecutor
     from dataplatform.stages.mix import MixOptions, SplitOptions, materialize_eval_splits, materialize_training_mix
 
     materialize_color_scores(store, SNAPSHOT, _options(tmp_path, top_fraction=0.5))
     materialize_eval_benchmarks(store, str(SAMPLE_BENCHMARKS_DIR))
-    materialize_eval_splits(store, SplitOptions(fractions=(("train", 1.0), ("validation", 0.0), ("test", 0.0))))
+    materialize_eval_splits(store, InlineExecutor(), SplitOptions(fractions=(("train", 1.0), ("validation", 0.0), ("test", 0.0))))
     default = materialize_training_mix(store, MixOptions(proportions=(("curated_raw", 1.0),)))
     assert set(default.extra["docs_per_source"]) == {"curated_raw"}
     report = materialize_training_mix(store, MixOptions(proportions=(("curated_raw", 0.5), (names.COLOR_SELECTED, 0.5))))

@@ -20,7 +20,7 @@ pytest.importorskip("ray")
 
 SNAPSHOT = "CC-RAYC-2026-01"
 STAGES = ("documents", "filtered", "scored", "deduplicated", "decontaminated", "processed")
-ON_ENGINE = ("documents", "filtered", "scored", "decontaminated", "processed")  # dedup: driver-side for now
+ON_ENGINE = ("documents", "filtered", "scored", "deduplicated", "decontaminated", "processed")
 
 
 @pytest.fixture(scope="module")

@@ -38,10 +38,12 @@ class ColorConditionalModelConfig(dg.Config):
     base_model: str = Field(default="", description="Hugging Face folder or .gguf file of the prior; '' = the LLM "
                             "resource's model")
     epochs: int = Field(default=2, gt=0, description="passes over the target set")
-    max_steps: int | None = Field(default=None, description="cap on optimizer steps (None: the epochs decide)")
+    max_steps: int | None = Field(default=None, ge=0, description="cap on optimizer steps (None: the epochs decide on a GPU, "
+                                  "2 on the CPU backend; 0: no cap)")
     lr: float = Field(default=1e-4, gt=0, description="AdamW learning rate (constant)")
     batch_size: int = Field(default=8, gt=0)
-    max_seq_tokens: int = Field(default=256, gt=1, description="target documents are cut into windows of this many tokens")
+    max_seq_tokens: int | None = Field(default=None, gt=1, description="target documents are cut into windows of this many "
+                                       "tokens (None: 256 on a GPU, 128 on the CPU backend)")
     seed: int = 0
 
 
@@ -62,8 +64,9 @@ def _base_model(config_value: str, llm: LLMResource) -> str | None:
 def color_conditional_model(context: dg.AssetExecutionContext, config: ColorConditionalModelConfig,
                             dataset_storage: DatasetStorageResource, llm: LLMResource) -> dg.MaterializeResult:
     store = dataset_storage.dataset_store()
-    fine_tune = FineTuneConfig(epochs=config.epochs, max_steps=config.max_steps, lr=config.lr, batch_size=config.batch_size,
-                               max_seq_tokens=config.max_seq_tokens, seed=config.seed)
+    fine_tune = FineTuneConfig(epochs=config.epochs, max_steps=llm.budget("color_max_steps", config.max_steps), lr=config.lr,
+                               batch_size=config.batch_size, seed=config.seed,
+                               max_seq_tokens=llm.budget("color_max_seq_tokens", config.max_seq_tokens))
     options = ConditionalModelOptions(_base_model(config.base_model, llm), config.target_path or None, fine_tune)
     with stage_failures("ColorConditionalModelConfig", FileNotFoundError, ValueError):
         report = materialize_color_conditional_model(store, options, progress=context.log.info)
@@ -85,7 +88,8 @@ def color_conditional_model(context: dg.AssetExecutionContext, config: ColorCond
 
 class ColorScoresConfig(dg.Config):
     top_fraction: float = Field(default=0.10, gt=0, le=1, description="share of the snapshot's candidates selected")
-    max_tokens: int = Field(default=512, gt=0, description="tokens of each document scored under both models")
+    max_tokens: int | None = Field(default=None, gt=0, description="tokens of each document scored under both models (None: "
+                                   "512 on a GPU, 32 on the CPU backend)")
     unit_docs: int = Field(default=256, gt=0, description="documents per resumable work unit")
 
 
@@ -116,8 +120,8 @@ def color_scores(context: dg.AssetExecutionContext, config: ColorScoresConfig, d
                  llm: LLMResource) -> dg.MaterializeResult:
     snapshot = snapshot_of(context)
     store = dataset_storage.dataset_store()
-    options = ColorScoringOptions(top_fraction=config.top_fraction, max_tokens=config.max_tokens, unit_docs=config.unit_docs,
-                                  engine=engine_spec(llm))
+    options = ColorScoringOptions(top_fraction=config.top_fraction, max_tokens=llm.budget("color_max_tokens", config.max_tokens),
+                                  unit_docs=config.unit_docs, engine=engine_spec(llm))
     try:
         with stage_failures("ColorScoresConfig", FileNotFoundError, ValueError):
             report = materialize_color_scores(store, snapshot, options, progress=context.log.info)

@@ -7,7 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from dataplatform.assets.filtering import scored
-from dataplatform.assets.metadata import report_metadata
+from dataplatform.assets.metadata import report_metadata, stage_failures
 from dataplatform.assets.partitions import OWNERS, crawl_snapshots, snapshot_of
 from dataplatform.core.dedup import DedupConfig
 from dataplatform.core.schemas import DEDUPLICATED
@@ -55,21 +55,19 @@ def deduplicate_snapshot(context: dg.AssetExecutionContext, config: Deduplicated
                          shard_execution: ShardExecutionResource):
     snapshot = snapshot_of(context)
     store = dataset_storage.dataset_store()
-    try:
+    with stage_failures("DeduplicatedConfig", ValueError):
         dedup_config = DedupConfig(ngram=config.ngram, num_perm=config.num_perm, bands=config.bands, rows=config.rows,
                                    threshold=config.threshold, verify=config.verify)
         options = DedupRunOptions(partition_rows=config.partition_rows)
-    except ValueError as exc:
-        raise dg.Failure(description=f"DeduplicatedConfig: {exc}") from exc
-    try:
-        report, index_info = materialize_deduplicated(store, snapshot, shard_execution.executor(), dedup_config, options)
-    except IncompatibleSignatureIndex as exc:
-        raise dg.Failure(description=str(exc)) from exc
+    with stage_failures(DEDUPLICATED_ASSET, IncompatibleSignatureIndex):
+        report, index_info = materialize_deduplicated(store, snapshot, shard_execution.executor(), dedup_config, options,
+                                                      progress=context.log.info)
     yield dg.MaterializeResult(asset_key=DEDUPLICATED_ASSET, metadata=report_metadata(
         report, store.object_store.uri(f"{DEDUPLICATED_ASSET}/{snapshot}"), DEDUPLICATED))
     yield dg.MaterializeResult(asset_key=SIGNATURE_INDEX_ASSET, metadata={
         "dagster/row_count": index_info["rows"],
         "documents_indexed": index_info["documents"],
         "prior_index_rows": index_info["prior_index_rows"],
+        "deduplicated_version": index_info.get("deduplicated_version"),
         "dagster/uri": store.object_store.uri(f"{SIGNATURE_INDEX_ASSET}/{snapshot}"),
     })

@@ -6,7 +6,7 @@ LLM assets join the ``gpu`` concurrency pool (limit it with ``dagster instance c
 <N>``) and carry the Kubernetes GPU request in their op tags, so they never oversubscribe a node.
 Without a GPU the same assets run on the CPU transformers backend with the bundled
 SmolLM2-135M-Instruct. Settings left at ``None`` take the backend's default: the paper's values on
-vLLM, and a budget a CPU can afford on the transformers backend (:data:`CPU_BUDGET`; the 135M model
+vLLM, and a budget a CPU can afford on the transformers backend (``dataplatform.resources.llm.CPU_BUDGET``; the 135M model
 generates ~10-20 tokens/s on 2 cores), recorded in each materialization's metadata.
 ``prompt_profile="auto"`` picks the ``small_model`` prompts for the bundled 135M model and the
 paper's prompts for any other model.
@@ -55,27 +55,9 @@ GPU_OP_TAGS = {
     }
 }
 PromptProfile = Literal["auto", "paper", "small_model"]
-# (CPU transformers backend, vLLM) defaults of the settings left at None. The paper's REWIRE
-# generates up to 8192 tokens per document over the whole pool; on 2 CPU cores that is hours per
-# document, so the CPU budget rewrites a stable sample of 2 documents per snapshot, cut to 700
-# characters (~170 tokens) with 256 new tokens, enough for a rewrite of that length to finish.
-# Instantiating a template (small-model profile) is ~20-48 tokens, so 4 matched documents.
-CPU_BUDGET = {
-    "rewire_max_docs": (2, None), "rewire_max_new_tokens": (256, 8192), "rewire_max_doc_chars": (700, 12_000),
-    "pairs_max_docs": (4, None), "pairs_max_doc_chars": (1000, 6000),
-    "audit_max_texts": (24, 200), "audit_max_chars": (600, 2000),
-}
 # New tokens for instantiating a template: the paper profile writes instruction + answer, the
 # small-model profile only the instruction.
 PAIR_MAX_NEW_TOKENS = {"paper": 1024, "small_model": 48}
-
-
-def _budget(llm: LLMResource, name: str, value: int | None) -> int | None:
-    """``value`` if set (0 = no cap), else the backend's default from :data:`CPU_BUDGET`."""
-    if value is not None:
-        return value or None
-    cpu, gpu = CPU_BUDGET[name]
-    return cpu if llm.is_cpu() else gpu
 
 
 def _profile(llm: LLMResource, requested: str) -> str:
@@ -135,10 +117,10 @@ def rewire_outputs(context: dg.AssetExecutionContext, config: RewireOutputsConfi
     snapshot = snapshot_of(context)
     store = dataset_storage.dataset_store()
     profile = _profile(llm, config.prompt_profile)
-    rewire = RewireConfig.for_profile(profile, max_tokens=_budget(llm, "rewire_max_new_tokens", config.max_new_tokens),
-                                      max_doc_chars=_budget(llm, "rewire_max_doc_chars", config.max_doc_chars), seed=llm.seed,
+    rewire = RewireConfig.for_profile(profile, max_tokens=llm.budget("rewire_max_new_tokens", config.max_new_tokens),
+                                      max_doc_chars=llm.budget("rewire_max_doc_chars", config.max_doc_chars), seed=llm.seed,
                                       temperature=config.temperature, top_p=config.top_p)
-    options = RewireOptions(rewire, config.pool, _budget(llm, "rewire_max_docs", config.max_docs), config.unit_docs)
+    options = RewireOptions(rewire, config.pool, llm.budget("rewire_max_docs", config.max_docs), config.unit_docs)
     report = materialize_rewire_outputs(store, snapshot, _engine(llm), options)
     return dg.MaterializeResult(metadata={**_stage_metadata(report, REWIRE_OUTPUTS_ASSET, store), "prompt_profile": profile})
 
@@ -235,10 +217,10 @@ def instruction_pairs(context: dg.AssetExecutionContext, config: InstructionPair
     profile = _profile(llm, config.prompt_profile)
     fi = FineInstructionsConfig.for_profile(
         profile, max_tokens=config.max_new_tokens or PAIR_MAX_NEW_TOKENS[profile], seed=llm.seed, judge=config.judge,
-        top_k=config.top_k, min_match_score=config.min_match_score, max_doc_chars=_budget(llm, "pairs_max_doc_chars", config.max_doc_chars),
+        top_k=config.top_k, min_match_score=config.min_match_score, max_doc_chars=llm.budget("pairs_max_doc_chars", config.max_doc_chars),
         min_grounding=config.min_grounding, min_judge_rating=config.min_judge_rating)
     embedder = SentenceTransformerEmbedder(num_threads=llm.cpu_threads or None) if config.embedder == "minilm" else HashingEmbedder()
-    options = InstructionOptions(fi, _budget(llm, "pairs_max_docs", config.max_docs), config.unit_docs)
+    options = InstructionOptions(fi, llm.budget("pairs_max_docs", config.max_docs), config.unit_docs)
     report = materialize_instruction_pairs(store, snapshot, _engine(llm), embedder, options)
     return dg.MaterializeResult(metadata={**_stage_metadata(report, INSTRUCTION_PAIRS_ASSET, store), "prompt_profile": profile})
 
@@ -258,8 +240,8 @@ class ContaminationAuditConfig(dg.Config):
           tags={"stage": "eval", "gpu": "true"}, pool=GPU_POOL, op_tags=GPU_OP_TAGS,
           description="Min-K% Prob membership audit: calibrated on known members vs natural non-members (AUC with CI), then benchmark items flagged.")
 def contamination_audit(config: ContaminationAuditConfig, dataset_storage: DatasetStorageResource, llm: LLMResource) -> dg.MaterializeResult:
-    options = AuditOptions(config.k, config.members_path, config.non_members_path, _budget(llm, "audit_max_texts", config.max_texts),
-                           _budget(llm, "audit_max_chars", config.max_chars) or 2000, config.false_positive_rate, config.n_resamples, llm.seed)
+    options = AuditOptions(config.k, config.members_path, config.non_members_path, llm.budget("audit_max_texts", config.max_texts),
+                           llm.budget("audit_max_chars", config.max_chars) or 2000, config.false_positive_rate, config.n_resamples, llm.seed)
     try:
         info = materialize_contamination_audit(dataset_storage.dataset_store(), _engine(llm), options)
     except (FileNotFoundError, ValueError) as exc:

@@ -22,6 +22,22 @@ def _engine(backend: str, model: str, **config):
     return make_engine(backend, model=model, **config)
 
 
+# (CPU transformers backend, vLLM) defaults of LLM-stage settings left at None. A 135M model makes
+# 10-20 tokens/s on 2 CPU cores, so the CPU budget is a demonstration, not a run.
+# REWIRE: the paper generates up to 8192 tokens per document over the whole pool; on CPU a stable
+# sample of 2 documents per snapshot, cut to 700 characters (~170 tokens), with 256 new tokens, enough
+# for a rewrite of that length to finish. FineInstructions: ~20-48 tokens per instantiation, so 4
+# matched documents. CoLoR-Filter: every candidate is scored under two models, so on CPU only its
+# first 32 tokens; the conditional model gets 2 fine-tuning steps on 128-token windows (the target
+# loss must still fall, which the check verifies).
+CPU_BUDGET: dict[str, tuple[int | None, int | None]] = {
+    "rewire_max_docs": (2, None), "rewire_max_new_tokens": (256, 8192), "rewire_max_doc_chars": (700, 12_000),
+    "pairs_max_docs": (4, None), "pairs_max_doc_chars": (1000, 6000),
+    "audit_max_texts": (24, 200), "audit_max_chars": (600, 2000),
+    "color_max_tokens": (32, 512), "color_max_steps": (2, None), "color_max_seq_tokens": (128, 256),
+}
+
+
 class LLMResource(dg.ConfigurableResource):
     backend: Literal["transformers", "vllm"] = Field(default="transformers", description="'vllm' (GPU) or 'transformers' (CPU)")
     model_path: str = Field(default="", description="local Hugging Face model folder; '' = the bundled SmolLM2-135M-Instruct (CPU only)")
@@ -34,6 +50,13 @@ class LLMResource(dg.ConfigurableResource):
     cpu_threads: int = Field(default=1, ge=0, description="transformers: torch threads per engine call (0 = torch's default)")
     model_cache_dir: str = Field(default="", description="where the bundled model is kept de-quantised (made once); "
                                  "'' = $DATAPLATFORM_MODEL_CACHE or ~/.cache/dataplatform/models")
+
+    def budget(self, name: str, value: int | None) -> int | None:
+        """``value`` if set (0 = no cap), else this backend's default from :data:`CPU_BUDGET`."""
+        if value is not None:
+            return value or None
+        cpu, gpu = CPU_BUDGET[name]
+        return cpu if self.is_cpu() else gpu
 
     @property
     def uses_default_model(self) -> bool:

@@ -4,13 +4,15 @@ Exact (normalised-text hash) and MinHash-LSH dedup within the snapshot and again
 snapshot through the ``dedup_signature_index`` dataset, with the algorithm and keeper rule of the
 in-memory reference :func:`dataplatform.core.dedup.deduplicate` (tests prove both agree). No
 process holds more than one input shard or one bucket partition; every step but the clustering
-of the (small) verified edge list is a task mapped over the shard engine (process pool, Ray):
+of the (small) verified edge list is a task mapped over the shard engine (process pool, Ray) by
+the common stage runner (:class:`~dataplatform.stages.runner.StageRun`):
 
 ==============  ====================  =====================================================
 phase           one task per          writes (under ``<deduplicated version>/_work/``)
 ==============  ====================  =====================================================
 1 signatures    input shard           exact, band and payload (signature + shingle
-                                      fingerprints) rows, split by bucket partition
+                                      fingerprints) rows, split by bucket partition (then
+                                      the driver writes ``plan.json``: who wrote what)
 2 exact         bucket partition      exact verdicts: copies and their keeper (then the
                                       driver writes a bitmap of the copies)
 3 buckets       bucket partition      candidate pairs, routed by the partition holding the
@@ -21,11 +23,35 @@ phase           one task per          writes (under ``<deduplicated version>/_wo
 6 clusters      - (the driver)        connected components of the edges: each shard's
                                       verdicts, bitmap of dropped rows
 7 apply         input shard           ``data`` / ``rewrite_pool`` / ``dropped`` shards
+                                      (``part-NNNNN`` = input shard NNNNN)
 8 index         bucket partition      this snapshot's index part: kept documents' rows
 ==============  ====================  =====================================================
 
-Task functions are ``run_<phase>_task(task) -> dict`` on frozen dataclass tasks that carry store
-locations and keys; results are small JSON (counts, partition numbers, :class:`ShardInfo`).
+Each task is a frozen :class:`~dataplatform.stages.runner.ShardTask` (``index``: the input shard
+or bucket partition) carrying store locations and keys; it returns a
+:class:`~dataplatform.stages.runner.TaskResult` (counts, partition numbers, shards). The runner
+records each finished task in the version it writes, so a killed run resumes inside any phase:
+recorded tasks are skipped, their results read back. The driver steps (the bitmaps, the plan,
+phase 6) are deterministic functions of recorded results and work files and write the same
+bytes again when a resumed run redoes them. The work files live under the in-progress version
+(``run.work_key``), where a resumed run finds them; they are never named by a manifest.
+
+**Two partitions, one truth.** ``deduplicated`` is committed first (its own fingerprint: the
+scored version and the committed index version of every earlier snapshot compared against, the
+:class:`DedupConfig` and :class:`DedupRunOptions`), then ``dedup_signature_index`` (fingerprint:
+the same configuration and the ``deduplicated`` version it describes, which it also records as
+``deduplicated_version`` in its metadata). Only then are the work files deleted, the plan first.
+The index is built from the work files (phase 1 rows of the documents phase 6 kept), which is
+why it comes second: committed first, it could describe a ``deduplicated`` that never commits.
+A run stopped between the two commits leaves ``deduplicated`` committed, the index stale or
+missing, and the work files in place; the re-run finds ``deduplicated`` up to date and builds
+only the index from them (resuming its tasks). If the work files are gone too (the index was
+removed by hand after a complete run), ``deduplicated`` is rebuilt. Readers of the index never
+trust a segment that disagrees with the committed ``deduplicated``: a later snapshot's run
+refuses (:class:`StaleSignatureIndex`) an earlier snapshot whose segment records another
+``deduplicated`` version, or whose ``deduplicated`` is committed without a segment, instead of
+silently comparing against the wrong documents or none. With both partitions up to date a
+re-run does nothing.
 
 The index of a snapshot is three tables, ``exact`` (content hashes), ``bands`` (LSH band hashes)
 and ``signatures`` (signature + fingerprints, by document), each with one part per bucket
@@ -37,10 +63,10 @@ names sort before N (Common Crawl names sort chronologically).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import itertools
+import json
 import math
 import re
 import time
@@ -52,6 +78,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dataplatform import names
 from dataplatform.core.dedup import DedupConfig
 from dataplatform.core.dedup.buckets import (
     BAND_ROWS,
@@ -73,10 +100,23 @@ from dataplatform.core.dedup.buckets import (
 from dataplatform.core.dedup.index import EXACT_BAND, INDEX_SCHEMA
 from dataplatform.core.schemas import DEDUPLICATED, conform
 from dataplatform.execution.shard_executor import InlineExecutor, ShardExecutor
-from dataplatform.io.datasets import DatasetStore, ShardInfo, ShardSink, iter_shard_batches
+from dataplatform.io.datasets import (
+    WORK_DIR,
+    DatasetStore,
+    ShardInfo,
+    ShardSink,
+    iter_shard_batches,
+)
 from dataplatform.io.object_store import ObjectStore, StoreLocation
-from dataplatform import names
-from dataplatform.stages.runner import StageReport
+from dataplatform.stages.runner import (
+    ProgressSink,
+    ShardTask,
+    StageReport,
+    StageRun,
+    TaskResult,
+    add_counts,
+    upstream_versions,
+)
 
 DROPPED_TABLE, REWRITE_TABLE, SCORED_ASSET = names.DROPPED, names.REWRITE_CANDIDATES, names.SCORED
 
@@ -93,7 +133,11 @@ SIGNATURE_FIELDS = ("ngram", "num_perm", "bands", "rows", "seed")
 
 
 class IncompatibleSignatureIndex(ValueError):
-    pass
+    """An earlier snapshot's index segment cannot be compared with this run's signatures."""
+
+
+class StaleSignatureIndex(IncompatibleSignatureIndex):
+    """An earlier snapshot's index segment does not describe its committed ``deduplicated``."""
 
 
 def signature_params(config: DedupConfig) -> dict:
@@ -119,6 +163,10 @@ class DedupRunOptions:
                 raise ValueError(f"DedupRunOptions.{name}: must be >= 1, got {getattr(self, name)}")
 
 
+DEFAULT_CONFIG = DedupConfig()
+DEFAULT_RUN_OPTIONS = DedupRunOptions()
+
+
 # ------------------------------------------------------------------------------- work files
 @dataclasses.dataclass(frozen=True)
 class WorkArea:
@@ -133,6 +181,40 @@ class WorkArea:
 
     def bitmap_key(self, name: str) -> str:
         return f"{self.prefix}/{name}.npz"
+
+    def plan_key(self) -> str:
+        """Which input shards wrote which bucket partitions (what the index phase reads)."""
+        return f"{self.prefix}/plan.json"
+
+
+def committed_work_area(store: DatasetStore, snapshot: str, version: str) -> WorkArea:
+    """The work area of ``deduplicated/<snapshot>`` version ``version`` (what
+    ``StageRun.work_key`` names while that version is being written)."""
+    return WorkArea(store.location, f"{DEDUPLICATED_ASSET}/{snapshot}/v{version}/{WORK_DIR}")
+
+
+Wrote = dict[str, dict[int, list[int]]]  # work kind -> bucket partition -> input shards that wrote it
+
+
+def save_plan(store: ObjectStore, work: WorkArea, partitions: int, wrote: Wrote) -> None:
+    body = {"partitions": partitions,
+            "wrote": {kind: {str(p): shards for p, shards in sorted(parts.items())} for kind, parts in sorted(wrote.items())}}
+    store.put_bytes(work.plan_key(), json.dumps(body, sort_keys=True).encode())
+
+
+def load_plan(store: ObjectStore, work: WorkArea) -> tuple[int, Wrote] | None:
+    """``(partitions, wrote)`` of a run whose work files are still there, else None."""
+    raw = store.get_bytes(work.plan_key())
+    if raw is None:
+        return None
+    body = json.loads(raw)
+    return body["partitions"], {kind: {int(p): shards for p, shards in parts.items()} for kind, parts in body["wrote"].items()}
+
+
+def delete_work(store: ObjectStore, work: WorkArea) -> None:
+    """Remove a run's work files, the plan first: a plan present means every work file is."""
+    store.delete_prefix(work.plan_key())
+    store.delete_prefix(work.prefix)
 
 
 _WORK_ROW_GROUP = 50_000  # rows per row group of the work files (the unit a streaming read holds)
@@ -230,7 +312,7 @@ class PriorParts:
         wanted = set(partition_of(np.unique(buckets), self.partitions).tolist())
         return [key for p, key in self.keys if p in wanted]
 
-    def overlapping(self, lo: int, hi: int) -> "PriorParts":
+    def overlapping(self, lo: int, hi: int) -> PriorParts:
         keep = tuple((p, k) for p, k in self.keys if max(partition_range(p, self.partitions)[0], lo)
                      < min(partition_range(p, self.partitions)[1], hi))
         return dataclasses.replace(self, keys=keep)
@@ -241,12 +323,14 @@ _PART = re.compile(r"part-(\d+)\.parquet$")
 
 def prior_index_parts(store: DatasetStore, snapshot: str, config: DedupConfig) -> tuple[dict[str, list[PriorParts]], list[str]]:
     """The index parts of every snapshot sorting before ``snapshot``; refuses segments built with
-    other signature parameters (their band hashes would never match, silently missing duplicates)."""
+    other signature parameters (their band hashes would never match, silently missing duplicates)
+    and segments that do not describe their snapshot's committed ``deduplicated``."""
     earlier = [s for s in store.partitions(SIGNATURE_INDEX_ASSET) if s < snapshot]
     wanted = signature_params(config)
     parts: dict[str, list[PriorParts]] = {t: [] for t in INDEX_TABLES}
+    metadata = {}
     for s in earlier:
-        meta = store.require_manifest(SIGNATURE_INDEX_ASSET, s)["metadata"]
+        meta = metadata[s] = store.require_manifest(SIGNATURE_INDEX_ASSET, s)["metadata"]
         found = meta.get("signature")
         if found != wanted:
             changed = sorted(k for k in wanted if (found or {}).get(k) != wanted[k])
@@ -256,7 +340,28 @@ def prior_index_parts(store: DatasetStore, snapshot: str, config: DedupConfig) -
         for table in INDEX_TABLES:
             keys = tuple((int(_PART.search(k).group(1)), k) for k in store.shard_keys(SIGNATURE_INDEX_ASSET, s, table))
             parts[table].append(PriorParts(s, int(meta["partitions"]), keys))
+    check_index_matches_deduplicated(store, snapshot, metadata)
     return parts, earlier
+
+
+def check_index_matches_deduplicated(store: DatasetStore, snapshot: str, index_metadata: dict[str, dict]) -> None:
+    """Every earlier snapshot with a committed ``deduplicated`` has an index segment built from
+    that very version (``index_metadata``: the segments' manifest metadata by snapshot). A
+    segment without a ``deduplicated`` partition (copied on its own) has nothing to disagree with."""
+    committed = {s: store.require_manifest(DEDUPLICATED_ASSET, s)["version"]
+                 for s in store.partitions(DEDUPLICATED_ASSET) if s < snapshot}
+    missing = sorted(set(committed) - set(index_metadata))
+    stale = sorted(s for s, meta in index_metadata.items()
+                   if s in committed and meta.get("deduplicated_version") != committed[s])
+    if missing or stale:
+        raise StaleSignatureIndex(
+            f"dedup of {snapshot} compares with earlier snapshots through dedup_signature_index, but "
+            + "; ".join([f"deduplicated/{s} is committed without its index segment" for s in missing]
+                        + [f"dedup_signature_index/{s} was built from deduplicated version "
+                           f"{index_metadata[s].get('deduplicated_version') or '(unrecorded)'}, deduplicated/{s} is "
+                           f"version {committed[s]}" for s in stale])
+            + f" (a run stopped between the two commits?): re-materialize deduplicated for {missing + stale} first "
+              "(with unchanged settings only the index is rebuilt)")
 
 
 def _prior_rows(store: ObjectStore, priors: Sequence[PriorParts], buckets: np.ndarray, keep,
@@ -276,24 +381,25 @@ def _prior_rows(store: ObjectStore, priors: Sequence[PriorParts], buckets: np.nd
 
 # ------------------------------------------------------------------------------- phase 1: signatures
 @dataclasses.dataclass(frozen=True)
-class SignatureTask:
+class SignatureTask(ShardTask):
+    """Phase 1 of input shard ``index``."""
+
     source: StoreLocation
     input_key: str
-    shard: int
     work: WorkArea
     partitions: int
     config: DedupConfig
     batch_rows: int
 
 
-def run_signature_task(task: SignatureTask) -> dict[str, Any]:
+def run_signature_task(task: SignatureTask) -> TaskResult:
     """Exact, band and payload rows of one input shard, each split by bucket partition."""
     store = task.work.location.open()
     parts: dict[str, list[pa.Table]] = {"exact": [], "bands": [], "payload": []}
     rows = considered = 0
     columns = ["doc_id", "text", "snapshot", "drop_reason"]
     for batch in iter_shard_batches(task.source, task.input_key, task.batch_rows, columns=columns):
-        sketches = shard_sketches(pl.from_arrow(pa.Table.from_batches([batch])), task.shard, rows, task.config)
+        sketches = shard_sketches(pl.from_arrow(pa.Table.from_batches([batch])), task.index, rows, task.config)
         parts["exact"].append(sketches.exact)
         parts["bands"].append(sketches.bands)
         parts["payload"].append(sketches.payload)
@@ -302,38 +408,40 @@ def run_signature_task(task: SignatureTask) -> dict[str, Any]:
     written = {}
     for kind, schema in (("exact", EXACT_ROWS), ("bands", BAND_ROWS), ("payload", PAYLOAD_ROWS)):
         table = pa.concat_tables(parts[kind]) if parts[kind] else schema.empty_table()
-        written[kind] = _route(store, task.work, kind, task.shard, pl.from_arrow(table), "bucket", task.partitions)
-    return {"shard": task.shard, "rows": rows, "considered": considered, "written": written}
+        written[kind] = _route(store, task.work, kind, task.index, pl.from_arrow(table), "bucket", task.partitions)
+    return TaskResult(rows_in=rows, counters={"considered": considered}, payload={"written": written})
 
 
 # ------------------------------------------------------------------------------- phase 2: exact
 @dataclasses.dataclass(frozen=True)
-class ExactTask:
+class ExactTask(ShardTask):
+    """Phase 2 of bucket partition ``index``."""
+
     work: WorkArea
-    partition: int
     shards: tuple[int, ...]
     prior: tuple[PriorParts, ...]
     config: DedupConfig
 
 
-def run_exact_task(task: ExactTask) -> dict[str, Any]:
+def run_exact_task(task: ExactTask) -> TaskResult:
     """Exact verdicts of one bucket partition: copies of a hash in the batch or in the index."""
     store = task.work.location.open()
-    batch = _read_all(store, [task.work.key("exact", task.partition, s) for s in task.shards], EXACT_ROWS)
+    batch = _read_all(store, [task.work.key("exact", task.index, s) for s in task.shards], EXACT_ROWS)
     hashes = batch.select("content_hash").unique()
     prior, read = _prior_rows(store, task.prior, batch["bucket"].to_numpy(),
                               lambda f: f.join(hashes, on="content_hash", how="semi"),
                               lambda _: pl.col("content_hash").is_in(hashes["content_hash"].implode()))
     verdicts = exact_duplicates(batch, prior, task.config)
-    _write(store, task.work.key("exact_verdicts", task.partition), verdicts.to_arrow())
-    return {"partition": task.partition, "duplicates": verdicts.height, **read}
+    _write(store, task.work.key("exact_verdicts", task.index), verdicts.to_arrow())
+    return TaskResult(counters={"exact_copies": verdicts.height, **read})
 
 
 # ------------------------------------------------------------------------------- phase 3: buckets
 @dataclasses.dataclass(frozen=True)
-class BucketTask:
+class BucketTask(ShardTask):
+    """Phase 3 of bucket partition ``index``."""
+
     work: WorkArea
-    partition: int
     shards: tuple[int, ...]
     prior: tuple[PriorParts, ...]
     excluded: str | None  # bitmap of exact copies, left out of LSH
@@ -352,13 +460,13 @@ def _isin(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     return sorted_set[at] == values
 
 
-def run_bucket_task(task: BucketTask) -> dict[str, Any]:
+def run_bucket_task(task: BucketTask) -> TaskResult:
     """Candidate pairs of one bucket partition, routed by the partition of their first document's
     payload. Two passes over the partition's band rows: their keys first (one uint64 each, sorted:
     no hash table), to find the LSH buckets with more than one member or an earlier snapshot's
     member (most hold one document), then the full rows of those buckets only."""
     store = task.work.location.open()
-    files = [task.work.key("bands", task.partition, s) for s in task.shards]
+    files = [task.work.key("bands", task.index, s) for s in task.shards]
     copies = _load_bitmap(store, task.excluded)
     batch = _read_all(store, files, BAND_ROWS, ["bucket", "band", "band_hash", "shard", "row"])
     live = ~copies(batch["shard"].to_numpy(), batch["row"].to_numpy())
@@ -368,7 +476,7 @@ def run_bucket_task(task: BucketTask) -> dict[str, Any]:
     repeated = keys[1:][keys[1:] == keys[:-1]]
     prior, read = _prior_rows(store, task.prior, buckets, lambda f: f.filter(pl.Series(_isin(_keys_of(f), keys))))
     shared = np.unique(np.concatenate([repeated, _keys_of(prior) if prior is not None else repeated[:0]]))
-    del keys
+    keys = None  # free the sorted keys before the second pass
 
     def members(f: pl.DataFrame) -> pl.DataFrame:
         f = f.filter(pl.Series(_isin(_keys_of(f), shared)))
@@ -377,8 +485,8 @@ def run_bucket_task(task: BucketTask) -> dict[str, Any]:
     found = [part for key in files for part in _stream_matching(store, key, members)]
     batch = pl.concat(found) if found else pl.from_arrow(BAND_ROWS.empty_table())
     pairs = anchor_pairs(batch, prior, task.config)
-    routes = _route(store, task.work, "pairs", task.partition, pairs, "u_bucket", task.partitions)
-    return {"partition": task.partition, "pairs": pairs.height, "routes": routes, **read}
+    routes = _route(store, task.work, "pairs", task.index, pairs, "u_bucket", task.partitions)
+    return TaskResult(counters={"anchor_pairs": pairs.height, **read}, payload={"routes": routes})
 
 
 # ------------------------------------------------------------------------------- phases 4-5: verify
@@ -386,9 +494,10 @@ _PAIR_KEY = ["u_kind", "u_snapshot", "u_doc_id", "u_shard", "u_row", "v_shard", 
 
 
 @dataclasses.dataclass(frozen=True)
-class AttachTask:
+class AttachTask(ShardTask):
+    """Phase 4 of payload partition ``index``."""
+
     work: WorkArea
-    partition: int
     sources: tuple[int, ...]  # bucket partitions that routed pairs here
     shards: tuple[int, ...]  # input shards with payload rows in this partition
     prior: tuple[PriorParts, ...]  # signatures of earlier snapshots
@@ -413,22 +522,22 @@ def _payload_of(store: ObjectStore, work: WorkArea, partition: int, shards: Sequ
     return frame.select(**{f"{side}_{c}": c for c in ("shard", "row", "signature", "fingerprints")})
 
 
-def run_attach_task(task: AttachTask) -> dict[str, Any]:
+def run_attach_task(task: AttachTask) -> TaskResult:
     """Unique candidate pairs whose first document's payload lives in this partition, with that
     payload attached, routed by the partition of the second document's payload."""
     store = task.work.location.open()
-    pairs = pl.concat([_read(store, task.work.key("pairs", task.partition, s)) for s in task.sources])
+    pairs = pl.concat([_read(store, task.work.key("pairs", task.index, s)) for s in task.sources])
     pairs = pairs.unique(_PAIR_KEY, maintain_order=True)
     batch_u, prior_u = pairs.filter(pl.col("u_kind") == 1), pairs.filter(pl.col("u_kind") == 0)
     wanted = batch_u.select(shard="u_shard", row="u_row").unique()
-    payload = _payload_of(store, task.work, task.partition, task.shards, wanted, "u", task.config.verify == "exact")
+    payload = _payload_of(store, task.work, task.index, task.shards, wanted, "u", task.config.verify == "exact")
     batch_u = batch_u.join(payload, on=["u_shard", "u_row"], how="left")
-    names = prior_u.select(snapshot=pl.col("u_snapshot").cast(pl.Utf8), doc_id=pl.col("u_doc_id").cast(pl.Utf8)).unique()
-    priors = [p for p in task.prior if p.snapshot in set(names["snapshot"].to_list())]
-    ids_of = {snap: part["doc_id"] for (snap,), part in names.partition_by("snapshot", as_dict=True).items()}
+    prior_docs = prior_u.select(snapshot=pl.col("u_snapshot").cast(pl.Utf8), doc_id=pl.col("u_doc_id").cast(pl.Utf8)).unique()
+    priors = [p for p in task.prior if p.snapshot in set(prior_docs["snapshot"].to_list())]
+    ids_of = {snap: part["doc_id"] for (snap,), part in prior_docs.partition_by("snapshot", as_dict=True).items()}
     sigs, read = _prior_rows(store, priors, prior_u["u_bucket"].to_numpy(),
                              lambda f: f.with_columns(pl.col("snapshot", "doc_id").cast(pl.Utf8)).join(
-                                 names, on=["snapshot", "doc_id"], how="semi"),
+                                 prior_docs, on=["snapshot", "doc_id"], how="semi"),
                              lambda snap: pl.col("doc_id").is_in(ids_of[snap].implode()))
     if sigs is None:
         sigs = pl.DataFrame(schema={"snapshot": pl.Utf8, "doc_id": pl.Utf8, "signature": pl.Binary, "fingerprints": pl.Binary})
@@ -438,30 +547,31 @@ def run_attach_task(task: AttachTask) -> dict[str, Any]:
         sigs.select(u_snapshot="snapshot", u_doc_id="doc_id", u_signature="signature", u_fingerprints="fingerprints"),
         on=["u_snapshot", "u_doc_id"], how="left")
     attached = pl.concat([batch_u, prior_u.select(batch_u.columns)], how="vertical_relaxed")
-    routes = _route(store, task.work, "pairs_u", task.partition, attached, "v_bucket", task.partitions)
-    return {"partition": task.partition, "candidate_pairs": pairs.height, "routes": routes, **read}
+    routes = _route(store, task.work, "pairs_u", task.index, attached, "v_bucket", task.partitions)
+    return TaskResult(counters={"candidate_pairs": pairs.height, **read}, payload={"routes": routes})
 
 
 @dataclasses.dataclass(frozen=True)
-class VerifyTask:
+class VerifyTask(ShardTask):
+    """Phase 5 of payload partition ``index``."""
+
     work: WorkArea
-    partition: int
     sources: tuple[int, ...]  # attach partitions that routed pairs here
     shards: tuple[int, ...]
     config: DedupConfig
 
 
-def run_verify_task(task: VerifyTask) -> dict[str, Any]:
+def run_verify_task(task: VerifyTask) -> TaskResult:
     """The verified edges among the pairs whose second document's payload lives here."""
     store = task.work.location.open()
-    pairs = pl.concat([_read(store, task.work.key("pairs_u", task.partition, s)) for s in task.sources],
+    pairs = pl.concat([_read(store, task.work.key("pairs_u", task.index, s)) for s in task.sources],
                       how="vertical_relaxed")
     wanted = pairs.select(shard="v_shard", row="v_row").unique()
-    payload = _payload_of(store, task.work, task.partition, task.shards, wanted, "v", task.config.verify == "exact")
+    payload = _payload_of(store, task.work, task.index, task.shards, wanted, "v", task.config.verify == "exact")
     pairs = pairs.join(payload, on=["v_shard", "v_row"], how="left")
     edges = pairs.filter(pl.Series(pair_jaccard(pairs, task.config))).select(_EDGE_COLUMNS)
-    _write(store, task.work.key("edges", task.partition), edges.to_arrow())
-    return {"partition": task.partition, "verified_pairs": edges.height}
+    _write(store, task.work.key("edges", task.index), edges.to_arrow())
+    return TaskResult(counters={"verified_pairs": edges.height})
 
 
 _EDGE_COLUMNS = ["u_kind", "u_doc_id", "u_snapshot", "u_shard", "u_row", "v_doc_id", "v_snapshot", "v_shard", "v_row"]
@@ -469,10 +579,11 @@ _EDGE_COLUMNS = ["u_kind", "u_doc_id", "u_snapshot", "u_shard", "u_row", "v_doc_
 
 # ------------------------------------------------------------------------------- phase 7: apply
 @dataclasses.dataclass(frozen=True)
-class ApplyTask:
+class ApplyTask(ShardTask):
+    """Phase 7 of input shard ``index``: output shard ``index`` of each table."""
+
     source: StoreLocation
     input_key: str
-    shard: int
     work: WorkArea
     has_verdicts: bool
     out: StoreLocation
@@ -483,14 +594,14 @@ class ApplyTask:
     batch_rows: int
 
 
-def run_apply_task(task: ApplyTask) -> dict[str, Any]:
+def run_apply_task(task: ApplyTask) -> TaskResult:
     """Write one input shard's rows to ``data`` / ``rewrite_pool`` (kept) or ``dropped`` (with
     ``drop_reason`` and ``duplicate_of``)."""
     store = task.work.location.open()
-    verdicts = (_read(store, task.work.key("verdicts", task.shard), ["row", "duplicate_of", "drop_reason"])
+    verdicts = (_read(store, task.work.key("verdicts", task.index), ["row", "duplicate_of", "drop_reason"])
                 if task.has_verdicts else pl.DataFrame(schema={"row": pl.Int64, "duplicate_of": pl.Utf8, "drop_reason": pl.Utf8}))
     verdicts = verdicts.rename({"drop_reason": "_verdict"})
-    counts: dict[str, Any] = {"rows": 0, "data": 0, "pool": 0, "drop_counts": {}}
+    result = TaskResult(routed={REWRITE_POOL_TABLE: 0})
     first = 0
     with ShardSink(task.out, task.data_key, DEDUPLICATED, "data", task.partition_prefix) as data, \
             ShardSink(task.out, task.pool_key, DEDUPLICATED, REWRITE_POOL_TABLE, task.partition_prefix) as pool, \
@@ -505,19 +616,20 @@ def run_apply_task(task: ApplyTask) -> dict[str, Any]:
             to_pool = kept & (frame["quality_label"] == "rewrite_candidate").fill_null(False)
             for sink, part in ((data, frame.filter(kept & ~to_pool)), (pool, frame.filter(to_pool)), (dropped, frame.filter(~kept))):
                 sink.write(conform(part.to_arrow(), DEDUPLICATED))
-            counts["rows"] += frame.height
-            counts["data"] += int((kept & ~to_pool).sum())
-            counts["pool"] += int(to_pool.sum())
-            for reason, n in frame.filter(~kept)["drop_reason"].value_counts().iter_rows():
-                counts["drop_counts"][reason] = counts["drop_counts"].get(reason, 0) + int(n)
-    return {"shards": [data.info, pool.info, dropped.info], **counts}
+            result.rows_in += frame.height
+            result.rows_out += int((kept & ~to_pool).sum())
+            result.routed[REWRITE_POOL_TABLE] += int(to_pool.sum())
+            add_counts(result.drop_counts, {r: int(n) for r, n in frame.filter(~kept)["drop_reason"].value_counts().iter_rows()})
+    result.shards = [data.info, pool.info, dropped.info]
+    return result
 
 
 # ------------------------------------------------------------------------------- phase 8: index
 @dataclasses.dataclass(frozen=True)
-class IndexTask:
+class IndexTask(ShardTask):
+    """Phase 8 of bucket partition ``index``: index part ``index`` of each table."""
+
     work: WorkArea
-    partition: int
     shards: tuple[tuple[str, tuple[int, ...]], ...]  # (work kind, input shards that wrote it)
     dropped: str | None
     out: StoreLocation
@@ -529,7 +641,7 @@ class IndexTask:
 _INDEX_SOURCES = {"exact": ("exact", EXACT_ROWS), "bands": ("bands", BAND_ROWS), "signatures": ("payload", PAYLOAD_ROWS)}
 
 
-def run_index_task(task: IndexTask) -> dict[str, Any]:
+def run_index_task(task: IndexTask) -> TaskResult:
     """This snapshot's index part for one bucket partition: the kept documents' rows, streamed
     file by file."""
     store = task.work.location.open()
@@ -539,13 +651,13 @@ def run_index_task(task: IndexTask) -> dict[str, Any]:
     rows: dict[str, int] = {}
     for table, key in task.keys:
         kind, _ = _INDEX_SOURCES[table]
-        names = [c for c in INDEX_TABLES[table].names if c != "fingerprints" or task.fingerprints]
+        columns = [c for c in INDEX_TABLES[table].names if c != "fingerprints" or task.fingerprints]
 
-        def kept(f: pl.DataFrame) -> pl.DataFrame:
-            return f.filter(pl.Series(~dropped(f["shard"].to_numpy(), f["row"].to_numpy()))).select(names)
+        def kept(f: pl.DataFrame, columns: list[str] = columns) -> pl.DataFrame:
+            return f.filter(pl.Series(~dropped(f["shard"].to_numpy(), f["row"].to_numpy()))).select(columns)
 
         parts = (part for s in shards.get(kind, ())
-                 for part in _stream_matching(store, task.work.key(kind, task.partition, s), kept, names + ["shard", "row"]))
+                 for part in _stream_matching(store, task.work.key(kind, task.index, s), kept, columns + ["shard", "row"]))
         first = next(parts, None)
         rows[table] = 0
         if first is None:
@@ -555,58 +667,103 @@ def run_index_task(task: IndexTask) -> dict[str, Any]:
                 sink.write(conform(part.to_arrow(), INDEX_TABLES[table]))
                 rows[table] += part.height
         infos.append(sink.info)
-    return {"shards": infos, "rows": rows}
+    return TaskResult(shards=infos, rows_in=rows.get(names.INDEX_EXACT, 0), rows_out=rows.get(names.INDEX_EXACT, 0),
+                      payload={"rows": rows})
 
 
 # ------------------------------------------------------------------------------- orchestration
-@dataclasses.dataclass
-class _Run:
-    """One materialization: where things are and what each phase left for the next."""
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What one call works on, fixed before anything runs."""
 
     store: DatasetStore
     snapshot: str
     executor: ShardExecutor
     config: DedupConfig
     options: DedupRunOptions
-    inputs: list[str]  # scored shards: `data` then `rewrite_candidates`
+    progress: ProgressSink | None
     prior: dict[str, list[PriorParts]]
+    earlier: list[str]
+    inputs: list[str]  # scored shards: `data` then `rewrite_candidates`
+    bytes_in: int
     partitions: int
+    upstream: dict[str, str]
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """The configuration part of both partitions' fingerprints."""
+        return {"dedup": self.config, "run": self.options}
+
+    def say(self, line: str) -> None:
+        if self.progress:
+            self.progress(f"{DEDUPLICATED_ASSET} {self.snapshot}: {line}")
+
+
+@dataclasses.dataclass
+class _Run:
+    """One materialization of ``deduplicated``: its runner, where things are and what each phase
+    left for the next."""
+
+    plan: _Plan
+    stage: StageRun
     work: WorkArea
-    wrote: dict[str, dict[int, list[int]]] = dataclasses.field(default_factory=dict)  # kind -> partition -> shards
+    wrote: Wrote = dataclasses.field(default_factory=dict)
     row_offsets: np.ndarray | None = None
     stats: dict[str, int] = dataclasses.field(default_factory=dict)
 
-    def count(self, result: dict[str, Any], *names: str) -> None:
-        for name in names:
-            self.stats[name] = self.stats.get(name, 0) + int(result.get(name, 0))
+    @property
+    def store(self) -> DatasetStore:
+        return self.plan.store
+
+    @property
+    def config(self) -> DedupConfig:
+        return self.plan.config
+
+    @property
+    def partitions(self) -> int:
+        return self.plan.partitions
+
+    def count(self, results: Sequence[TaskResult], *counters: str) -> None:
+        for result in results:
+            for name in counters:
+                self.stats[name] = self.stats.get(name, 0) + int(result.counters.get(name, 0))
 
     def prior_for(self, table: str, partition: int) -> tuple[PriorParts, ...]:
         lo, hi = partition_range(partition, self.partitions)
-        return tuple(p.overlapping(lo, hi) for p in self.prior[table])
+        return tuple(p.overlapping(lo, hi) for p in self.plan.prior[table])
+
+
+def _routes(tasks: Sequence[ShardTask], results: Sequence[TaskResult], key: str = "routes") -> dict[int, list[int]]:
+    """Destination partition -> the source tasks (in task order) that routed rows to it."""
+    routes: dict[int, list[int]] = {}
+    for task, result in zip(tasks, results):
+        for dest in result.payload[key]:
+            routes.setdefault(int(dest), []).append(task.index)
+    return routes
 
 
 def _phase_signatures(run: _Run) -> None:
-    tasks = [SignatureTask(run.store.location, key, i, run.work, run.partitions, run.config, run.options.batch_rows)
-             for i, key in enumerate(run.inputs)]
-    rows = np.zeros(len(tasks), dtype=np.int64)
-    run.wrote = {"exact": {}, "bands": {}, "payload": {}}
-    for result in run.executor.map(run_signature_task, tasks):
-        rows[result["shard"]] = result["rows"]
-        run.count(result, "considered")
-        for kind, parts in result["written"].items():
+    tasks = [SignatureTask(i, run.store.location, key, run.work, run.partitions, run.config, run.plan.options.batch_rows)
+             for i, key in enumerate(run.plan.inputs)]
+    results = run.stage.map("signatures", run_signature_task, tasks, collect=False)
+    run.count(results, "considered")
+    run.wrote = {kind: {} for kind in ("exact", "bands", "payload")}
+    for task, result in zip(tasks, results):
+        for kind, parts in result.payload["written"].items():
             for p in parts:
-                run.wrote[kind].setdefault(p, []).append(result["shard"])
-    run.row_offsets = np.concatenate(([0], np.cumsum(rows)))
+                run.wrote[kind].setdefault(int(p), []).append(task.index)
+    rows = np.array([r.rows_in for r in results], dtype=np.int64)
+    run.row_offsets = np.concatenate(([0], np.cumsum(rows))).astype(np.int64)
+    save_plan(run.store.object_store, run.work, run.partitions, run.wrote)
 
 
 def _phase_exact(run: _Run) -> tuple[list[int], str]:
     """Exact verdicts per partition; returns the partitions that wrote them and the bitmap of the
     exact copies (left out of LSH)."""
-    tasks = [ExactTask(run.work, p, tuple(shards), run.prior_for("exact", p), run.config)
+    tasks = [ExactTask(p, run.work, tuple(shards), run.prior_for("exact", p), run.config)
              for p, shards in sorted(run.wrote["exact"].items())]
-    for result in run.executor.map(run_exact_task, tasks):
-        run.count(result, "prior_files_read", "prior_rows_matched")
-    parts = [t.partition for t in tasks]
+    run.count(run.stage.map("exact", run_exact_task, tasks, collect=False), "prior_files_read", "prior_rows_matched")
+    parts = [t.index for t in tasks]
     store = run.store.object_store
     copies = _read_all(store, [run.work.key("exact_verdicts", p) for p in parts], pa.schema(
         [pa.field("shard", pa.int32()), pa.field("row", pa.int64())]), ["shard", "row"])
@@ -617,35 +774,28 @@ def _phase_exact(run: _Run) -> tuple[list[int], str]:
 
 def _phase_buckets(run: _Run, excluded: str | None) -> dict[int, list[int]]:
     """Candidate pairs per bucket partition; returns destination -> source partitions."""
-    tasks = [BucketTask(run.work, p, tuple(shards), run.prior_for("bands", p), excluded, run.partitions, run.config)
+    tasks = [BucketTask(p, run.work, tuple(shards), run.prior_for("bands", p), excluded, run.partitions, run.config)
              for p, shards in sorted(run.wrote["bands"].items())]
-    routes: dict[int, list[int]] = {}
-    for result in run.executor.map(run_bucket_task, tasks):
-        run.count(result, "prior_files_read", "prior_rows_matched")
-        for dest in result["routes"]:
-            routes.setdefault(dest, []).append(result["partition"])
-    return routes
+    results = run.stage.map("buckets", run_bucket_task, tasks, collect=False)
+    run.count(results, "prior_files_read", "prior_rows_matched")
+    return _routes(tasks, results)
 
 
 def _phase_verify(run: _Run, routes: dict[int, list[int]]) -> list[str]:
     """Attach both payloads to the candidate pairs and verify them; returns the edge files."""
     payload = run.wrote["payload"]
-    attach = [AttachTask(run.work, p, tuple(src), tuple(payload.get(p, ())), run.prior_for("signatures", p),
+    attach = [AttachTask(p, run.work, tuple(src), tuple(payload.get(p, ())), run.prior_for("signatures", p),
                          run.partitions, run.config) for p, src in sorted(routes.items())]
-    second: dict[int, list[int]] = {}
-    for result in run.executor.map(run_attach_task, attach):
-        run.count(result, "candidate_pairs", "prior_files_read", "prior_rows_matched")
-        for dest in result["routes"]:
-            second.setdefault(dest, []).append(result["partition"])
-    verify = [VerifyTask(run.work, p, tuple(src), tuple(payload.get(p, ())), run.config) for p, src in sorted(second.items())]
-    for result in run.executor.map(run_verify_task, verify):
-        run.count(result, "verified_pairs")
-    return [run.work.key("edges", t.partition) for t in verify]
+    results = run.stage.map("attach", run_attach_task, attach, collect=False)
+    run.count(results, "candidate_pairs", "prior_files_read", "prior_rows_matched")
+    second = _routes(attach, results)
+    verify = [VerifyTask(p, run.work, tuple(src), tuple(payload.get(p, ())), run.config) for p, src in sorted(second.items())]
+    run.count(run.stage.map("verify", run_verify_task, verify, collect=False), "verified_pairs")
+    return [run.work.key("edges", t.index) for t in verify]
 
 
-def _phase_clusters(run: _Run, exact_parts: list[int], edge_keys: list[str], pair_routes: dict[int, list[int]]) -> set[int]:
-    """Connected components over the verified edges (in this process: the edge list is small);
-    writes each shard's verdicts and the bitmap of dropped rows. Returns the shards with verdicts."""
+def _edges(run: _Run, edge_keys: list[str], pair_routes: dict[int, list[int]]) -> pl.DataFrame:
+    """The verified edges (with ``verify="none"``: every candidate pair)."""
     store = run.store.object_store
     if run.config.verify == "none":  # every candidate pair is an edge
         keys = [run.work.key("pairs", dest, src) for dest, srcs in pair_routes.items() for src in srcs]
@@ -656,68 +806,38 @@ def _phase_clusters(run: _Run, exact_parts: list[int], edge_keys: list[str], pai
     if edges is None:
         edges = pl.DataFrame(schema={c: pl.Int8 if c == "u_kind" else pl.Int32 if c.endswith("shard") else
                                      pl.Int64 if c.endswith("row") else pl.Utf8 for c in _EDGE_COLUMNS})
+    return edges.select(_EDGE_COLUMNS)
+
+
+def _phase_clusters(run: _Run, exact_parts: list[int], edge_keys: list[str], pair_routes: dict[int, list[int]]) -> set[int]:
+    """Connected components over the verified edges (in this process: the edge list is small);
+    writes each shard's verdicts and the bitmap of dropped rows. Returns the shards with verdicts.
+    Deterministic: a resumed run redoes it and writes the same files."""
+    store = run.store.object_store
+    edges = _edges(run, edge_keys, pair_routes)
     exact = [_read(store, run.work.key("exact_verdicts", p)) for p in exact_parts]
     exact = pl.concat(exact) if exact else pl.DataFrame(schema={
         "shard": pl.Int32, "row": pl.Int64, "keeper_prior": pl.Boolean, "keeper_doc_id": pl.Utf8,
         "keeper_shard": pl.Int32, "keeper_row": pl.Int64})
-    verdicts = cluster_verdicts(edges.select(_EDGE_COLUMNS), exact, run.config)
-    for reason, n in verdicts["drop_reason"].value_counts().iter_rows():
-        run.stats[reason] = int(n)
+    verdicts = cluster_verdicts(edges, exact, run.config)
     run.stats["cross_snapshot"] = int(verdicts["cross_snapshot"].sum())
     for (shard,), part in verdicts.partition_by("shard", as_dict=True).items():
         _write(store, run.work.key("verdicts", shard), part.to_arrow())
     _save_bitmap(store, run.work.bitmap_key("dropped"), run.row_offsets, verdicts["shard"].to_numpy(), verdicts["row"].to_numpy())
+    run.plan.say(f"[clusters] {edges.height} verified edges + {exact.height} exact copies -> {verdicts.height} duplicates")
     return set(verdicts["shard"].unique().to_list())
 
 
-def _phase_apply(run: _Run, writer, with_verdicts: set[int], report: StageReport) -> None:
-    tasks = [ApplyTask(run.store.location, key, i, run.work, i in with_verdicts, run.store.location, writer.prefix,
-                       writer.shard_key(i, "data"), writer.shard_key(i, REWRITE_POOL_TABLE), writer.shard_key(i, DROPPED_TABLE),
-                       run.options.batch_rows) for i, key in enumerate(run.inputs)]
-    for result in run.executor.map(run_apply_task, tasks):
-        for shard in result["shards"]:
-            writer.add(shard)
-            report.bytes_out += shard.bytes if shard.table == "data" else 0
-        report.rows_in += result["rows"]
-        report.rows_out += result["data"]
-        run.count(result, "pool")
-        for reason, n in result["drop_counts"].items():
-            report.drop_counts[reason] = report.drop_counts.get(reason, 0) + n
+def _phase_apply(run: _Run, with_verdicts: set[int]) -> None:
+    stage, out = run.stage, run.store.location
+    tasks = [ApplyTask(i, out, key, run.work, i in with_verdicts, out, stage.prefix, stage.shard_key(i, names.DATA),
+                       stage.shard_key(i, REWRITE_POOL_TABLE), stage.shard_key(i, DROPPED_TABLE), run.plan.options.batch_rows)
+             for i, key in enumerate(run.plan.inputs)]
+    stage.map("apply", run_apply_task, tasks)
 
 
-def _phase_index(run: _Run, index_writer) -> dict[str, int]:
-    kinds = ("exact", "bands", "payload") if run.config.minhash else ("exact",)
-    tables = [t for t in INDEX_TABLES if _INDEX_SOURCES[t][0] in kinds]
-    parts = sorted({p for kind in kinds for p in run.wrote[kind]})
-    for table in tables:
-        index_writer.declare_table(table, INDEX_TABLES[table])
-    tasks = [IndexTask(run.work, p, tuple((k, tuple(run.wrote[k].get(p, ()))) for k in kinds),
-                       run.work.bitmap_key("dropped"), run.store.location, index_writer.prefix,
-                       tuple((t, index_writer.shard_key(p, t)) for t in tables), run.config.verify == "exact")
-             for p in parts]
-    rows = dict.fromkeys(tables, 0)
-    for result in run.executor.map(run_index_task, tasks):
-        for shard in result["shards"]:
-            index_writer.add(shard)
-        for table, n in result["rows"].items():
-            rows[table] += n
-    return rows
-
-
-def _input_shards(store: DatasetStore, snapshot: str) -> tuple[list[str], int, int]:
-    """The scored shards (``data`` then ``rewrite_candidates``), their rows and bytes."""
-    manifest = store.require_manifest(SCORED_ASSET, snapshot)
-    keys, rows, size = [], 0, 0
-    for table in ("data", REWRITE_TABLE):
-        keys += store.shard_keys(SCORED_ASSET, snapshot, table)
-        entry = manifest["tables"].get(table) or {}
-        rows += int(entry.get("rows", 0))
-        size += int(entry.get("bytes", 0))
-    return keys, rows, size
-
-
-def _run_phases(run: _Run, writer, index_writer, report: StageReport) -> tuple[dict[str, int], dict[str, float]]:
-    """Phases 1-8 in order; returns the index rows written per table and the seconds per phase."""
+def _run_phases(run: _Run) -> dict[str, float]:
+    """Phases 1-7 in order; returns the seconds per phase."""
     seconds: dict[str, float] = {}
 
     def timed(name: str, fn, *args):
@@ -734,19 +854,19 @@ def _run_phases(run: _Run, writer, index_writer, report: StageReport) -> tuple[d
         if run.config.verify != "none":
             edge_keys = timed("verify", _phase_verify, run, routes)
     with_verdicts = timed("clusters", _phase_clusters, run, exact_parts, edge_keys, routes)
-    timed("apply", _phase_apply, run, writer, with_verdicts, report)
-    index_rows = timed("index", _phase_index, run, index_writer)
-    return index_rows, seconds
+    timed("apply", _phase_apply, run, with_verdicts)
+    return seconds
 
 
-def _summarise(run: _Run, report: StageReport, earlier: list[str], seconds: dict[str, float]) -> None:
-    report.drop_counts = {k: v for k, v in sorted(run.stats.items()) if k.startswith("duplicate:") and v}
-    kept = report.rows_out + run.stats.get("pool", 0)
-    report.extra = {
-        "rewrite_pool": run.stats.get("pool", 0),
+def _summary(run: _Run, seconds: dict[str, float]) -> dict[str, Any]:
+    """The stage's own metadata (the runner adds rows, bytes, drop counts, engine, docs/s)."""
+    report = run.stage.report
+    pool = report.routed.get(REWRITE_POOL_TABLE, 0)
+    return {
+        "rewrite_pool": pool,
         "cross_snapshot_duplicates": run.stats.get("cross_snapshot", 0),
-        "duplicate_rate": round((report.rows_in - kept) / max(report.rows_in, 1), 4),
-        "compared_with_snapshots": earlier,
+        "duplicate_rate": round((report.rows_in - report.rows_out - pool) / max(report.rows_in, 1), 4),
+        "compared_with_snapshots": run.plan.earlier,
         "considered": run.stats.get("considered", 0),
         "candidate_pairs": run.stats.get("candidate_pairs", 0),
         "verified_pairs": run.stats.get("verified_pairs", 0),
@@ -754,49 +874,150 @@ def _summarise(run: _Run, report: StageReport, earlier: list[str], seconds: dict
         "prior_index_files_read": run.stats.get("prior_files_read", 0),
         "prior_index_rows_matched": run.stats.get("prior_rows_matched", 0),
         "phase_seconds": seconds,
-        "docs_per_s": round(report.rows_in / max(report.wall_seconds, 1e-9), 1),
+        "phases_resumed": dict(run.stage.phases_resumed),
         "dedup_config": dataclasses.asdict(run.config),
     }
 
 
-def materialize_deduplicated(
-    store: DatasetStore,
-    snapshot: str,
-    executor: ShardExecutor | None = None,
-    config: DedupConfig = DedupConfig(),
-    options: DedupRunOptions = DedupRunOptions(),
-) -> tuple[StageReport, dict[str, Any]]:
-    """Deduplicate ``scored/<snapshot>`` into ``deduplicated/<snapshot>`` and write its segment of
-    ``dedup_signature_index``; returns the stage report and the index segment's summary."""
-    started = time.perf_counter()
-    executor = executor or InlineExecutor()
-    if not isinstance(executor, ShardExecutor) or not isinstance(config, DedupConfig):
-        raise TypeError("materialize_deduplicated(store, snapshot, executor, config, options): "
-                        f"got executor={type(executor).__name__}, config={type(config).__name__}")
+# ------------------------------------------------------------------------------- the index partition
+def _index_stage(plan: _Plan, dedup_version: str) -> StageRun:
+    """The runner of ``dedup_signature_index/<snapshot>`` describing ``deduplicated`` version
+    ``dedup_version`` (building it has no side effect; entering it opens the materialization)."""
+    return StageRun(plan.store, SIGNATURE_INDEX_ASSET, plan.snapshot, plan.executor, config=plan.identity,
+                    upstream={f"{DEDUPLICATED_ASSET}/{plan.snapshot}": dedup_version}, progress=plan.progress)
+
+
+def _index_is_current(plan: _Plan, stage: StageRun) -> bool:
+    """What ``stage`` will find on entering: the committed index has its fingerprint."""
+    committed = plan.store.manifest(SIGNATURE_INDEX_ASSET, plan.snapshot)
+    return not stage.rebuild and committed is not None and committed.get("fingerprint") == stage.fingerprint
+
+
+def _index_tasks(plan: _Plan, stage: StageRun, work: WorkArea, wrote: Wrote) -> list[IndexTask]:
+    kinds = ("exact", "bands", "payload") if plan.config.minhash else ("exact",)
+    tables = [t for t in INDEX_TABLES if _INDEX_SOURCES[t][0] in kinds]
+    for table in tables:
+        stage.declare(table, INDEX_TABLES[table])
+    parts = sorted({p for kind in kinds for p in wrote.get(kind, {})})
+    return [IndexTask(p, work, tuple((k, tuple(wrote[k].get(p, ()))) for k in kinds), work.bitmap_key("dropped"),
+                      plan.store.location, stage.prefix, tuple((t, stage.shard_key(p, t)) for t in tables),
+                      plan.config.verify == "exact") for p in parts]
+
+
+def _commit_index(plan: _Plan, dedup_version: str, work: WorkArea, layout: tuple[int, Wrote] | None,
+                  prior_rows: int, stage: StageRun | None = None) -> dict[str, Any]:
+    """Phase 8 and the commit of the index of ``deduplicated`` version ``dedup_version`` (or its
+    committed metadata when it is up to date); ``layout``: the ``(partitions, wrote)`` of the run
+    whose work files it reads."""
+    stage = stage or _index_stage(plan, dedup_version)
+    with stage:
+        if stage.up_to_date:
+            return plan.store.require_manifest(SIGNATURE_INDEX_ASSET, plan.snapshot)["metadata"]
+        partitions, wrote = layout
+        results = stage.map("index", run_index_task, _index_tasks(plan, stage, work, wrote))
+        rows: dict[str, int] = {}
+        for result in results:
+            add_counts(rows, result.payload["rows"])
+        stage.report.bytes_out = sum(s.bytes for r in results for s in r.shards)
+        stage.commit({"rows": rows.get(names.INDEX_EXACT, 0) + rows.get(names.INDEX_BANDS, 0),
+                      "documents": rows.get(names.INDEX_EXACT, 0), "table_rows": {t: rows.get(t, 0) for t in sorted(rows)},
+                      "prior_index_rows": prior_rows, "partitions": partitions, "signature": signature_params(plan.config),
+                      "deduplicated_version": dedup_version, "phases_resumed": dict(stage.phases_resumed)})
+        return stage.writer.committed["metadata"]
+
+
+# ------------------------------------------------------------------------------- the stage
+def _input_shards(store: DatasetStore, snapshot: str) -> tuple[list[str], int, int]:
+    """The scored shards (``data`` then ``rewrite_candidates``), their rows and bytes."""
+    manifest = store.require_manifest(SCORED_ASSET, snapshot)
+    keys, rows, size = [], 0, 0
+    for table in ("data", REWRITE_TABLE):
+        keys += store.shard_keys(SCORED_ASSET, snapshot, table)
+        entry = manifest["tables"].get(table) or {}
+        rows += int(entry.get("rows", 0))
+        size += int(entry.get("bytes", 0))
+    return keys, rows, size
+
+
+def _plan(store: DatasetStore, snapshot: str, executor: ShardExecutor, config: DedupConfig, options: DedupRunOptions,
+          progress: ProgressSink | None) -> _Plan:
+    if not isinstance(executor, ShardExecutor) or not isinstance(config, DedupConfig) \
+            or not isinstance(options, DedupRunOptions):
+        raise TypeError("materialize_deduplicated(store, snapshot, executor, config, run_options): "
+                        f"got executor={type(executor).__name__}, config={type(config).__name__}, "
+                        f"run_options={type(options).__name__}")
     if config.snapshot_order is not None and snapshot not in config.snapshot_order:
         raise ValueError(f"DedupConfig.snapshot_order: snapshot(s) {[snapshot]} not listed")
     prior, earlier = prior_index_parts(store, snapshot, config)
     inputs, total_rows, bytes_in = _input_shards(store, snapshot)
     per_row = 1 + (config.bands if config.minhash else 0)
     partitions = min(INDEX_BUCKETS, max(1, math.ceil(total_rows * per_row / options.partition_rows)))
-    report = StageReport("deduplicated", snapshot, bytes_in=bytes_in, shards=len(inputs))
-    with contextlib.ExitStack() as stack:
-        writer = stack.enter_context(store.write_partition(DEDUPLICATED_ASSET, snapshot))
-        index_writer = stack.enter_context(store.write_partition(SIGNATURE_INDEX_ASSET, snapshot))
-        for table in ("data", REWRITE_POOL_TABLE, DROPPED_TABLE):
-            writer.declare_table(table, DEDUPLICATED)
-        run = _Run(store, snapshot, executor, config, options, inputs, prior, partitions,
-                   WorkArea(store.location, f"{writer.prefix}/v{writer.version}/_work"))
-        index_rows, seconds = _run_phases(run, writer, index_writer, report)
-        report.wall_seconds = time.perf_counter() - started
-        _summarise(run, report, earlier, seconds)
-        writer.commit(report.as_metadata())
-        index_info = {"rows": index_rows.get("exact", 0) + index_rows.get("bands", 0), "documents": index_rows.get("exact", 0),
-                      "table_rows": index_rows, "prior_index_rows": run.stats.get("prior_rows_matched", 0),
-                      "partitions": partitions, "signature": signature_params(config)}
-        index_writer.commit(index_info)
-    store.object_store.delete_prefix(run.work.prefix)
+    upstream = upstream_versions(store, [(SCORED_ASSET, snapshot), *((SIGNATURE_INDEX_ASSET, s) for s in earlier)])
+    return _Plan(store, snapshot, executor, config, options, progress, prior, earlier, inputs, bytes_in, partitions, upstream)
+
+
+def _deduplicate(plan: _Plan, stage: StageRun) -> tuple[StageReport, dict[str, Any]]:
+    """Phases 1-7, the commit of ``deduplicated``, then the index from this run's work files."""
+    for table in (names.DATA, REWRITE_POOL_TABLE, DROPPED_TABLE):
+        stage.declare(table, DEDUPLICATED)
+    run = _Run(plan, stage, WorkArea(plan.store.location, stage.work_key("").rstrip("/")))
+    seconds = _run_phases(run)
+    stage.report.bytes_in = plan.bytes_in
+    report = stage.commit(_summary(run, seconds))
+    started = time.perf_counter()
+    index_info = _commit_index(plan, stage.writer.version, run.work, (run.partitions, run.wrote),
+                               run.stats.get("prior_rows_matched", 0))
+    # The returned report also times phase 8 (it ran after the commit, under the index's own report).
+    report.extra["phase_seconds"] = {**seconds, "index": round(time.perf_counter() - started, 3)}
+    delete_work(plan.store.object_store, run.work)
     return report, index_info
+
+
+def _index_of_committed(plan: _Plan, report: StageReport) -> tuple[StageReport, dict[str, Any]] | None:
+    """``deduplicated`` is up to date: its index too (nothing runs), or rebuilt from the work files
+    its run left (it stopped between the two commits). None when the index must be rebuilt but the
+    work files are gone."""
+    version = plan.store.require_manifest(DEDUPLICATED_ASSET, plan.snapshot)["version"]
+    work = committed_work_area(plan.store, plan.snapshot, version)
+    stage = _index_stage(plan, version)
+    layout = load_plan(plan.store.object_store, work)
+    if layout is None and not _index_is_current(plan, stage):
+        return None
+    if layout is not None:
+        plan.say(f"committed version {version} has work files left: building or checking its index from them")
+    index_info = _commit_index(plan, version, work, layout, int(report.extra.get("prior_index_rows_matched", 0)), stage)
+    delete_work(plan.store.object_store, work)  # what a run killed after the index commit left (usually nothing)
+    return report, index_info
+
+
+def materialize_deduplicated(
+    store: DatasetStore,
+    snapshot: str,
+    executor: ShardExecutor | None = None,
+    config: DedupConfig = DEFAULT_CONFIG,
+    run_options: DedupRunOptions = DEFAULT_RUN_OPTIONS,
+    progress: ProgressSink | None = None,
+) -> tuple[StageReport, dict[str, Any]]:
+    """Deduplicate ``scored/<snapshot>`` into ``deduplicated/<snapshot>`` and write its segment of
+    ``dedup_signature_index``; returns the stage report and the index segment's metadata
+    (``rows``, ``documents``, ``table_rows``, ``partitions``, ``signature``, ...).
+
+    Resumable and idempotent (see the module docstring): with both partitions up to date nothing
+    runs and the committed reports come back (``report.extra["up_to_date"]``)."""
+    plan = _plan(store, snapshot, executor or InlineExecutor(), config, run_options, progress)
+    done = _materialize(plan)
+    if done is None:
+        plan.say("its index is stale or missing and the work files it is built from are gone: rebuilding deduplicated")
+        done = _materialize(plan, rebuild=True)
+    return done
+
+
+def _materialize(plan: _Plan, rebuild: bool | None = None) -> tuple[StageReport, dict[str, Any]] | None:
+    with StageRun(plan.store, DEDUPLICATED_ASSET, plan.snapshot, plan.executor, config=plan.identity,
+                  upstream=plan.upstream, progress=plan.progress, rebuild=rebuild) as stage:
+        if stage.up_to_date:
+            return _index_of_committed(plan, stage.report)
+        return _deduplicate(plan, stage)
 
 
 def read_signature_index(store: DatasetStore, snapshot: str) -> pa.Table:

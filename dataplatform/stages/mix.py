@@ -163,14 +163,15 @@ def mix_sources(store: DatasetStore) -> dict[str, pl.DataFrame]:
 # --- CoLoR-Filter source (issue 15): only when the proportions name it, so other mixes are unchanged.
 def color_selected_source(store: DatasetStore, exclude_curated: bool) -> pl.DataFrame | None:
     """Documents CoLoR-Filter selected (``color_scores/data`` of every snapshot), minus eval
-    validation/test documents and, when curated raw text is also in the mix, minus its candidates
-    (a document must not enter the mix twice)."""
+    validation/test documents (held-out text never reaches training) and, when curated raw text is
+    also in the mix, minus its candidates (the train split): a document chosen by both stays in
+    curated_raw only, so no document enters the mix twice."""
     color = _all_partitions(store, names.COLOR_SCORES, ["doc_id", "snapshot", "text"])
     if color is None:
         return None
-    held_out = [store.read_frame(names.EVAL_SPLITS, names.UNPARTITIONED, t, columns=["doc_id"])["doc_id"]
-                for t in names.SPLITS if t != "train"]
-    excluded = pl.concat([*held_out, *([curated_frame(store)["doc_id"]] if exclude_curated else [])])
+    splits = [t for t in names.SPLITS if t != "train" or exclude_curated]
+    excluded = pl.concat([store.read_frame(names.EVAL_SPLITS, names.UNPARTITIONED, t, columns=["doc_id"])["doc_id"]
+                          for t in splits])
     return color.filter(~pl.col("doc_id").is_in(excluded.implode())).select(
         "doc_id", pl.col("doc_id").alias("source_doc_id"), "snapshot", "text")
 

@@ -116,7 +116,7 @@ STEPS: dict[str, Callable[[ChainContext], StageReport | None]] = {
     if c.options.toxicity else None,
     names.SCORED: lambda c: materialize_scored(c.store, c.snapshot, c.executor, progress=c.progress,
                                                source=names.TOXICITY if c.options.toxicity else names.FILTERED),
-    names.DEDUPLICATED: lambda c: materialize_deduplicated(c.store, c.snapshot, c.executor)[0],
+    names.DEDUPLICATED: lambda c: materialize_deduplicated(c.store, c.snapshot, c.executor, progress=c.progress)[0],
     names.DECONTAMINATED: lambda c: decontaminate_partition(c.store, c.snapshot, c.executor, progress=c.progress)
     if c.options.benchmarks_path else None,
     names.COLOR_CONDITIONAL_MODEL: lambda c: _color_conditional_model(c) if c.options.color_target else None,

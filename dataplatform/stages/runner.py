@@ -239,6 +239,7 @@ class StageRun:
         self.rebuild = rebuild if rebuild is not None else os.environ.get(REBUILD_ENV, "") not in ("", "0", "false")
         self.report = StageReport(stage or asset, partition)
         self.up_to_date = False
+        self.phases_resumed: dict[str, int] = {}  # phase -> tasks skipped because a record said done
         self._started = 0.0
         self._context = None
         self.writer: PartitionWriter
@@ -298,6 +299,7 @@ class StageRun:
         recorded = self.writer.completed(phase)
         results = {tid: TaskResult.from_json(recorded[tid]) for tid in ids if tid in recorded}
         todo = [t for t in tasks if t.task_id not in results]
+        self.phases_resumed[phase] = len(tasks) - len(todo)
         calls = [RecordedCall(fn, t, self.location, self.writer.progress_key(phase, t.task_id)) for t in todo]
         ticker = _Ticker(self.progress, f"{self.report.stage} {self.partition} [{phase}]", len(tasks), len(results))
         for task, result in zip(todo, self.executor.map(run_recorded, calls)):

@@ -5,8 +5,6 @@ and a new snapshot reads only the parts of the earlier snapshots' index that it 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import pickle
 
 import numpy as np
@@ -17,7 +15,7 @@ from dataplatform.core.dedup import DedupConfig, content_hash, deduplicate, lsh,
 from dataplatform.core.dedup.buckets import band_buckets, doc_buckets, partition_of
 from dataplatform.core.schemas import SCORED, conform
 from dataplatform.execution.shard_executor import InlineExecutor, ProcessPoolShardExecutor, ShardExecutor
-from dataplatform.io.datasets import DatasetStore, ShardInfo
+from dataplatform.io.datasets import DatasetStore
 from dataplatform.io.object_store import LocalObjectStore
 from dataplatform.stages.dedup import (
     DEDUPLICATED_ASSET,
@@ -27,6 +25,7 @@ from dataplatform.stages.dedup import (
     materialize_deduplicated,
     read_signature_index,
 )
+from dataplatform.stages.runner import ShardTask, TaskResult
 
 SNAPSHOTS = ["CC-MAIN-2024-10", "CC-MAIN-2024-18", "CC-MAIN-2024-22"]
 _RNG = np.random.default_rng(2024)
@@ -160,19 +159,22 @@ def test_out_of_core_equals_in_memory_for_every_setting(tmp_path, config):
 
 
 class CheckingExecutor(ShardExecutor):
-    """Runs tasks in this process, but only after a pickle round trip of the task, and checks that
-    every result is small JSON (ints, strings, lists, dicts; shards as ShardInfo): what a process
-    pool or Ray needs, and what a stage runner records."""
+    """Runs tasks in this process, but only after a pickle round trip of the task (as the runner
+    hands it over: the task function with its task), and checks that every result is a small
+    :class:`TaskResult` that survives its JSON completion record: what a process pool or Ray
+    needs, and what the stage runner records."""
 
     def __init__(self):
         self.maps: list[str] = []
 
     def map(self, fn, tasks):
-        self.maps.append(fn.__name__)
-        for task in tasks:
-            result = fn(pickle.loads(pickle.dumps(task)))
-            json.dumps(result, default=lambda o: dataclasses.asdict(o) if isinstance(o, ShardInfo) else None)
-            assert len(json.dumps(result, default=str)) < 10_000
+        tasks = list(tasks)
+        self.maps.append(tasks[0].fn.__name__)
+        for call in tasks:
+            assert isinstance(call.task, ShardTask)
+            result = fn(pickle.loads(pickle.dumps(call)))
+            assert isinstance(result, TaskResult) and len(result.to_json()) < 10_000
+            assert TaskResult.from_json(result.to_json()) == result
             yield result
 
 

@@ -36,7 +36,7 @@ from ._text import (
     per_doc,
     ratio,
 )
-from .gopher import _dup_stats
+from .gopher import duplicate_stats
 
 FINEWEB = "fineweb"
 
@@ -72,7 +72,7 @@ class FineWebQualityFilter:
             n_punct=pl.col("line").str.contains(end_re).sum(),
             n_short=(pl.col("line").str.len_chars() <= self.short_line_length).sum(),
         )
-        dups = _dup_stats(lines, "line").select("_doc", pl.col("_dup_chars").alias("dup_chars"))
+        dups = duplicate_stats(lines, "line").select("_doc", pl.col("_dup_chars").alias("dup_chars"))
         text = shard.docs.get_column("text")
         n_newlines = text.str.count_matches("\n", literal=True)
         # the shard's cached tokens when it has them, else count without exploding

@@ -55,7 +55,7 @@ def _sort_runs(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, run_start
 
 
-def _dup_stats(frame: pl.DataFrame, value: str) -> pl.DataFrame:
+def duplicate_stats(frame: pl.DataFrame, value: str) -> pl.DataFrame:
     """Per ``_doc``: number of elements equal to an earlier element, and their characters
     (datatrove's ``find_duplicates``)."""
     counted = frame.group_by("_doc", pl.col(value).hash(seed=7).alias("_h")).agg(
@@ -144,13 +144,13 @@ class GopherRepetitionFilter:
             "_doc",
             pl.col("text").str.strip_chars().str.replace_all(r"\n{3,}", "\n\n").str.split("\n\n").alias("p"),
         ).explode("p")
-        para = _dup_stats(paras, "p").rename({"_n": "para_n", "_dup": "para_dup", "_dup_chars": "para_dup_chars"})
+        para = duplicate_stats(paras, "p").rename({"_n": "para_n", "_dup": "para_dup", "_dup_chars": "para_dup_chars"})
 
         # lines: re.split(r"\n+", text) == the non-empty pieces, plus "" for a leading and for a
         # trailing newline (two "" make one duplicate of 0 chars).
         lines = shard.lines
         nonempty = lines.filter(pl.col("line") != "").select("_doc", "line")
-        line = _dup_stats(nonempty, "line")
+        line = duplicate_stats(nonempty, "line")
         edges = lines.group_by("_doc").agg(
             _lead=((pl.col("_lpos") == 0) & (pl.col("line") == "")).any(),
             _trail=((pl.col("_lpos") == pl.col("_n_pieces") - 1) & (pl.col("_n_pieces") > 1) & (pl.col("line") == "")).any(),
