@@ -73,9 +73,9 @@ PINNED = {
         "validation": "d64f3e7fc7c1987c365cc8f8b704c9eb9fe84af9ba773de95c61bf6155baa7fc"
     },
     "training_mix/unpartitioned": {
-        "data": "280bd8f26b9ad1da8158bacecd9fb55a32793ca02f353a23762d1b7b5775944a"
+        "data": "8b18ba09ec13bb74668b9d36beb86febb6fa5fe59508ea946c2aa464b3ee8e35"
     },
-    "training_mix/manifest_sha256": "881b1bc90758e3d86e4f366c458a24a8c1f4fe2bd355952ab3037c4db07f311e"
+    "training_mix/manifest_sha256": "8f3b2459c6da44066b82cbc27012a441d974d189e26a90474e128bcd620d6d3c"
 }
 
 

@@ -110,12 +110,13 @@ def test_policy_naming_an_unknown_dimension_fails_before_scoring(store):
 
 def _materialize(store, config: dict) -> dg.ExecuteInProcessResult:
     from dataplatform.assets.partitions import crawl_snapshots
+    from dataplatform.assets.checks.selection import toxicity_suite
     from dataplatform.assets.toxicity import toxicity
     from dataplatform.resources.storage import DatasetStorageResource, ShardExecutionResource
 
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(crawl_snapshots.name, [SNAPSHOT])
-        return dg.materialize([toxicity], partition_key=SNAPSHOT, instance=instance, raise_on_error=False,
+        return dg.materialize([toxicity, toxicity_suite], partition_key=SNAPSHOT, instance=instance, raise_on_error=False,
                               resources={"dataset_storage": DatasetStorageResource(local_root=str(store.object_store.root)),
                                          "shard_execution": ShardExecutionResource(engine="inline")},
                               run_config={"ops": {"toxicity": {"config": config}}})

@@ -172,7 +172,7 @@ class InstructionTemplatesConfig(dg.Config):
     prompt_profile: PromptProfile = Field(default="auto", description="how the LLM makes templates: 'paper', 'small_model' or 'auto'")
 
 
-@dg.asset(group_name="synthesis", kinds={"json"}, owners=OWNERS, tags={"stage": "synthesis", "gpu": "true"}, pool=GPU_POOL,
+@dg.asset(group_name="synthesis", kinds={"json"}, owners=OWNERS, tags={"stage": "synthesis", "gpu": "true"}, pool=GPU_POOL, op_tags=GPU_OP_TAGS,
           description="FineInstructions template bank: seed templates, your files and templates the LLM made from user query logs.")
 def instruction_templates(config: InstructionTemplatesConfig, dataset_storage: DatasetStorageResource, llm: LLMResource) -> dg.MaterializeResult:
     from dataplatform.core.synthesis.fineinstructions import TemplateError

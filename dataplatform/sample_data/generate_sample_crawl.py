@@ -593,6 +593,18 @@ def warcinfo_record(snapshot: str, filename: str, date: datetime, rid: str) -> b
 # Snapshot assembly
 
 
+
+def _give_distinct_urls(caps: list[Capture]) -> None:
+    """Distinct pages get distinct URLs (a second index page becomes /?page=2)."""
+    seen: set[str] = set()
+    for c in caps:
+        n = 1
+        base = c.url
+        while c.url and c.url in seen:
+            n += 1
+            c.url = base + ("&" if "?" in base else "?") + f"page={n}"
+        seen.add(c.url)
+
 class Generator:
     def __init__(self) -> None:
         self.used_titles: set[str] = set()
@@ -657,14 +669,7 @@ class Generator:
             self.non_english_texts.append((lang, url, text))
             caps.append(Capture(url=url, category="non_english", language=lang, body=page.encode()))
         caps += self.malformed(snapshot, s_idx, articles)
-        seen: set[str] = set()
-        for c in caps:  # distinct pages get distinct URLs (a second index page becomes /?page=2)
-            n = 1
-            base = c.url
-            while c.url and c.url in seen:
-                n += 1
-                c.url = base + ("&" if "?" in base else "?") + f"page={n}"
-            seen.add(c.url)
+        _give_distinct_urls(caps)
 
         dups: list[Capture] = []
         # originals of within-snapshot duplicates: the first long articles (they land in files 0/1

@@ -5,6 +5,8 @@ and Hugging Face scorers on models built here (nothing downloaded)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import polars as pl
@@ -135,15 +137,16 @@ def test_logits_become_scores_per_head_or_label():
 
 
 def test_fasttext_scorer_reads_a_jigsaw_style_model(tmp_path):
-    import fasttext
-
     clean = [" ".join(p.split()[:30]) for p in default_positives()[:80]]
     toxic = [f"{a} {b}" for a in INSULTS for b in ("idiot", "moron", "shut up", "loser", "hate you", "stupid")] * 3
     train = tmp_path / "train.txt"
     train.write_text("".join(f"__label__non-toxic {t}\n" for t in clean) + "".join(f"__label__toxic {t}\n" for t in toxic))
-    model = fasttext.train_supervised(str(train), epoch=20, wordNgrams=2, dim=16, bucket=20_000, thread=1, seed=0, verbose=0)
     path = tmp_path / "jigsaw_like.bin"
-    model.save_model(str(path))
+    # Trained in a fresh interpreter: fastText's trainer hits "Encountered NaN" on this tiny set when
+    # the process has already scored with another fastText model (heap-state dependent, not data).
+    train_script = (f"import fasttext; fasttext.train_supervised({str(train)!r}, epoch=20, wordNgrams=2, dim=16, "
+                    f"bucket=20_000, thread=1, seed=0, verbose=0).save_model({str(path)!r})")
+    subprocess.run([sys.executable, "-c", train_script], check=True)
     scorer = tox.FastTextToxicityScorer(str(path))
     assert scorer.dimensions == ("toxic",)
     scores = scorer.score_texts(["Plants turn light into sugar.\nThey release oxygen.", "you stupid idiot, shut up"])
