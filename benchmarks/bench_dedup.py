@@ -63,8 +63,9 @@ def fetch_corpus() -> pl.DataFrame:
     rows = []
     for pkg in PACKAGES:
         if not list(debs.glob(f"{pkg}_*.deb")):
-            subprocess.run(["apt-get", "download", pkg], cwd=debs, check=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(
+                ["apt-get", "download", pkg], cwd=debs, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
         deb = sorted(debs.glob(f"{pkg}_*.deb"))[0]
         out = DATA / "unpacked" / pkg
         if not out.exists():
@@ -131,8 +132,7 @@ def build_labelled(seed: int, plant_frac: float) -> tuple[pl.DataFrame, pl.DataF
         pid = f"p{i:05d}"
         ids.append(pid)
         texts.append(" ".join(copy))
-        pairs.append({"orig": ids[i], "copy": pid, "rate": rate,
-                      "jaccard": true_jaccard(words[i], copy)})
+        pairs.append({"orig": ids[i], "copy": pid, "rate": rate, "jaccard": true_jaccard(words[i], copy)})
     docs = pl.DataFrame({"doc_id": ids, "text": texts, "snapshot": ["bench"] * len(ids)})
     # shuffle rows so that input order does not help either system
     docs = docs[rng.permutation(docs.height)]
@@ -158,10 +158,14 @@ def run_ours(docs: pl.DataFrame, settings: dict, cross: bool) -> tuple[list[tupl
     deduplicate(docs[:50], config=config)  # warm caches
     t, c = time.perf_counter(), time.process_time()
     if cross:
-        first = deduplicate(docs.filter(pl.col("doc_id").str.starts_with("o")).with_columns(snapshot=pl.lit("CC-A")),
-                            config=config)
-        second = deduplicate(docs.filter(pl.col("doc_id").str.starts_with("p")).with_columns(snapshot=pl.lit("CC-B")),
-                             index=first.index_rows, config=config)
+        first = deduplicate(
+            docs.filter(pl.col("doc_id").str.starts_with("o")).with_columns(snapshot=pl.lit("CC-A")), config=config
+        )
+        second = deduplicate(
+            docs.filter(pl.col("doc_id").str.starts_with("p")).with_columns(snapshot=pl.lit("CC-B")),
+            index=first.index_rows,
+            config=config,
+        )
         frame = pl.concat([first.frame, second.frame])
     else:
         frame = deduplicate(docs, config=config).frame
@@ -252,8 +256,9 @@ def evaluate(docs: pl.DataFrame, pairs: pl.DataFrame, flagged: list[tuple[str, s
             d = keeper[d]
         return d
 
-    found = pairs.with_columns(found=pl.Series([root(o) == root(c) for o, c in
-                                                zip(pairs["orig"].to_list(), pairs["copy"].to_list())]))
+    found = pairs.with_columns(
+        found=pl.Series([root(o) == root(c) for o, c in zip(pairs["orig"].to_list(), pairs["copy"].to_list())])
+    )
     jac = {(o, c): j for o, c, j in zip(pairs["orig"].to_list(), pairs["copy"].to_list(), pairs["jaccard"].to_list())}
     near = 0
     for d, k in flagged:
@@ -269,7 +274,8 @@ def evaluate(docs: pl.DataFrame, pairs: pl.DataFrame, flagged: list[tuple[str, s
         "recall_j74_80": recall(pl.col("jaccard").is_between(0.74, 0.80)),
         "recall_near": recall(pl.col("jaccard") >= NEAR),
         "recall_by_rate": {str(r): recall(pl.col("rate") == r) for r in EDIT_RATES},
-        "flagged": len(flagged), "near_flagged": near,
+        "flagged": len(flagged),
+        "near_flagged": near,
         "precision": near / len(flagged) if flagged else 1.0,
     }
 
@@ -279,29 +285,46 @@ def run_seed(seed: int, plant_frac: float, systems: list[str]) -> dict:
     path = DATA / f"labelled-{seed}.parquet"
     docs.write_parquet(path)
     mb = docs["text"].str.len_bytes().sum() / 1e6
-    print(f"\n## seed {seed}: {docs.height} docs ({mb:.1f} MB normalised text); {pairs.height} planted pairs: "
-          f"{int((pairs['jaccard'] >= NEAR).sum())} with true word-{NGRAM}-gram Jaccard >= {NEAR}, "
-          f"{int((pairs['rate'] == REPUBLISHED_RATE).sum())} republished (3% edited), "
-          f"{int(pairs['jaccard'].is_between(0.74, 0.80).sum())} with Jaccard in [0.74, 0.80]")
-    hist = pairs.group_by("rate").agg(pl.col("jaccard").mean().alias("mean"), pl.col("jaccard").min().alias("min"),
-                                      pl.col("jaccard").max().alias("max"), pl.len().alias("n")).sort("rate")
-    print("edit rate -> true Jaccard: " + "; ".join(
-        f"{r['rate']:.2%}: {r['mean']:.3f} [{r['min']:.2f}, {r['max']:.2f}]" for r in hist.iter_rows(named=True)))
+    print(
+        f"\n## seed {seed}: {docs.height} docs ({mb:.1f} MB normalised text); {pairs.height} planted pairs: "
+        f"{int((pairs['jaccard'] >= NEAR).sum())} with true word-{NGRAM}-gram Jaccard >= {NEAR}, "
+        f"{int((pairs['rate'] == REPUBLISHED_RATE).sum())} republished (3% edited), "
+        f"{int(pairs['jaccard'].is_between(0.74, 0.80).sum())} with Jaccard in [0.74, 0.80]"
+    )
+    hist = (
+        pairs.group_by("rate")
+        .agg(
+            pl.col("jaccard").mean().alias("mean"),
+            pl.col("jaccard").min().alias("min"),
+            pl.col("jaccard").max().alias("max"),
+            pl.len().alias("n"),
+        )
+        .sort("rate")
+    )
+    print(
+        "edit rate -> true Jaccard: "
+        + "; ".join(f"{r['rate']:.2%}: {r['mean']:.3f} [{r['min']:.2f}, {r['max']:.2f}]" for r in hist.iter_rows(named=True))
+    )
     results = {}
     for system in systems:
-        out = subprocess.run([sys.executable, __file__, "--system", system, "--input", str(path)],
-                             check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, __file__, "--system", system, "--input", str(path)], check=True, capture_output=True, text=True
+        ).stdout
         r = json.loads(out.strip().splitlines()[-1])
         r.update(evaluate(docs, pairs, [tuple(x) for x in r.pop("flagged")]))
         r["docs_per_cpu_s"] = docs.height / max(r["cpu_s"], 1e-9)
         results[system] = r
-    print(f"| system | recall, republished (3%) | recall, J in [0.74, 0.80] | recall, J >= {NEAR} | precision "
-          "| flagged | wall s | CPU s | docs/CPU-s | peak RSS MB |")
+    print(
+        f"| system | recall, republished (3%) | recall, J in [0.74, 0.80] | recall, J >= {NEAR} | precision "
+        "| flagged | wall s | CPU s | docs/CPU-s | peak RSS MB |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for k, r in results.items():
-        print(f"| {k.replace('|', ', ')} | {r['recall_republished']:.3f} | {r['recall_j74_80']:.3f} | {r['recall_near']:.3f} "
-              f"| {r['precision']:.4f} | {r['flagged']} | {r['seconds']:.2f} | {r['cpu_s']:.2f} "
-              f"| {r['docs_per_cpu_s']:.0f} | {r['peak_rss_mb']:.0f} |")
+        print(
+            f"| {k.replace('|', ', ')} | {r['recall_republished']:.3f} | {r['recall_j74_80']:.3f} | {r['recall_near']:.3f} "
+            f"| {r['precision']:.4f} | {r['flagged']} | {r['seconds']:.2f} | {r['cpu_s']:.2f} "
+            f"| {r['docs_per_cpu_s']:.0f} | {r['peak_rss_mb']:.0f} |"
+        )
     print("\nrecall by edit rate:")
     print("| system | " + " | ".join(f"{r:.2%}" for r in EDIT_RATES) + " |")
     print("|---|" + "---:|" * len(EDIT_RATES))
@@ -329,17 +352,21 @@ def main() -> None:
         if missing:
             print(f"# peers not installed, skipped: {missing} (pip install datasketch==2.0.0 rensa==0.5.0)")
         systems += [p for p in ("datasketch", "rensa") if p not in missing]
-    print(f"# dedup recall/precision — command: python benchmarks/bench_dedup.py {' '.join(sys.argv[1:])} — "
-          f"{time.strftime('%Y-%m-%d %H:%M')}")
+    print(
+        f"# dedup recall/precision — command: python benchmarks/bench_dedup.py {' '.join(sys.argv[1:])} — "
+        f"{time.strftime('%Y-%m-%d %H:%M')}"
+    )
     per_seed = [run_seed(seed, args.plant_frac, systems) for seed in args.seeds]
     print(f"\n## mean over seeds {args.seeds}")
     print("| system | recall, republished (3%) | recall, J in [0.74, 0.80] | recall, J >= 0.7 | precision | CPU s |")
     print("|---|---:|---:|---:|---:|---:|")
     for k in systems:
         rs = [p[k] for p in per_seed]
-        print(f"| {k.replace('|', ', ')} | " + " | ".join(
-            f"{np.mean([r[m] for r in rs]):.3f}" for m in ("recall_republished", "recall_j74_80", "recall_near"))
-            + f" | {np.mean([r['precision'] for r in rs]):.4f} | {np.mean([r['cpu_s'] for r in rs]):.2f} |")
+        print(
+            f"| {k.replace('|', ', ')} | "
+            + " | ".join(f"{np.mean([r[m] for r in rs]):.3f}" for m in ("recall_republished", "recall_j74_80", "recall_near"))
+            + f" | {np.mean([r['precision'] for r in rs]):.4f} | {np.mean([r['cpu_s'] for r in rs]):.2f} |"
+        )
     ours = np.mean([p["ours"]["cpu_s"] for p in per_seed])
     for peer in ("datasketch", "rensa"):
         if peer in systems:

@@ -115,13 +115,20 @@ def write_shards(stream: int, snapshot: str, n_docs: int, copy_from: tuple[tuple
         lo, hi = shard * SHARD_DOCS, min((shard + 1) * SHARD_DOCS, n_docs)
         kinds, texts = zip(*(document(stream, i, copy_from) for i in range(lo, hi)))
         ids = [f"s{stream}-{i:08d}" for i in range(lo, hi)]
-        frame = pl.DataFrame({
-            "doc_id": ids, "url": [f"https://example.org/{d}" for d in ids], "snapshot": snapshot,
-            "warc_record_id": ids, "warc_file": f"shard-{shard:05d}", "text": list(texts),
-            "n_chars": [len(t) for t in texts], "title": list(kinds),
-            "quality_label": ["high_quality" if i % 10 == 0 else "rewrite_candidate" for i in range(lo, hi)],
-            "quality_score": np.linspace(0, 1, hi - lo, dtype=np.float32),
-        })
+        frame = pl.DataFrame(
+            {
+                "doc_id": ids,
+                "url": [f"https://example.org/{d}" for d in ids],
+                "snapshot": snapshot,
+                "warc_record_id": ids,
+                "warc_file": f"shard-{shard:05d}",
+                "text": list(texts),
+                "n_chars": [len(t) for t in texts],
+                "title": list(kinds),
+                "quality_label": ["high_quality" if i % 10 == 0 else "rewrite_candidate" for i in range(lo, hi)],
+                "quality_score": np.linspace(0, 1, hi - lo, dtype=np.float32),
+            }
+        )
         tmp = path.with_suffix(".tmp")
         pq.write_table(conform(frame.to_arrow(), SCORED), tmp, compression="zstd")
         tmp.rename(path)
@@ -150,8 +157,11 @@ def commit_scored(store_root: Path, snapshot: str, shard_folder: Path, n_docs: i
             target.parent.mkdir(parents=True, exist_ok=True)
             os.link(path, target)
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            writer.add(ShardInfo(table, key[len(writer.prefix) + 1:], pq.ParquetFile(path).metadata.num_rows,
-                                 path.stat().st_size, digest))
+            writer.add(
+                ShardInfo(
+                    table, key[len(writer.prefix) + 1 :], pq.ParquetFile(path).metadata.num_rows, path.stat().st_size, digest
+                )
+            )
         writer.commit({})
 
 
@@ -199,14 +209,27 @@ def run_stage(store_root: str, snapshot: str, workers: int) -> dict:
         start += seconds
     return {
         "wall_s": time.perf_counter() - t0,
-        "cpu_s": (c1.user + c1.system + c1.children_user + c1.children_system) - (c0.user + c0.system + c0.children_user + c0.children_system),
+        "cpu_s": (c1.user + c1.system + c1.children_user + c1.children_system)
+        - (c0.user + c0.system + c0.children_user + c0.children_system),
         "tree_peak_mb": rss.peak_mb,
         "self_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "child_peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-        "rows_in": report.rows_in, "drop_counts": report.drop_counts, "extra": {
-            k: report.extra[k] for k in ("bucket_partitions", "candidate_pairs", "verified_pairs", "cross_snapshot_duplicates",
-                                         "prior_index_files_read", "prior_index_rows_matched", "phase_seconds")},
-        "index_rows": index["rows"], "phase_peak_mb": phase_peak,
+        "rows_in": report.rows_in,
+        "drop_counts": report.drop_counts,
+        "extra": {
+            k: report.extra[k]
+            for k in (
+                "bucket_partitions",
+                "candidate_pairs",
+                "verified_pairs",
+                "cross_snapshot_duplicates",
+                "prior_index_files_read",
+                "prior_index_rows_matched",
+                "phase_seconds",
+            )
+        },
+        "index_rows": index["rows"],
+        "phase_peak_mb": phase_peak,
     }
 
 
@@ -222,11 +245,23 @@ def run_reference(store_root: str, snapshot: str) -> dict:
     t0 = time.perf_counter()
     ref = deduplicate(frame).frame.select("doc_id", "drop_reason", "duplicate_of")
     seconds = time.perf_counter() - t0
-    got = pl.concat([f for f in (store.read_frame("deduplicated", snapshot, t, ["doc_id", "drop_reason", "duplicate_of"])
-                                 for t in ("data", "rewrite_pool", "dropped")) if f.width])
+    got = pl.concat(
+        [
+            f
+            for f in (
+                store.read_frame("deduplicated", snapshot, t, ["doc_id", "drop_reason", "duplicate_of"])
+                for t in ("data", "rewrite_pool", "dropped")
+            )
+            if f.width
+        ]
+    )
     same = got.sort("doc_id").equals(ref.sort("doc_id"))
-    return {"same_result": same, "reference_s": seconds, "kept": int(ref["drop_reason"].is_null().sum()),
-            "reference_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "same_result": same,
+        "reference_s": seconds,
+        "kept": int(ref["drop_reason"].is_null().sum()),
+        "reference_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def in_child(kind: str, *args) -> dict:
@@ -256,8 +291,10 @@ def scale_main(args) -> None:
     snapshot = "CC-MAIN-2026-05"
     shards = write_shards(1, snapshot, max(args.scales) * args.base)
     rows = []
-    print("| scale | docs | shards | partitions | wall s | cpu s | docs/s | tree peak MB | largest process MB "
-          "| exact / near dups | = in-memory | in-memory peak MB |")
+    print(
+        "| scale | docs | shards | partitions | wall s | cpu s | docs/s | tree peak MB | largest process MB "
+        "| exact / near dups | = in-memory | in-memory peak MB |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|")
     for k in args.scales:
         n = k * args.base
@@ -269,19 +306,27 @@ def scale_main(args) -> None:
         rows.append((k, r))
         same = ("yes" if check["same_result"] else "NO") if check else "-"
         ref_mb = f"{check['reference_peak_mb']:.0f}" if check else "-"
-        print(f"| {k}x | {r['rows_in']} | {-(-n // SHARD_DOCS)} | {r['extra']['bucket_partitions']} | {r['wall_s']:.1f} "
-              f"| {r['cpu_s']:.1f} | {r['rows_in'] / r['wall_s']:.0f} | {r['tree_peak_mb']:.0f} "
-              f"| {max(r['self_peak_mb'], r['child_peak_mb']):.0f} | {d.get('duplicate:exact', 0)} / {d.get('duplicate:minhash', 0)} "
-              f"| {same} | {ref_mb} |", flush=True)
-        print(f"#   phases (s): {r['extra']['phase_seconds']}; peak MB per phase [tree, driver, largest worker]: "
-              f"{r['phase_peak_mb']}", flush=True)
+        print(
+            f"| {k}x | {r['rows_in']} | {-(-n // SHARD_DOCS)} | {r['extra']['bucket_partitions']} | {r['wall_s']:.1f} "
+            f"| {r['cpu_s']:.1f} | {r['rows_in'] / r['wall_s']:.0f} | {r['tree_peak_mb']:.0f} "
+            f"| {max(r['self_peak_mb'], r['child_peak_mb']):.0f} | {d.get('duplicate:exact', 0)} / {d.get('duplicate:minhash', 0)} "
+            f"| {same} | {ref_mb} |",
+            flush=True,
+        )
+        print(
+            f"#   phases (s): {r['extra']['phase_seconds']}; peak MB per phase [tree, driver, largest worker]: "
+            f"{r['phase_peak_mb']}",
+            flush=True,
+        )
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     (k0, r0), (k1, r1) = rows[0], rows[-1]
-    print(f"\nRSS ratio {k1}x / {k0}x: {r1['tree_peak_mb'] / r0['tree_peak_mb']:.2f} (process tree), "
-          f"{max(r1['self_peak_mb'], r1['child_peak_mb']) / max(r0['self_peak_mb'], r0['child_peak_mb']):.2f} (largest process); "
-          f"time ratio {r1['wall_s'] / r0['wall_s']:.1f} for {k1 / k0:.0f}x the input "
-          f"(per-document time {r1['wall_s'] / r1['rows_in'] / (r0['wall_s'] / r0['rows_in']):.2f}x)")
+    print(
+        f"\nRSS ratio {k1}x / {k0}x: {r1['tree_peak_mb'] / r0['tree_peak_mb']:.2f} (process tree), "
+        f"{max(r1['self_peak_mb'], r1['child_peak_mb']) / max(r0['self_peak_mb'], r0['child_peak_mb']):.2f} (largest process); "
+        f"time ratio {r1['wall_s'] / r0['wall_s']:.1f} for {k1 / k0:.0f}x the input "
+        f"(per-document time {r1['wall_s'] / r1['rows_in'] / (r0['wall_s'] / r0['rows_in']):.2f}x)"
+    )
 
 
 def cross_main(args) -> None:
@@ -297,21 +342,29 @@ def cross_main(args) -> None:
             r = in_child("stage", str(built), snapshot, args.workers)
             print(f"# built {snapshot}: {r['rows_in']} docs, {r['drop_counts']}, {r['wall_s']:.0f} s", flush=True)
     new_shards = write_shards(20, new, args.docs, tuple((10 + e, args.docs) for e in range(len(priors))))
-    print("| earlier snapshots in the index | wall s | tree peak MB | largest process MB | index parts read | index rows matched "
-          "| cross-snapshot duplicates |")
+    print(
+        "| earlier snapshots in the index | wall s | tree peak MB | largest process MB | index parts read | index rows matched "
+        "| cross-snapshot duplicates |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for k in args.priors:
         root = fresh_store(f"cross-{k}")
         for snapshot in priors[:k]:  # the index segments of the first k earlier snapshots, hard-linked
-            shutil.copytree(built / "dedup_signature_index" / snapshot, root / "dedup_signature_index" / snapshot,
-                            copy_function=os.link)
+            shutil.copytree(
+                built / "dedup_signature_index" / snapshot, root / "dedup_signature_index" / snapshot, copy_function=os.link
+            )
         commit_scored(root, new, new_shards, args.docs)
         r = in_child("stage", str(root), new, args.workers)
         e = r["extra"]
-        print(f"| {k} | {r['wall_s']:.1f} | {r['tree_peak_mb']:.0f} | {max(r['self_peak_mb'], r['child_peak_mb']):.0f} "
-              f"| {e['prior_index_files_read']} | {e['prior_index_rows_matched']} | {e['cross_snapshot_duplicates']} |", flush=True)
-        print(f"#   phases (s): {e['phase_seconds']}; peak MB per phase [tree, driver, largest worker]: "
-              f"{r['phase_peak_mb']}", flush=True)
+        print(
+            f"| {k} | {r['wall_s']:.1f} | {r['tree_peak_mb']:.0f} | {max(r['self_peak_mb'], r['child_peak_mb']):.0f} "
+            f"| {e['prior_index_files_read']} | {e['prior_index_rows_matched']} | {e['cross_snapshot_duplicates']} |",
+            flush=True,
+        )
+        print(
+            f"#   phases (s): {e['phase_seconds']}; peak MB per phase [tree, driver, largest worker]: {r['phase_peak_mb']}",
+            flush=True,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -163,15 +163,9 @@ def main() -> None:
         ours_pass = ours.get_column(f"passes_{fam}").to_list()
         dt = theirs[fam]
         agree = sum(o == d[0] for o, d in zip(ours_pass, dt))
-        dis = Counter(
-            (r or "pass", d[1] or "pass")
-            for o, d, r in zip(ours_pass, dt, fam_reasons[fam].to_list())
-            if o != d[0]
-        )
+        dis = Counter((r or "pass", d[1] or "pass") for o, d, r in zip(ours_pass, dt, fam_reasons[fam].to_list()) if o != d[0])
         top = "; ".join(f"{a} / {b}: {c}" for (a, b), c in dis.most_common(4)) or "-"
-        print(
-            f"| {fam} | {100 * agree / n:.1f}% | {sum(ours_pass)} | {sum(d[0] for d in dt)} | {top} |"
-        )
+        print(f"| {fam} | {100 * agree / n:.1f}% | {sum(ours_pass)} | {sum(d[0] for d in dt)} | {top} |")
     print()
     print(f"ours:      {best:.3f} s  {n / best:,.0f} docs/s  ({mb / best:.1f} MB/s)  all four families, one shard")
     print(f"datatrove: {dt_time:.3f} s  {n / dt_time:,.0f} docs/s  ({mb / dt_time:.1f} MB/s)  filter(doc) per doc")

@@ -35,13 +35,19 @@ def run_ingest(files: list[str], workers: int) -> dict:
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         report = materialize_documents_from_warcs(
-            CrawlSource(LocalLocation(str(root))), keys, DatasetStore.local(out), "bench",
+            CrawlSource(LocalLocation(str(root))),
+            keys,
+            DatasetStore.local(out),
+            "bench",
             make_executor("process" if workers > 1 else "inline", workers),
         )
         seconds = time.perf_counter() - start
     return {
-        "records": report.rows_in, "documents": report.rows_out, "seconds": seconds,
-        "docs_per_s": report.rows_in / seconds, "mb_per_s": report.bytes_in / 1e6 / seconds,
+        "records": report.rows_in,
+        "documents": report.rows_out,
+        "seconds": seconds,
+        "docs_per_s": report.rows_in / seconds,
+        "mb_per_s": report.bytes_in / 1e6 / seconds,
         "peak_rss_mb": max(real_corpus.peak_rss_mb(), real_corpus.peak_rss_mb(children=True)),
     }
 
@@ -65,13 +71,20 @@ def run_extract(files: list[str], extractor: str) -> dict:
     chars = sum(len(fn(h) or "") for h in htmls)
     seconds = time.perf_counter() - start
     mb = sum(len(h.encode()) for h in htmls) / 1e6
-    return {"pages": len(htmls), "seconds": seconds, "docs_per_s": len(htmls) / seconds, "mb_per_s": mb / seconds,
-            "chars_out": chars, "peak_rss_mb": real_corpus.peak_rss_mb()}
+    return {
+        "pages": len(htmls),
+        "seconds": seconds,
+        "docs_per_s": len(htmls) / seconds,
+        "mb_per_s": mb / seconds,
+        "chars_out": chars,
+        "peak_rss_mb": real_corpus.peak_rss_mb(),
+    }
 
 
 def child(kind: str, payload: dict) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", kind, json.dumps(payload)], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, json.dumps(payload)], check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -97,11 +110,16 @@ def main() -> None:
     print(f"# command: python benchmarks/bench_ingest.py --workers {args.workers} --pages {args.pages}\n")
     print("| input | workers | records | docs/s | MB/s (WARC) | peak RSS MB |")
     print("|---|---:|---:|---:|---:|---:|")
-    for name, files in (("bundled sample (2 snapshots)", sample), ("pywb sample_archive WARCs", pywb),
-                        (f"python3.11-doc pages in WARC ({len(html)})", [docs_warc])):
+    for name, files in (
+        ("bundled sample (2 snapshots)", sample),
+        ("pywb sample_archive WARCs", pywb),
+        (f"python3.11-doc pages in WARC ({len(html)})", [docs_warc]),
+    ):
         for workers in sorted({1, args.workers}):
             r = child("ingest", {"files": files, "workers": workers})
-            print(f"| {name} | {workers} | {r['records']} | {r['docs_per_s']:.0f} | {r['mb_per_s']:.2f} | {r['peak_rss_mb']:.0f} |")
+            print(
+                f"| {name} | {workers} | {r['records']} | {r['docs_per_s']:.0f} | {r['mb_per_s']:.2f} | {r['peak_rss_mb']:.0f} |"
+            )
     print("\nExtraction alone, same pages, one core:\n")
     print("| extractor | pages | docs/s | MB/s (HTML) | peak RSS MB | ratio |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -110,10 +128,14 @@ def main() -> None:
         peer = child("trafilatura", {"files": [str(p) for p in html]})
     except subprocess.CalledProcessError:
         peer = None
-    print(f"| resiliparse (ours) | {ours['pages']} | {ours['docs_per_s']:.0f} | {ours['mb_per_s']:.2f} | {ours['peak_rss_mb']:.0f} | 1.0 |")
+    print(
+        f"| resiliparse (ours) | {ours['pages']} | {ours['docs_per_s']:.0f} | {ours['mb_per_s']:.2f} | {ours['peak_rss_mb']:.0f} | 1.0 |"
+    )
     if peer:
-        print(f"| trafilatura 2.x | {peer['pages']} | {peer['docs_per_s']:.0f} | {peer['mb_per_s']:.2f} | {peer['peak_rss_mb']:.0f} | "
-              f"ours {ours['docs_per_s'] / peer['docs_per_s']:.1f}x faster |")
+        print(
+            f"| trafilatura 2.x | {peer['pages']} | {peer['docs_per_s']:.0f} | {peer['mb_per_s']:.2f} | {peer['peak_rss_mb']:.0f} | "
+            f"ours {ours['docs_per_s'] / peer['docs_per_s']:.1f}x faster |"
+        )
     else:
         print("| trafilatura | not installed (`pip install -e .[bench]`) | | | | |")
 

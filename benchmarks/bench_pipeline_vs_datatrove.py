@@ -57,16 +57,23 @@ DATATROVE_UNREADABLE = {"example-url-agnostic-orig.warc.gz", "example-url-agnost
 # ----------------------------------------------------------------------------------- children
 def run_ours(files: list[str], workers: int) -> dict:
     r = real_corpus.run_ingest_filter_chain(files, workers)
-    return {"seconds": r["seconds"], "cpu_s": r["cpu_s"], "tree_rss_mb": r["tree_rss_mb"],
-            "peak_rss_mb": max(r["rss_self_mb"], r["rss_children_mb"]),
-            "read": r["records"], "extracted": r["extracted"], "kept": r["kept"]}
+    return {
+        "seconds": r["seconds"],
+        "cpu_s": r["cpu_s"],
+        "tree_rss_mb": r["tree_rss_mb"],
+        "peak_rss_mb": max(r["rss_self_mb"], r["rss_children_mb"]),
+        "read": r["records"],
+        "extracted": r["extracted"],
+        "kept": r["kept"],
+    }
 
 
 def _offline_lid(folder: Path) -> None:
     """Put our lid.176.ftz where datatrove's FT176LID looks for lid.176.bin (no download)."""
-    from dataplatform.core.language_id import default_language_model_path
     from datatrove.io import strip_protocol
     from huggingface_hub import cached_assets_path
+
+    from dataplatform.core.language_id import default_language_model_path
 
     target = Path(cached_assets_path(library_name="datatrove", namespace="lid", subfolder="ft176", assets_dir=folder))
     target = target / strip_protocol(LID_URL).replace("/", "_")
@@ -107,8 +114,9 @@ def run_datatrove(files: list[str], workers: int, extractor_name: str) -> dict:
 
             return extract_plain_text(text, main_content=True)
 
-    extractor = {"trafilatura": lambda: Trafilatura(favour_precision=True),
-                 "resiliparse": lambda: ResiliparseExtractor()}[extractor_name]()
+    extractor = {"trafilatura": lambda: Trafilatura(favour_precision=True), "resiliparse": lambda: ResiliparseExtractor()}[
+        extractor_name
+    ]()
     inputs = work / "in"
     inputs.mkdir()
     for i, f in enumerate(files):  # one folder, unique names; datatrove gives task r files r, r+N, ...
@@ -125,20 +133,23 @@ def run_datatrove(files: list[str], workers: int, extractor_name: str) -> dict:
     ]
     # start_method="fork" (default "forkserver"): forkserver's workers are children of the fork server, so
     # their CPU time would never reach this process's RUSAGE_CHILDREN; fork also starts faster.
-    executor = LocalPipelineExecutor(pipeline, tasks=workers, workers=workers, logging_dir=str(work / "logs"),
-                                     start_method="fork")
+    executor = LocalPipelineExecutor(
+        pipeline, tasks=workers, workers=workers, logging_dir=str(work / "logs"), start_method="fork"
+    )
     with real_corpus.TreeRssSampler() as tree:
         start = time.perf_counter()
         stats = executor.run()
         seconds = time.perf_counter() - start
     cpu = real_corpus.cpu_seconds()
-    steps = {s["name"] if isinstance(s, dict) else s.name: (s if isinstance(s, dict) else s.to_dict())
-             for s in stats.stats}
+    steps = {s["name"] if isinstance(s, dict) else s.name: (s if isinstance(s, dict) else s.to_dict()) for s in stats.stats}
     counts = {}
     for name, step in steps.items():
         st = step.get("stats", step)
-        counts[name] = {k: (v if isinstance(v, int | float) else v.get("total", v)) for k, v in st.items()
-                        if k in ("total", "forwarded", "dropped", "timeout", "clean_error", "broken_process", "documents")}
+        counts[name] = {
+            k: (v if isinstance(v, int | float) else v.get("total", v))
+            for k, v in st.items()
+            if k in ("total", "forwarded", "dropped", "timeout", "clean_error", "broken_process", "documents")
+        }
         # datatrove's own timer: mean per task of the time spent inside this step, times the tasks
     subprocess.run(["rm", "-rf", str(work)], check=False)
 
@@ -148,16 +159,25 @@ def run_datatrove(files: list[str], workers: int, extractor_name: str) -> dict:
                 return int(c.get(key, 0))
         return 0
 
-    return {"seconds": seconds, "cpu_s": cpu, "tree_rss_mb": tree.peak_mb,
-            "peak_rss_mb": max(real_corpus.peak_rss_mb(), real_corpus.peak_rss_mb(children=True)),
-            "read": pick("warc", "documents") or pick("extrac", "total") or pick(extractor.name, "total"),
-            "extracted": pick(extractor.name, "forwarded"), "timeouts": pick(extractor.name, "timeout"),
-            "kept": pick("jsonl", "total") or pick("fineweb", "forwarded"), "steps": counts}
+    return {
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "tree_rss_mb": tree.peak_mb,
+        "peak_rss_mb": max(real_corpus.peak_rss_mb(), real_corpus.peak_rss_mb(children=True)),
+        "read": pick("warc", "documents") or pick("extrac", "total") or pick(extractor.name, "total"),
+        "extracted": pick(extractor.name, "forwarded"),
+        "timeouts": pick(extractor.name, "timeout"),
+        "kept": pick("jsonl", "total") or pick("fineweb", "forwarded"),
+        "steps": counts,
+    }
 
 
 def child(system: str, files: list[str], workers: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", system, json.dumps({"files": files, "workers": workers})],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", system, json.dumps({"files": files, "workers": workers})],
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{system} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -169,10 +189,14 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--runs", type=int, default=2, help="runs per (system, workers); the median is reported")
     ap.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
-    ap.add_argument("--diag-runs", type=int, default=1,
-                    help="runs of the diagnostic datatrove variant (resiliparse extractor)")
-    ap.add_argument("--parts", type=int, default=1, choices=(1, 2, 3, 4),
-                    help="WARC parts (of 4) per Debian package: 1 = python3.11-doc 133 + postgresql-doc-15 293 pages")
+    ap.add_argument("--diag-runs", type=int, default=1, help="runs of the diagnostic datatrove variant (resiliparse extractor)")
+    ap.add_argument(
+        "--parts",
+        type=int,
+        default=1,
+        choices=(1, 2, 3, 4),
+        help="WARC parts (of 4) per Debian package: 1 = python3.11-doc 133 + postgresql-doc-15 293 pages",
+    )
     ap.add_argument("--quick", action="store_true", help="one run per system")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -195,9 +219,11 @@ def main() -> None:
     print(f"# pipeline vs datatrove — {real_corpus.machine()} — {time.strftime('%Y-%m-%d %H:%M')}")
     print(f"# command: {cmd.strip()}")
     print(f"# load average at start: {os.getloadavg()[0]:.1f} (shared machine: compare within this run only)")
-    print(f"# input: {len(files)} WARC files, {mb:.1f} MB gzipped, {n_docs} response records "
-          f"({len(doc_parts)} Debian doc parts + {len(files) - len(doc_parts)} pywb sample WARCs; left out: "
-          f"{', '.join(sorted(DATATROVE_UNREADABLE))}, which crash datatrove's WarcReader)\n")
+    print(
+        f"# input: {len(files)} WARC files, {mb:.1f} MB gzipped, {n_docs} response records "
+        f"({len(doc_parts)} Debian doc parts + {len(files) - len(doc_parts)} pywb sample WARCs; left out: "
+        f"{', '.join(sorted(DATATROVE_UNREADABLE))}, which crash datatrove's WarcReader)\n"
+    )
 
     results: dict[tuple[str, int], list[dict]] = {}
     for run in range(args.runs):
@@ -208,14 +234,20 @@ def main() -> None:
                     continue
                 r = child(system, files, workers)
                 results.setdefault((system, workers), []).append(r)
-                print(f"  run {run + 1} {system:24s} workers={workers} wall {r['seconds']:6.1f} s  cpu {r['cpu_s']:6.1f} s"
-                      f"  kept {r['kept']}", file=sys.stderr, flush=True)
+                print(
+                    f"  run {run + 1} {system:24s} workers={workers} wall {r['seconds']:6.1f} s  cpu {r['cpu_s']:6.1f} s"
+                    f"  kept {r['kept']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def med(rs: list[dict], key: str) -> float:
         return statistics.median(r[key] for r in rs)
 
-    print("| system | workers | wall s (median; runs) | CPU s | docs/s | MB/s | peak RSS MB (largest proc) "
-          "| peak RSS MB (tree) | extracted | kept | ours/this docs/s |")
+    print(
+        "| system | workers | wall s (median; runs) | CPU s | docs/s | MB/s | peak RSS MB (largest proc) "
+        "| peak RSS MB (tree) | extracted | kept | ours/this docs/s |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for workers in args.workers:
         ours = results.get(("ours", workers))
@@ -227,9 +259,11 @@ def main() -> None:
             extracted = int(med(rs, "extracted"))
             timeouts = int(max(r.get("timeouts", 0) for r in rs))
             ext = f"{extracted}" + (f" ({timeouts} timeouts)" if timeouts else "")
-            print(f"| {system} | {workers} | {wall:.1f} ({walls}) | {med(rs, 'cpu_s'):.1f} | {n_docs / wall:.1f} | "
-                  f"{mb / wall:.2f} | {med(rs, 'peak_rss_mb'):.0f} | {med(rs, 'tree_rss_mb'):.0f} | {ext} | "
-                  f"{int(med(rs, 'kept'))} | {ratio} |")
+            print(
+                f"| {system} | {workers} | {wall:.1f} ({walls}) | {med(rs, 'cpu_s'):.1f} | {n_docs / wall:.1f} | "
+                f"{mb / wall:.2f} | {med(rs, 'peak_rss_mb'):.0f} | {med(rs, 'tree_rss_mb'):.0f} | {ext} | "
+                f"{int(med(rs, 'kept'))} | {ratio} |"
+            )
     print()
     for workers in args.workers:
         ours = results.get(("ours", workers))
@@ -237,16 +271,22 @@ def main() -> None:
         if ours and peer:
             ratio = med(peer, "seconds") / med(ours, "seconds")
             cpu_ratio = med(peer, "cpu_s") / med(ours, "cpu_s")
-            print(f"workers={workers}: ours vs datatrove (FineWeb recipe, trafilatura): {ratio:.1f}x docs/s, "
-                  f"{cpu_ratio:.1f}x less CPU — goal >= 3x docs/s: {'PASS' if ratio >= 3 else 'FAIL'}")
+            print(
+                f"workers={workers}: ours vs datatrove (FineWeb recipe, trafilatura): {ratio:.1f}x docs/s, "
+                f"{cpu_ratio:.1f}x less CPU — goal >= 3x docs/s: {'PASS' if ratio >= 3 else 'FAIL'}"
+            )
         peer = results.get(("datatrove-resiliparse", workers))
         if ours and peer:
-            print(f"workers={workers}: ours vs datatrove with the same extractor (resiliparse): "
-                  f"{med(peer, 'seconds') / med(ours, 'seconds'):.1f}x docs/s, "
-                  f"{med(peer, 'cpu_s') / med(ours, 'cpu_s'):.1f}x less CPU")
-    print("\nkept: ours = rows of `filtered` (English, all rule families, PII redacted); datatrove = documents "
-          "written by JsonlWriter. extracted: ours = documents with text (`documents` rows_out); datatrove = "
-          "extractor's forwarded count.")
+            print(
+                f"workers={workers}: ours vs datatrove with the same extractor (resiliparse): "
+                f"{med(peer, 'seconds') / med(ours, 'seconds'):.1f}x docs/s, "
+                f"{med(peer, 'cpu_s') / med(ours, 'cpu_s'):.1f}x less CPU"
+            )
+    print(
+        "\nkept: ours = rows of `filtered` (English, all rule families, PII redacted); datatrove = documents "
+        "written by JsonlWriter. extracted: ours = documents with text (`documents` rows_out); datatrove = "
+        "extractor's forwarded count."
+    )
 
 
 if __name__ == "__main__":

@@ -120,22 +120,27 @@ def child(mode: str, model_path: str, repeat: int, runs: int) -> None:
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
         checksum = float(np.asarray(result[-1]).ravel()[0])
-    print(json.dumps({
-        "mode": mode,
-        "times": times[1:],
-        "cpu": cpu[1:],
-        "docs": df.height,
-        "bytes": int(df["text"].str.len_bytes().sum()),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "checksum": checksum,
-    }))
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "times": times[1:],
+                "cpu": cpu[1:],
+                "docs": df.height,
+                "bytes": int(df["text"].str.len_bytes().sum()),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "checksum": checksum,
+            }
+        )
+    )
 
 
 def run_child(mode: str, model_path: Path, repeat: int, runs: int) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--child", mode, "--model", str(model_path),
-         "--repeat", str(repeat), "--runs", str(runs)],
-        check=True, capture_output=True, text=True,
+        [sys.executable, __file__, "--child", mode, "--model", str(model_path), "--repeat", str(repeat), "--runs", str(runs)],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -150,8 +155,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"nproc={os.cpu_count()}, memory={mem_gb:.1f} GiB, cpu={cpu}, "
-            f"python={platform.python_version()}, polars={pl.__version__}")
+    return (
+        f"nproc={os.cpu_count()}, memory={mem_gb:.1f} GiB, cpu={cpu}, python={platform.python_version()}, polars={pl.__version__}"
+    )
 
 
 def main() -> None:
@@ -170,10 +176,12 @@ def main() -> None:
     corpus = fetch_corpus()
     model_path = ensure_model(corpus)
     mb = corpus["text"].str.len_bytes().sum() / 1e6
-    print(f"corpus: {corpus.height} docs, {mb:.1f} MB text ({PACKAGE}); model {model_path.name}; "
-          f"prep {time.perf_counter() - t:.1f}s")
+    print(
+        f"corpus: {corpus.height} docs, {mb:.1f} MB text ({PACKAGE}); model {model_path.name}; "
+        f"prep {time.perf_counter() - t:.1f}s"
+    )
     print(f"machine: {machine()}")
-    print(f"date: {_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}")
+    print(f"date: {_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')}")
 
     modes = ["bare", "bare+py", "platform"]
     results: dict[str, list[float]] = {m: [] for m in modes}
@@ -184,28 +192,37 @@ def main() -> None:
             r = run_child(m, model_path, args.repeat, args.runs)
             results[m] += r["times"]
             cpu[m] += r["cpu"]
-            info[m] = {**r, "peak_rss_mb": max(r["peak_rss_mb"], info.get(m, {}).get(
-                "peak_rss_mb", 0))}
+            info[m] = {**r, "peak_rss_mb": max(r["peak_rss_mb"], info.get(m, {}).get("peak_rss_mb", 0))}
     docs, nbytes = info["bare"]["docs"], info["bare"]["bytes"]
-    print(f"\nscored {docs} docs / {nbytes / 1e6:.1f} MB per run; {args.rounds} rounds x "
-          f"{args.runs} runs per path; median wall time\n")
-    print("| path | wall s (median) | docs/s | MB/s | wall overhead vs bare | CPU s (median) "
-          "| CPU overhead vs bare | peak RSS MB |")
+    print(
+        f"\nscored {docs} docs / {nbytes / 1e6:.1f} MB per run; {args.rounds} rounds x "
+        f"{args.runs} runs per path; median wall time\n"
+    )
+    print(
+        "| path | wall s (median) | docs/s | MB/s | wall overhead vs bare | CPU s (median) | CPU overhead vs bare | peak RSS MB |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     base = float(np.median(results["bare"]))
     cbase = float(np.median(cpu["bare"]))
     for m in modes:
         med = float(np.median(results[m]))
         cmed = float(np.median(cpu[m]))
-        print(f"| {m} | {med:.3f} | {docs / med:,.0f} | {nbytes / 1e6 / med:.1f} | "
-              f"{(med - base) / base * 100:+.1f}% | {cmed:.3f} | {(cmed - cbase) / cbase * 100:+.1f}% "
-              f"| {info[m]['peak_rss_mb']:.0f} |")
+        print(
+            f"| {m} | {med:.3f} | {docs / med:,.0f} | {nbytes / 1e6 / med:.1f} | "
+            f"{(med - base) / base * 100:+.1f}% | {cmed:.3f} | {(cmed - cbase) / cbase * 100:+.1f}% "
+            f"| {info[m]['peak_rss_mb']:.0f} |"
+        )
     over = (float(np.median(results["platform"])) - base) / base * 100
-    over_py = (float(np.median(results["platform"])) - float(np.median(results["bare+py"]))) / float(
-        np.median(results["bare+py"])) * 100
-    print(f"\nplatform wall overhead vs bare fastText predict(list): {over:+.1f}% "
-          f"(goal <= 10%: {'met' if over <= 10 else 'NOT met'}); "
-          f"vs bare loop with its own normalisation: {over_py:+.1f}%")
+    over_py = (
+        (float(np.median(results["platform"])) - float(np.median(results["bare+py"])))
+        / float(np.median(results["bare+py"]))
+        * 100
+    )
+    print(
+        f"\nplatform wall overhead vs bare fastText predict(list): {over:+.1f}% "
+        f"(goal <= 10%: {'met' if over <= 10 else 'NOT met'}); "
+        f"vs bare loop with its own normalisation: {over_py:+.1f}%"
+    )
     print(f"load average at end: {os.getloadavg()}")
 
 

@@ -52,14 +52,18 @@ print(json.dumps({"seconds": time.perf_counter() - start, "shards": report.shard
 
 
 def run_stage(data: Path, crawl: Path, stage: str, workers: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", STAGE, str(data), str(crawl), stage, str(workers)],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", STAGE, str(data), str(crawl), stage, str(workers)], check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def kill_at(data: Path, crawl: Path, stage: str, workers: int, fraction: float, shards: int) -> int:
-    proc = subprocess.Popen([sys.executable, "-c", STAGE, str(data), str(crawl), stage, str(workers)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STAGE, str(data), str(crawl), stage, str(workers)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     target = max(1, int(round(fraction * shards)))
     partition = data / stage / SNAPSHOT
     while proc.poll() is None:
@@ -103,9 +107,17 @@ def bench_stage(stage: str, crawl: Path, base: Path, workers: int, fraction: flo
     recorded = kill_at(killed_root, crawl, stage, workers, fraction, fresh["shards"])
     rerun = run_stage(killed_root, crawl, stage, workers)
     same = shard_hashes(fresh_root, stage) == shard_hashes(killed_root, stage)
-    return {"stage": stage, "shards": fresh["shards"], "rows": fresh["rows"], "fresh_s": round(fresh["seconds"], 2),
-            "killed_after_records": recorded, "rerun_resumed": rerun["resumed"], "rerun_s": round(rerun["seconds"], 2),
-            "rerun_over_fresh": round(rerun["seconds"] / fresh["seconds"], 3), "identical_sha256": same}
+    return {
+        "stage": stage,
+        "shards": fresh["shards"],
+        "rows": fresh["rows"],
+        "fresh_s": round(fresh["seconds"], 2),
+        "killed_after_records": recorded,
+        "rerun_resumed": rerun["resumed"],
+        "rerun_s": round(rerun["seconds"], 2),
+        "rerun_over_fresh": round(rerun["seconds"] / fresh["seconds"], 3),
+        "identical_sha256": same,
+    }
 
 
 def main() -> None:

@@ -86,11 +86,22 @@ def run_chain(files: list[Path], workers: int, data: Path) -> dict:
     driver_cpu = time.process_time()
     start = time.perf_counter()
     with real_corpus.TreeRssSampler() as tree:
-        run_process_chain(CrawlSource(LocalLocation(str(root))), keys, store, SNAPSHOT, make_executor("process", workers),
-                          ProcessOptions(benchmarks_path=str(SAMPLE_BENCHMARKS_DIR)))
-    return {"wall_s": time.perf_counter() - start, "driver_cpu_s": time.process_time() - driver_cpu,
-            "tree_peak_mb": tree.peak_mb, "largest_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-            "driver_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "store": store}
+        run_process_chain(
+            CrawlSource(LocalLocation(str(root))),
+            keys,
+            store,
+            SNAPSHOT,
+            make_executor("process", workers),
+            ProcessOptions(benchmarks_path=str(SAMPLE_BENCHMARKS_DIR)),
+        )
+    return {
+        "wall_s": time.perf_counter() - start,
+        "driver_cpu_s": time.process_time() - driver_cpu,
+        "tree_peak_mb": tree.peak_mb,
+        "largest_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "driver_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "store": store,
+    }
 
 
 def stage_rows(store) -> list[dict]:
@@ -104,8 +115,16 @@ def stage_rows(store) -> list[dict]:
             continue
         meta = manifest["metadata"]
         out_bytes = sum(t["bytes"] for t in manifest["tables"].values())
-        rows.append({"stage": stage, "rows_in": meta.get("rows_in", 0), "cpu_s": meta.get("task_cpu_seconds", 0.0),
-                     "wall_s": meta.get("wall_seconds", 0.0), "bytes_in": meta.get("bytes_in", 0), "bytes_out": out_bytes})
+        rows.append(
+            {
+                "stage": stage,
+                "rows_in": meta.get("rows_in", 0),
+                "cpu_s": meta.get("task_cpu_seconds", 0.0),
+                "wall_s": meta.get("wall_seconds", 0.0),
+                "bytes_in": meta.get("bytes_in", 0),
+                "bytes_out": out_bytes,
+            }
+        )
     return rows
 
 
@@ -114,9 +133,15 @@ def project(rows: list[dict], measured: dict) -> list[dict]:
     for r in rows:
         rate = r["rows_in"] / r["cpu_s"] if r["cpu_s"] else None
         count = STAGE_INPUTS[r["stage"]]
-        projected.append({**r, "rows_per_cpu_s": round(rate, 1) if rate else None,
-                          "snapshot_rows": count, "cpu_hours": round(count / rate / 3600) if rate else None,
-                          "storage_tb": round(r["bytes_out"] / max(r["rows_in"], 1) * count / 1e12, 2)})
+        projected.append(
+            {
+                **r,
+                "rows_per_cpu_s": round(rate, 1) if rate else None,
+                "snapshot_rows": count,
+                "cpu_hours": round(count / rate / 3600) if rate else None,
+                "storage_tb": round(r["bytes_out"] / max(r["rows_in"], 1) * count / 1e12, 2),
+            }
+        )
     documents = next((r for r in rows if r["stage"] == "documents"), None)
     if documents and documents["cpu_s"]:
         mb_per_cpu_s = documents["bytes_in"] / 1e6 / documents["cpu_s"]
@@ -126,22 +151,35 @@ def project(rows: list[dict], measured: dict) -> list[dict]:
 
 
 def markdown(projected: list[dict], measured: dict, files: int, workers: int) -> str:
-    lines = [f"machine: {real_corpus.machine()}; {files} WARC files, {workers} workers; wall {measured['wall_s']:.0f} s, "
-             f"driver CPU {measured['driver_cpu_s']:.0f} s; peak RSS: largest worker {measured['largest_worker_mb']:.0f} MB, "
-             f"driver {measured['driver_mb']:.0f} MB, whole tree {measured['tree_peak_mb']:.0f} MB", "",
-             "| stage | rows in (measured) | task CPU s | rows / CPU-s | snapshot rows | CPU-hours | output TB |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"machine: {real_corpus.machine()}; {files} WARC files, {workers} workers; wall {measured['wall_s']:.0f} s, "
+        f"driver CPU {measured['driver_cpu_s']:.0f} s; peak RSS: largest worker {measured['largest_worker_mb']:.0f} MB, "
+        f"driver {measured['driver_mb']:.0f} MB, whole tree {measured['tree_peak_mb']:.0f} MB",
+        "",
+        "| stage | rows in (measured) | task CPU s | rows / CPU-s | snapshot rows | CPU-hours | output TB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for p in projected:
-        lines.append(f"| {p['stage']} | {p['rows_in']:,} | {p['cpu_s']:.1f} | {p['rows_per_cpu_s']} | {p['snapshot_rows']:.3g} | "
-                     f"{p['cpu_hours']:,} | {p['storage_tb']} |")
+        lines.append(
+            f"| {p['stage']} | {p['rows_in']:,} | {p['cpu_s']:.1f} | {p['rows_per_cpu_s']} | {p['snapshot_rows']:.3g} | "
+            f"{p['cpu_hours']:,} | {p['storage_tb']} |"
+        )
     total = sum(p["cpu_hours"] or 0 for p in projected)
-    lines += ["", f"total by rows: **{total:,} CPU-hours** per snapshot (stages above; driver-side work and the "
-                  f"synthesis stages not included)"]
+    lines += [
+        "",
+        f"total by rows: **{total:,} CPU-hours** per snapshot (stages above; driver-side work and the "
+        f"synthesis stages not included)",
+    ]
     if "documents_cpu_hours_by_bytes" in measured:
-        lines.append(f"documents stage by bytes: {measured['documents_mb_per_cpu_s']} MB of WARC per CPU-second -> "
-                     f"{measured['documents_cpu_hours_by_bytes']:,} CPU-hours for 100 TB")
-    lines += ["", "peers: " + "; ".join(f"{k}: {v:,} CPU-hours" if isinstance(v, int) else f"{k}: {v} core-hours"
-                                       for k, v in PEERS.items())]
+        lines.append(
+            f"documents stage by bytes: {measured['documents_mb_per_cpu_s']} MB of WARC per CPU-second -> "
+            f"{measured['documents_cpu_hours_by_bytes']:,} CPU-hours for 100 TB"
+        )
+    lines += [
+        "",
+        "peers: "
+        + "; ".join(f"{k}: {v:,} CPU-hours" if isinstance(v, int) else f"{k}: {v} core-hours" for k, v in PEERS.items()),
+    ]
     return "\n".join(lines)
 
 

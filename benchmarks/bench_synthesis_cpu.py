@@ -38,14 +38,26 @@ REPO = ROOT.parent
 sys.path.insert(0, str(REPO))
 
 JUDGE_PAIRS = [  # (instruction, correct answer, unrelated answer)
-    ("What is the best time to visit Lisbon?", "Lisbon is best visited in spring or early autumn.",
-     "Manchester United beat Liverpool 2-1 at Old Trafford on Sunday."),
-    ("What are the symptoms of influenza?", "Common symptoms include fever, chills, muscle aches, cough and fatigue.",
-     "Tomatoes need six to eight hours of sun and regular watering."),
-    ("How do I grow tomatoes?", "Tomatoes need six to eight hours of sun, well-drained soil and regular watering.",
-     "The French Revolution began in 1789."),
-    ("How long should bread bake?", "Bake the loaf at 230 degrees Celsius for thirty minutes.",
-     "Influenza is a viral infection treated with rest and fluids."),
+    (
+        "What is the best time to visit Lisbon?",
+        "Lisbon is best visited in spring or early autumn.",
+        "Manchester United beat Liverpool 2-1 at Old Trafford on Sunday.",
+    ),
+    (
+        "What are the symptoms of influenza?",
+        "Common symptoms include fever, chills, muscle aches, cough and fatigue.",
+        "Tomatoes need six to eight hours of sun and regular watering.",
+    ),
+    (
+        "How do I grow tomatoes?",
+        "Tomatoes need six to eight hours of sun, well-drained soil and regular watering.",
+        "The French Revolution began in 1789.",
+    ),
+    (
+        "How long should bread bake?",
+        "Bake the loaf at 230 degrees Celsius for thirty minutes.",
+        "Influenza is a viral infection treated with rest and fluids.",
+    ),
 ]
 
 
@@ -60,7 +72,9 @@ def sample_store(data_root: str):
 
     store = DatasetStore.local(data_root)
     if len(store.partitions("decontaminated")) < 1:
-        sys.exit(f"bench_synthesis_cpu: no decontaminated snapshots under {data_root}: run `dataplatform demo --data-root {data_root}` first")
+        sys.exit(
+            f"bench_synthesis_cpu: no decontaminated snapshots under {data_root}: run `dataplatform demo --data-root {data_root}` first"
+        )
     return store
 
 
@@ -83,10 +97,16 @@ def throughput(engine, texts: list[str], max_tokens: int, batch: int) -> dict:
     input_ids = torch.full((len(ids), width), engine.pad_id, dtype=torch.long)
     mask = torch.zeros_like(input_ids)
     for row, i in enumerate(ids):
-        input_ids[row, width - len(i):] = torch.tensor(i)
-        mask[row, width - len(i):] = 1
-    config = GenerationConfig(max_new_tokens=max_tokens, do_sample=True, temperature=0.7, top_p=0.9,
-                              eos_token_id=engine.eos_ids, pad_token_id=engine.pad_id)
+        input_ids[row, width - len(i) :] = torch.tensor(i)
+        mask[row, width - len(i) :] = 1
+    config = GenerationConfig(
+        max_new_tokens=max_tokens,
+        do_sample=True,
+        temperature=0.7,
+        top_p=0.9,
+        eos_token_id=engine.eos_ids,
+        pad_token_id=engine.pad_id,
+    )
     torch.manual_seed(0)
     threads = torch.get_num_threads()
     torch.set_num_threads(engine.num_threads or threads)
@@ -97,15 +117,23 @@ def throughput(engine, texts: list[str], max_tokens: int, batch: int) -> dict:
     torch.set_num_threads(threads)
     new = out[:, width:]
     bare_tokens = int(sum(int((row != engine.pad_id).sum()) + (1 if (row == engine.pad_id).any() else 0) for row in new))
-    return {"prompts": len(prompts), "max_tokens": max_tokens, "platform_tokens": ours_tokens, "platform_s": round(ours_s, 2),
-            "platform_tokens_per_s": round(ours_tokens / ours_s, 2), "bare_tokens": bare_tokens, "bare_s": round(bare_s, 2),
-            "bare_tokens_per_s": round(bare_tokens / bare_s, 2),
-            "ratio": round((ours_tokens / ours_s) / (bare_tokens / bare_s), 3)}
+    return {
+        "prompts": len(prompts),
+        "max_tokens": max_tokens,
+        "platform_tokens": ours_tokens,
+        "platform_s": round(ours_s, 2),
+        "platform_tokens_per_s": round(ours_tokens / ours_s, 2),
+        "bare_tokens": bare_tokens,
+        "bare_s": round(bare_s, 2),
+        "bare_tokens_per_s": round(bare_tokens / bare_s, 2),
+        "ratio": round((ours_tokens / ours_s) / (bare_tokens / bare_s), 3),
+    }
 
 
 def acceptance(store, engine, n_docs: int) -> dict:
     import polars as pl
 
+    from dataplatform.core.quality_classifier import default_positives, train_quality_classifier
     from dataplatform.core.synthesis.fineinstructions import (
         FineInstructionsConfig,
         SentenceTransformerEmbedder,
@@ -114,7 +142,6 @@ def acceptance(store, engine, n_docs: int) -> dict:
         load_templates,
     )
     from dataplatform.core.synthesis.rewire import RewireConfig, rewrite_documents, top_by_rank
-    from dataplatform.core.quality_classifier import default_positives, train_quality_classifier
     from dataplatform.stages.synthesis import rewire_pool, stable_sample
 
     snapshots = store.partitions("decontaminated")
@@ -140,15 +167,26 @@ def acceptance(store, engine, n_docs: int) -> dict:
     fi_s = time.perf_counter() - started
     attempts = pairs.height + pair_failures.height
     reasons = dict(sorted(pair_failures["reason"].value_counts().iter_rows())) if pair_failures.height else {}
-    parsed = attempts - sum(v for k, v in reasons.items() if k not in ("fineinstructions:ungrounded", "fineinstructions:judge_rejected",
-                                                                        "fineinstructions:judge_unscored"))
+    parsed = attempts - sum(
+        v
+        for k, v in reasons.items()
+        if k not in ("fineinstructions:ungrounded", "fineinstructions:judge_rejected", "fineinstructions:judge_unscored")
+    )
     return {
-        "rewire_docs": docs.height, "rewire_parsed": rewrites.height, "rewire_kept_top10": kept,
+        "rewire_docs": docs.height,
+        "rewire_parsed": rewrites.height,
+        "rewire_kept_top10": kept,
         "rewire_failures": dict(sorted(failures["reason"].value_counts().iter_rows())) if failures.height else {},
-        "rewire_tokens": tokens, "rewire_s": round(rewire_s, 1), "rewire_tokens_per_s": round(tokens / rewire_s, 2),
-        "pairs_docs": fi_docs.height, "pairs_attempts": attempts, "pairs_parsed": parsed,
-        "pairs_grounded": parsed - reasons.get("fineinstructions:ungrounded", 0), "pairs_accepted": pairs.height,
-        "pairs_failures": reasons, "pairs_s": round(fi_s, 1),
+        "rewire_tokens": tokens,
+        "rewire_s": round(rewire_s, 1),
+        "rewire_tokens_per_s": round(tokens / rewire_s, 2),
+        "pairs_docs": fi_docs.height,
+        "pairs_attempts": attempts,
+        "pairs_parsed": parsed,
+        "pairs_grounded": parsed - reasons.get("fineinstructions:ungrounded", 0),
+        "pairs_accepted": pairs.height,
+        "pairs_failures": reasons,
+        "pairs_s": round(fi_s, 1),
         "rewrite_examples": rewrites["text"].head(2).to_list(),
         "pair_examples": pairs.select("instruction", "answer").head(2).to_dicts(),
     }
@@ -161,8 +199,12 @@ def judge_discrimination(engine) -> dict:
     for version in ("judge_small_v1", "judge_v1"):
         good = judge_pairs(engine, [p[0] for p in JUDGE_PAIRS], [p[1] for p in JUDGE_PAIRS], [p[1] for p in JUDGE_PAIRS], version)
         bad = judge_pairs(engine, [p[0] for p in JUDGE_PAIRS], [p[2] for p in JUDGE_PAIRS], [p[1] for p in JUDGE_PAIRS], version)
-        out[version] = {"correct_mean_score": round(float(good.scores.mean()), 2), "unrelated_mean_score": round(float(bad.scores.mean()), 2),
-                        "correct_ratings": good.ratings.tolist(), "unrelated_ratings": bad.ratings.tolist()}
+        out[version] = {
+            "correct_mean_score": round(float(good.scores.mean()), 2),
+            "unrelated_mean_score": round(float(bad.scores.mean()), 2),
+            "correct_ratings": good.ratings.tolist(),
+            "unrelated_ratings": bad.ratings.tolist(),
+        }
     return out
 
 
@@ -176,7 +218,9 @@ def matching_calibration() -> list[list]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     templates = load_templates()
     index = TemplateIndex(templates, SentenceTransformerEmbedder(num_threads=1))
-    matches = index.search(pl.DataFrame({"doc_id": [r["doc_id"] for r in rows], "text": [r["text"] for r in rows]}), len(templates))
+    matches = index.search(
+        pl.DataFrame({"doc_id": [r["doc_id"] for r in rows], "text": [r["text"] for r in rows]}), len(templates)
+    )
     fits = {r["doc_id"]: set(r["fits"]) for r in rows}
     label = np.array([t in fits[d] for d, t in zip(matches["doc_id"], matches["template_id"])])
     score = matches["match_score"].to_numpy()
@@ -185,8 +229,14 @@ def matching_calibration() -> list[list]:
     out = []
     for threshold in (0.2, 0.25, 0.3, 0.35, 0.4):
         above = score >= threshold
-        out.append([threshold, round(float((above & label).sum() / max(above.sum(), 1)), 3), round(float((above & label).sum() / label.sum()), 3),
-                    round(float(accuracy), 3)])
+        out.append(
+            [
+                threshold,
+                round(float((above & label).sum() / max(above.sum(), 1)), 3),
+                round(float((above & label).sum() / label.sum()), 3),
+                round(float(accuracy), 3),
+            ]
+        )
     return out
 
 
@@ -196,9 +246,21 @@ def membership() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         trained = run_membership_experiment(Path(tmp) / "t", steps=40)
         control = run_membership_experiment(Path(tmp) / "c", steps=0)
-    return {"trained": [round(trained.auc, 3), round(trained.auc_low, 3), round(trained.auc_high, 3), round(trained.true_positive_rate, 2)],
-            "control": [round(control.auc, 3), round(control.auc_low, 3), round(control.auc_high, 3), round(control.true_positive_rate, 2)],
-            "loss": [round(trained.first_loss, 2), round(trained.last_loss, 2)]}
+    return {
+        "trained": [
+            round(trained.auc, 3),
+            round(trained.auc_low, 3),
+            round(trained.auc_high, 3),
+            round(trained.true_positive_rate, 2),
+        ],
+        "control": [
+            round(control.auc, 3),
+            round(control.auc_low, 3),
+            round(control.auc_high, 3),
+            round(control.true_positive_rate, 2),
+        ],
+        "loss": [round(trained.first_loss, 2), round(trained.last_loss, 2)],
+    }
 
 
 def main() -> int:
@@ -216,33 +278,105 @@ def main() -> int:
     engine = LLMResource().engine()
     load_s = time.perf_counter() - started
     store = sample_store(args.data_root)
-    texts = [t for t in __import__("polars").concat([store.read_frame("decontaminated", s) for s in store.partitions("decontaminated")])["text"]]
-    results = {"model": engine.model_id, "load_s": round(load_s, 1), "throughput": throughput(engine, texts, args.max_tokens, args.batch),
-               "acceptance": acceptance(store, engine, args.docs), "judge": judge_discrimination(engine),
-               "matching": matching_calibration(), "membership": membership(),
-               "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    texts = [
+        t
+        for t in __import__("polars").concat([store.read_frame("decontaminated", s) for s in store.partitions("decontaminated")])[
+            "text"
+        ]
+    ]
+    results = {
+        "model": engine.model_id,
+        "load_s": round(load_s, 1),
+        "throughput": throughput(engine, texts, args.max_tokens, args.batch),
+        "acceptance": acceptance(store, engine, args.docs),
+        "judge": judge_discrimination(engine),
+        "matching": matching_calibration(),
+        "membership": membership(),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
     t, a, m = results["throughput"], results["acceptance"], results["membership"]
     print(f"model {results['model']} (engine built in {results['load_s']} s), peak RSS {results['peak_rss_mb']} MB\n")
-    print(table(["path", "prompts", "new tokens", "seconds", "tokens/s"], [
-        ["platform engine", t["prompts"], t["platform_tokens"], t["platform_s"], t["platform_tokens_per_s"]],
-        ["bare model.generate (peer)", t["prompts"], t["bare_tokens"], t["bare_s"], t["bare_tokens_per_s"]],
-        ["ratio platform / bare", "", "", "", t["ratio"]]]))
+    print(
+        table(
+            ["path", "prompts", "new tokens", "seconds", "tokens/s"],
+            [
+                ["platform engine", t["prompts"], t["platform_tokens"], t["platform_s"], t["platform_tokens_per_s"]],
+                ["bare model.generate (peer)", t["prompts"], t["bare_tokens"], t["bare_s"], t["bare_tokens_per_s"]],
+                ["ratio platform / bare", "", "", "", t["ratio"]],
+            ],
+        )
+    )
     print()
-    print(table(["stage", "in", "out", "rate", "failures"], [
-        ["REWIRE parsed (small profile)", a["rewire_docs"], a["rewire_parsed"], round(a["rewire_parsed"] / max(a["rewire_docs"], 1), 2), a["rewire_failures"]],
-        ["REWIRE kept (top 10% by rank)", a["rewire_parsed"], a["rewire_kept_top10"], round(a["rewire_kept_top10"] / max(a["rewire_parsed"], 1), 2), ""],
-        ["FineInstructions parsed", a["pairs_attempts"], a["pairs_parsed"], round(a["pairs_parsed"] / max(a["pairs_attempts"], 1), 2), a["pairs_failures"]],
-        ["FineInstructions grounded (>= 0.8)", a["pairs_parsed"], a["pairs_grounded"], round(a["pairs_grounded"] / max(a["pairs_parsed"], 1), 2), ""],
-        ["FineInstructions judged >= 4", a["pairs_grounded"], a["pairs_accepted"], round(a["pairs_accepted"] / max(a["pairs_grounded"], 1), 2), ""]]))
-    print(f"\nREWIRE: {a['rewire_tokens']} tokens in {a['rewire_s']} s = {a['rewire_tokens_per_s']} tokens/s; "
-          f"FineInstructions: {a['pairs_docs']} documents in {a['pairs_s']} s\n")
-    print(table(["judge prompt", "mean score, correct answers", "mean score, unrelated answers", "ratings correct", "ratings unrelated"],
-                [[k, v["correct_mean_score"], v["unrelated_mean_score"], v["correct_ratings"], v["unrelated_ratings"]] for k, v in results["judge"].items()]))
+    print(
+        table(
+            ["stage", "in", "out", "rate", "failures"],
+            [
+                [
+                    "REWIRE parsed (small profile)",
+                    a["rewire_docs"],
+                    a["rewire_parsed"],
+                    round(a["rewire_parsed"] / max(a["rewire_docs"], 1), 2),
+                    a["rewire_failures"],
+                ],
+                [
+                    "REWIRE kept (top 10% by rank)",
+                    a["rewire_parsed"],
+                    a["rewire_kept_top10"],
+                    round(a["rewire_kept_top10"] / max(a["rewire_parsed"], 1), 2),
+                    "",
+                ],
+                [
+                    "FineInstructions parsed",
+                    a["pairs_attempts"],
+                    a["pairs_parsed"],
+                    round(a["pairs_parsed"] / max(a["pairs_attempts"], 1), 2),
+                    a["pairs_failures"],
+                ],
+                [
+                    "FineInstructions grounded (>= 0.8)",
+                    a["pairs_parsed"],
+                    a["pairs_grounded"],
+                    round(a["pairs_grounded"] / max(a["pairs_parsed"], 1), 2),
+                    "",
+                ],
+                [
+                    "FineInstructions judged >= 4",
+                    a["pairs_grounded"],
+                    a["pairs_accepted"],
+                    round(a["pairs_accepted"] / max(a["pairs_grounded"], 1), 2),
+                    "",
+                ],
+            ],
+        )
+    )
+    print(
+        f"\nREWIRE: {a['rewire_tokens']} tokens in {a['rewire_s']} s = {a['rewire_tokens_per_s']} tokens/s; "
+        f"FineInstructions: {a['pairs_docs']} documents in {a['pairs_s']} s\n"
+    )
+    print(
+        table(
+            [
+                "judge prompt",
+                "mean score, correct answers",
+                "mean score, unrelated answers",
+                "ratings correct",
+                "ratings unrelated",
+            ],
+            [
+                [k, v["correct_mean_score"], v["unrelated_mean_score"], v["correct_ratings"], v["unrelated_ratings"]]
+                for k, v in results["judge"].items()
+            ],
+        )
+    )
     print()
     print(table(["MiniLM threshold", "precision", "recall", "top-1 accuracy"], results["matching"]))
     print()
-    print(table(["Min-K% (k=20%)", "AUC", "95% CI low", "95% CI high", "TPR at 5% FPR"],
-                [["trained 40 steps vs held-out", *m["trained"]], ["untrained control", *m["control"]]]))
+    print(
+        table(
+            ["Min-K% (k=20%)", "AUC", "95% CI low", "95% CI high", "TPR at 5% FPR"],
+            [["trained 40 steps vs held-out", *m["trained"]], ["untrained control", *m["control"]]],
+        )
+    )
     print(f"\ntraining loss {m['loss'][0]} -> {m['loss'][1]}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

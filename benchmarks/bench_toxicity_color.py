@@ -80,14 +80,28 @@ def hf_model() -> Path:
 
     from dataplatform.sample_data import SAMPLE_DATA_DIR
 
-    tok = PreTrainedTokenizerFast(tokenizer_file=str(SAMPLE_DATA_DIR / "tokenizer" / "sample-bpe-4k.json"),
-                                  pad_token="[PAD]", model_max_length=512)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_file=str(SAMPLE_DATA_DIR / "tokenizer" / "sample-bpe-4k.json"), pad_token="[PAD]", model_max_length=512
+    )
     tok.add_special_tokens({"pad_token": "[PAD]"})
-    config = DebertaV2Config(vocab_size=128_100, hidden_size=768, num_hidden_layers=6, num_attention_heads=12,
-                             intermediate_size=3072, max_position_embeddings=512, relative_attention=True,
-                             position_buckets=256, pos_att_type=["p2c", "c2p"], position_biased_input=False,
-                             norm_rel_ebd="layer_norm", share_att_key=True, num_labels=2, pad_token_id=tok.pad_token_id,
-                             id2label={0: "non-toxic", 1: "toxic"}, label2id={"non-toxic": 0, "toxic": 1})
+    config = DebertaV2Config(
+        vocab_size=128_100,
+        hidden_size=768,
+        num_hidden_layers=6,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        max_position_embeddings=512,
+        relative_attention=True,
+        position_buckets=256,
+        pos_att_type=["p2c", "c2p"],
+        position_biased_input=False,
+        norm_rel_ebd="layer_norm",
+        share_att_key=True,
+        num_labels=2,
+        pad_token_id=tok.pad_token_id,
+        id2label={0: "non-toxic", 1: "toxic"},
+        label2id={"non-toxic": 0, "toxic": 1},
+    )
     torch.manual_seed(0)
     DebertaV2ForSequenceClassification(config).save_pretrained(folder)
     tok.save_pretrained(folder)
@@ -137,8 +151,15 @@ def child_toxicity(path: str, docs: int, runs: int) -> dict:
         raise SystemExit(f"unknown path {path}")
     walls, cpus, _ = _time(fn, runs)
     chunks, _ = tox.chunk_documents(texts, 1000)
-    return {"path": path, "docs": len(texts), "chunks": len(chunks), "bytes": int(texts.str.len_bytes().sum()),
-            "walls": walls, "cpus": cpus, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "path": path,
+        "docs": len(texts),
+        "chunks": len(chunks),
+        "bytes": int(texts.str.len_bytes().sum()),
+        "walls": walls,
+        "cpus": cpus,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def child_color(path: str, docs: int, max_tokens: int, runs: int, backend: str) -> dict:
@@ -167,20 +188,27 @@ def child_color(path: str, docs: int, max_tokens: int, runs: int, backend: str) 
         def fn():
             counts = []
             for start in range(0, len(ids), 8):
-                batch = ids[start:start + 8]
+                batch = ids[start : start + 8]
                 width = max(len(b) for b in batch)
                 x = torch.full((len(batch), width), tok.pad_token_id or 0)
                 mask = torch.zeros_like(x)
                 for r, b in enumerate(batch):
-                    x[r, :len(b)], mask[r, :len(b)] = torch.tensor(b), 1
+                    x[r, : len(b)], mask[r, : len(b)] = torch.tensor(b), 1
                 with torch.inference_mode():
                     logp = torch.log_softmax(model(input_ids=x, attention_mask=mask).logits[:, :-1].float(), -1)
                     logp.gather(-1, x[:, 1:].unsqueeze(-1))
                 counts += [len(b) - 1 for b in batch]
             return np.array(counts)
+
     walls, cpus, counts = _time(fn, runs)
-    return {"path": path, "docs": len(texts), "tokens": int(np.sum(counts)), "walls": walls, "cpus": cpus,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "path": path,
+        "docs": len(texts),
+        "tokens": int(np.sum(counts)),
+        "walls": walls,
+        "cpus": cpus,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def run_child(*args: str) -> dict:
@@ -195,8 +223,11 @@ def _row(name: str, r: dict, unit: str, count: int, peer: dict | None = None) ->
     wall, cpu = float(np.median(r["walls"])), float(np.median(r["cpus"]))
     ratio = f"{float(np.median(peer['walls'])) / wall:.2f}x" if peer else "-"
     rate = count / wall
-    return (f"| {name} | {r['docs']} | {wall:.2f} | {cpu:.2f} | {rate:,.1f} {unit} | {ratio} | {r['peak_rss_mb']:.0f} |"
-            if rate >= 10 else f"| {name} | {r['docs']} | {wall:.2f} | {cpu:.2f} | {rate:.3g} {unit} | {ratio} | {r['peak_rss_mb']:.0f} |")
+    return (
+        f"| {name} | {r['docs']} | {wall:.2f} | {cpu:.2f} | {rate:,.1f} {unit} | {ratio} | {r['peak_rss_mb']:.0f} |"
+        if rate >= 10
+        else f"| {name} | {r['docs']} | {wall:.2f} | {cpu:.2f} | {rate:.3g} {unit} | {ratio} | {r['peak_rss_mb']:.0f} |"
+    )
 
 
 def main() -> int:
@@ -213,15 +244,20 @@ def main() -> int:
     args = ap.parse_args()
     if args.child:
         kind, path = args.child[0], args.child[1]
-        result = (child_toxicity(path, int(args.child[2]), args.runs) if kind == "toxicity"
-                  else child_color(path, int(args.child[2]), args.color_tokens, args.runs, args.backend))
+        result = (
+            child_toxicity(path, int(args.child[2]), args.runs)
+            if kind == "toxicity"
+            else child_color(path, int(args.child[2]), args.color_tokens, args.runs, args.backend)
+        )
         print(json.dumps(result))
         return 0
 
     import real_corpus
 
-    print(f"# toxicity + CoLoR-Filter benchmark — {real_corpus.machine()} — "
-          f"{_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"# toxicity + CoLoR-Filter benchmark — {real_corpus.machine()} — "
+        f"{_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')}, load {os.getloadavg()[0]:.1f}"
+    )
     print(f"# command: python benchmarks/bench_toxicity_color.py {' '.join(sys.argv[1:])}\n")
     runs = ["--runs", str(args.runs)]
     print("| path | pages | wall s (median) | CPU s | throughput | vs peer (peer wall / ours) | peak RSS MB |")

@@ -92,7 +92,9 @@ def tiny_model(directory: Path, texts: list[str]) -> str:
     from dataplatform.core.synthesis.common import load_prompt
     from dataplatform.llm.tiny_model import build_tiny_causal_lm
 
-    build_tiny_causal_lm(directory, texts[:500] + [load_prompt("rewire_v1")], seed=0, vocab_size=2000, max_position_embeddings=4096)
+    build_tiny_causal_lm(
+        directory, texts[:500] + [load_prompt("rewire_v1")], seed=0, vocab_size=2000, max_position_embeddings=4096
+    )
     return str(directory)
 
 
@@ -190,7 +192,9 @@ def main() -> None:
         # strictest baseline; also avoids vLLM adding a second BOS to chat-rendered text).
         prompt_ids = engine.encode_prompts(build_rewire_prompts(texts, config.max_doc_chars, config.prompt_version))
         bare_prompts = [{"prompt_token_ids": ids} for ids in prompt_ids]
-        bare_params = vllm.SamplingParams(max_tokens=args.max_tokens, temperature=0.0, stop=[END_MARKER], ignore_eos=args.ignore_eos)
+        bare_params = vllm.SamplingParams(
+            max_tokens=args.max_tokens, temperature=0.0, stop=[END_MARKER], ignore_eos=args.ignore_eos
+        )
 
         def run_bare() -> tuple[float, int]:
             t = time.perf_counter()
@@ -228,8 +232,19 @@ def main() -> None:
         "runs": args.runs,
         "prefix_caching": args.prefix_caching,
         "load_s": round(load_s, 2),
-        "bare": {"median_s": round(bare_s, 3), "generated_tokens": n_bare, "tokens_per_s": round(bare_tps, 1), "runs_s": [round(x, 3) for x in bare]},
-        "platform": {"median_s": round(plat_s, 3), "generated_tokens": n_plat, "tokens_per_s": round(plat_tps, 1), "runs_s": [round(x, 3) for x in plat], "rewritten_ok": n_ok},
+        "bare": {
+            "median_s": round(bare_s, 3),
+            "generated_tokens": n_bare,
+            "tokens_per_s": round(bare_tps, 1),
+            "runs_s": [round(x, 3) for x in bare],
+        },
+        "platform": {
+            "median_s": round(plat_s, 3),
+            "generated_tokens": n_plat,
+            "tokens_per_s": round(plat_tps, 1),
+            "runs_s": [round(x, 3) for x in plat],
+            "rewritten_ok": n_ok,
+        },
         "overhead_pct": round(100 * overhead, 2),
         "goal_overhead_pct": 10.0,
         "same_tokens": n_bare == n_plat,

@@ -66,16 +66,24 @@ def child_main(reader: str, files: list[str]) -> dict:
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     size = sum(Path(f).stat().st_size for f in files)
     # Rates by CPU time: on a shared machine wall time mostly measures the neighbours.
-    return {"records": records, "pages": pages, "seconds": seconds, "cpu_seconds": cpu, "records_per_s": records / cpu,
-            "mb_per_s": size / 1e6 / cpu, "peak_rss_mb": real_corpus.peak_rss_mb()}
+    return {
+        "records": records,
+        "pages": pages,
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "records_per_s": records / cpu,
+        "mb_per_s": size / 1e6 / cpu,
+        "peak_rss_mb": real_corpus.peak_rss_mb(),
+    }
 
 
 def measure(reader: str, files: list[str], runs: int, checkout: str | None = None) -> dict:
     env = dict(os.environ, PYTHONPATH=checkout) if checkout else None
     best = None
     for _ in range(runs):
-        out = subprocess.run([sys.executable, __file__, "--child", reader, json.dumps(files)], check=True,
-                             capture_output=True, text=True, env=env)
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", reader, json.dumps(files)], check=True, capture_output=True, text=True, env=env
+        )
         result = json.loads(out.stdout.strip().splitlines()[-1])
         best = result if best is None or result["cpu_seconds"] < best["cpu_seconds"] else best
     return best
@@ -90,16 +98,23 @@ def inputs(folder: Path, repeat: int) -> list[tuple[str, list[str]]]:
     commoncrawl = folder / "commoncrawl-x3000.warc.gz"
     commoncrawl.write_bytes(COMMONCRAWL_RECORDS.read_bytes() * 3000)
     iana = [str(p) for p in real_corpus.pywb_sample_warcs() if p.name == "iana.warc.gz"]
-    return [("bundled sample, 6 complete files", sample), (f"bundled sample x{repeat}, one file", [str(joined)]),
-            ("pywb iana.warc.gz (real crawl)", iana), ("3 real Common Crawl records x3000", [str(commoncrawl)])]
+    return [
+        ("bundled sample, 6 complete files", sample),
+        (f"bundled sample x{repeat}, one file", [str(joined)]),
+        ("pywb iana.warc.gz (real crawl)", iana),
+        ("3 real Common Crawl records x3000", [str(commoncrawl)]),
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--before", help="another checkout whose reader to measure too, e.g. a "
-                        "`git worktree add /tmp/before <commit>` of the code before a change")
+    parser.add_argument(
+        "--before",
+        help="another checkout whose reader to measure too, e.g. a "
+        "`git worktree add /tmp/before <commit>` of the code before a change",
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -120,8 +135,10 @@ def main() -> None:
                 rows.insert(1, (f"ours, {args.before}", measure("ours", files, args.runs, args.before)))
             for label, r in rows:
                 ratio = f"{r['mb_per_s'] / peer['mb_per_s']:.2f}" if label.startswith("ours") else ""
-                print(f"| {name} | {size:.1f} | {label} | {r['records']} | {r['pages']} | {r['records_per_s']:.0f} | "
-                      f"{r['mb_per_s']:.1f} | {r['peak_rss_mb']:.0f} | {ratio} |")
+                print(
+                    f"| {name} | {size:.1f} | {label} | {r['records']} | {r['pages']} | {r['records_per_s']:.0f} | "
+                    f"{r['mb_per_s']:.1f} | {r['peak_rss_mb']:.0f} | {ratio} |"
+                )
 
 
 if __name__ == "__main__":

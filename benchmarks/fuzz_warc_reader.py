@@ -68,9 +68,9 @@ class Tally:
         self.slowest = max(self.slowest, verdict.seconds)
         self.by_label[verdict.label.split("_")[0].split("=")[0].rstrip("+-0123456789")] += 1
         if (verdict.crash or verdict.hang or verdict.lost or verdict.spurious or verdict.silent_damage) and len(
-                self.examples) < 10:
-            self.examples.append(f"{name}: {verdict.label} crash={verdict.crash} hang={verdict.hang} "
-                                 f"{verdict.problems[:2]}")
+            self.examples
+        ) < 10:
+            self.examples.append(f"{name}: {verdict.label} crash={verdict.crash} hang={verdict.hang} {verdict.problems[:2]}")
 
 
 def bomb_mutants(found: dict[str, list[bytes]], count: int, bombs: list[bytes], seed: int):
@@ -86,11 +86,15 @@ def hostile_framing() -> list[tuple[str, bytes]]:
     """Files made of nothing but fake record starts: each costs the framing one resynchronisation."""
     return [
         ("300k `WARC/1.0` lines, no blank line, plain", b"WARC/1.0\r\n" * 300_000),
-        ("300k headers with Content-Length 999999999, one gzip member",
-         gzip.compress(b"WARC/1.0\r\nContent-Length: 999999999\r\n\r\n" * 300_000, 1)),
+        (
+            "300k headers with Content-Length 999999999, one gzip member",
+            gzip.compress(b"WARC/1.0\r\nContent-Length: 999999999\r\n\r\n" * 300_000, 1),
+        ),
         ("200k headers with Content-Length 5000000, plain", b"WARC/1.0\r\nContent-Length: 5000000\r\n\r\n" * 200_000),
-        ("300k headers with Content-Length 100 and 2 bytes, one gzip member",
-         gzip.compress(b"WARC/1.0\r\nContent-Length: 100\r\n\r\nxx\r\n" * 300_000, 1)),
+        (
+            "300k headers with Content-Length 100 and 2 bytes, one gzip member",
+            gzip.compress(b"WARC/1.0\r\nContent-Length: 100\r\n\r\nxx\r\n" * 300_000, 1),
+        ),
     ]
 
 
@@ -116,18 +120,22 @@ def main() -> None:
     options = WarcReadOptions(max_payload_bytes=args.limit_kb * 1024)
     found = sources()
     print(f"# WARC reader fuzz — {real_corpus.machine()} — {time.strftime('%Y-%m-%d %H:%M')}")
-    print(f"# command: python benchmarks/fuzz_warc_reader.py --mutants {args.mutants} --seed {args.seed} "
-          f"--limit-kb {args.limit_kb} --bombs {args.bombs} --bomb-mb {args.bomb_mb}")
-    print(f"# inputs: {len(found)} files, {sum(map(len, found.values()))} gzip members, "
-          f"{sum(len(m) for ms in found.values() for m in ms) / 1e6:.1f} MB\n")
+    print(
+        f"# command: python benchmarks/fuzz_warc_reader.py --mutants {args.mutants} --seed {args.seed} "
+        f"--limit-kb {args.limit_kb} --bombs {args.bombs} --bomb-mb {args.bomb_mb}"
+    )
+    print(
+        f"# inputs: {len(found)} files, {sum(map(len, found.values()))} gzip members, "
+        f"{sum(len(m) for ms in found.values() for m in ms) / 1e6:.1f} MB\n"
+    )
     baseline = warc_fuzz.baseline_cache(options)
     for members in found.values():  # unmutated files read once up front, so RSS below is the reader's
         baseline(b"".join(members))
-    bombs_data = [warc_factory.gzip_bomb_record("https://bomb.example/true-length", args.bomb_mb << 20),
-                  warc_factory.gzip_bomb_record("https://bomb.example/short-length", args.bomb_mb << 20,
-                                                content_length=100),
-                  warc_factory.gzip_bomb_record("https://bomb.example/line-breaks", args.bomb_mb << 20,
-                                                content_length=100, filler=b"\r\n")]
+    bombs_data = [
+        warc_factory.gzip_bomb_record("https://bomb.example/true-length", args.bomb_mb << 20),
+        warc_factory.gzip_bomb_record("https://bomb.example/short-length", args.bomb_mb << 20, content_length=100),
+        warc_factory.gzip_bomb_record("https://bomb.example/line-breaks", args.bomb_mb << 20, content_length=100, filler=b"\r\n"),
+    ]
     started = time.perf_counter()
     tally = Tally()
     for name, mutant in warc_fuzz.mutants(found, args.mutants, args.seed, max_window=10**9):
@@ -136,15 +144,17 @@ def main() -> None:
     bombs = Tally()
     for mutant in bomb_mutants(found, args.bombs, bombs_data, args.seed):
         bombs.add("bomb", warc_fuzz.judge(mutant, options, baseline, args.time_limit))
-    print("| phase | mutants | crashes | hangs | lost intact records | spurious | silent damage | slowest s | "
-          "peak RSS MB |")
+    print("| phase | mutants | crashes | hangs | lost intact records | spurious | silent damage | slowest s | peak RSS MB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for phase, t, rss in (("mutations", tally, rss_before_bombs),
-                          (f"gzip bombs ({args.bomb_mb} MiB inflated)", bombs, rss_mb())):
-        print(f"| {phase} | {t.mutants} | {t.crashes} | {t.hangs} | {t.lost} | {t.spurious} | {t.silent} | "
-              f"{t.slowest:.2f} | {rss:.0f} |")
-    print(f"\nmax_payload_bytes = {options.max_payload_bytes}; peak RSS grew by "
-          f"{rss_mb() - rss_before_bombs:.0f} MB during the bombs; wall {time.perf_counter() - started:.0f} s")
+    for phase, t, rss in (("mutations", tally, rss_before_bombs), (f"gzip bombs ({args.bomb_mb} MiB inflated)", bombs, rss_mb())):
+        print(
+            f"| {phase} | {t.mutants} | {t.crashes} | {t.hangs} | {t.lost} | {t.spurious} | {t.silent} | "
+            f"{t.slowest:.2f} | {rss:.0f} |"
+        )
+    print(
+        f"\nmax_payload_bytes = {options.max_payload_bytes}; peak RSS grew by "
+        f"{rss_mb() - rss_before_bombs:.0f} MB during the bombs; wall {time.perf_counter() - started:.0f} s"
+    )
     print("mutants by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(tally.by_label.items())))
     for example in tally.examples + bombs.examples:
         print("  FAIL", example[:400])

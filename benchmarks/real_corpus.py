@@ -51,8 +51,10 @@ def pywb_sample_warcs() -> list[Path]:
     folder = DATA / "pywb"
     if not folder.exists():
         folder.mkdir(parents=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", PYWB,
-                        "-d", str(folder), "-q"], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", PYWB, "-d", str(folder), "-q"],
+            check=True,
+        )
         with tarfile.open(next(folder.glob("pywb-*.tar.gz"))) as tar:
             members = [m for m in tar.getmembers() if "/sample_archive/warcs/" in m.name and m.isfile()]
             tar.extractall(folder, members=members, filter="data")
@@ -63,8 +65,9 @@ def _digest(data: bytes) -> str:
     return "sha1:" + base64.b32encode(hashlib.sha1(data).digest()).decode()
 
 
-def html_files_to_warc(files: list[Path], out: Path, url_prefix: str = "https://docs.example/",
-                       payload_type: str | None = None) -> Path:
+def html_files_to_warc(
+    files: list[Path], out: Path, url_prefix: str = "https://docs.example/", payload_type: str | None = None
+) -> Path:
     """Wrap real HTML pages into HTTP-response WARC records (one gzip member each), as a crawler would.
 
     ``payload_type``: also write ``WARC-Identified-Payload-Type`` (Common Crawl does; readers such as
@@ -78,15 +81,16 @@ def html_files_to_warc(files: list[Path], out: Path, url_prefix: str = "https://
         for path in files:
             body = path.read_bytes()
             url = url_prefix + path.name
-            http = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
-                    b"Content-Length: %d\r\n\r\n" % len(body)) + body
+            http = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
             rid = uuid.uuid5(uuid.NAMESPACE_URL, str(path))
             extra = f"WARC-Identified-Payload-Type: {payload_type}\r\n" if payload_type else ""
-            head = (f"WARC/1.0\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:uuid:{rid}>\r\n"
-                    f"WARC-Date: 2026-01-01T00:00:00Z\r\nWARC-Target-URI: {url}\r\n"
-                    f"Content-Type: application/http; msgtype=response\r\nWARC-Block-Digest: {_digest(http)}\r\n"
-                    f"{extra}"
-                    f"Content-Length: {len(http)}\r\n\r\n").encode()
+            head = (
+                f"WARC/1.0\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:uuid:{rid}>\r\n"
+                f"WARC-Date: 2026-01-01T00:00:00Z\r\nWARC-Target-URI: {url}\r\n"
+                f"Content-Type: application/http; msgtype=response\r\nWARC-Block-Digest: {_digest(http)}\r\n"
+                f"{extra}"
+                f"Content-Length: {len(http)}\r\n\r\n"
+            ).encode()
             f.write(gzip.compress(head + http + b"\r\n\r\n", compresslevel=6, mtime=0))
     os.replace(tmp, out)
     return out
@@ -110,8 +114,14 @@ def doc_warcs(packages: tuple[str, ...] = ("python3.11-doc", "postgresql-doc-15"
     for pkg in packages:
         files = debian_html_files((pkg,))
         for i in range(parts):
-            out.append(html_files_to_warc(files[i::parts], DATA / "warcs" / f"{pkg}-{i + 1}of{parts}.warc.gz",
-                                          url_prefix=f"https://{pkg}.docs.example/", payload_type="text/html"))
+            out.append(
+                html_files_to_warc(
+                    files[i::parts],
+                    DATA / "warcs" / f"{pkg}-{i + 1}of{parts}.warc.gz",
+                    url_prefix=f"https://{pkg}.docs.example/",
+                    payload_type="text/html",
+                )
+            )
     return out
 
 
@@ -199,7 +209,7 @@ class TreeRssSampler:
             self.peak_mb = max(self.peak_mb, self._tree_rss_kb(root) / 1024)
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "TreeRssSampler":
+    def __enter__(self) -> TreeRssSampler:
         self._thread.start()
         return self
 
@@ -233,7 +243,16 @@ def run_ingest_filter_chain(files: list[str], workers: int) -> dict:
         mid = time.perf_counter()
         filtered = materialize_filtered(store, "bench", executor)
         seconds = time.perf_counter() - start
-    return {"seconds": seconds, "documents_s": mid - start, "filtered_s": seconds - (mid - start),
-            "cpu_s": cpu_seconds(), "records": documents.rows_in, "extracted": documents.rows_out,
-            "kept": filtered.rows_out, "bytes": documents.bytes_in, "rss_self_mb": peak_rss_mb(),
-            "rss_children_mb": peak_rss_mb(children=True), "tree_rss_mb": tree.peak_mb}
+    return {
+        "seconds": seconds,
+        "documents_s": mid - start,
+        "filtered_s": seconds - (mid - start),
+        "cpu_s": cpu_seconds(),
+        "records": documents.rows_in,
+        "extracted": documents.rows_out,
+        "kept": filtered.rows_out,
+        "bytes": documents.bytes_in,
+        "rss_self_mb": peak_rss_mb(),
+        "rss_children_mb": peak_rss_mb(children=True),
+        "tree_rss_mb": tree.peak_mb,
+    }

@@ -32,8 +32,10 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "pipeline_vs_datatrove": (["--runs", "2"], ["--quick"]),
     "scaling": (["--runs", "2"], ["--quick"]),
     "vllm_overhead": (["--runs", "3"], ["--n-docs", "64", "--runs", "1"]),
-    "toxicity_color": (["--runs", "2", "--hf-docs", "8"],
-                       ["--runs", "1", "--docs", "100", "--hf-docs", "2", "--color-docs", "4", "--color-tokens", "64"]),
+    "toxicity_color": (
+        ["--runs", "2", "--hf-docs", "8"],
+        ["--runs", "1", "--docs", "100", "--hf-docs", "2", "--color-docs", "4", "--color-tokens", "64"],
+    ),
 }
 GPU_ONLY = {"vllm_overhead"}
 

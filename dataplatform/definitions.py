@@ -51,6 +51,7 @@ _assets = [
 # them one at a time (runs of a snapshot are serialised by their `dagster/partition` tag instead).
 CORPUS_RUN_TAG = "dataplatform/corpus"
 
+
 def _with_freshness(spec: dg.AssetSpec) -> dg.AssetSpec:
     if spec.key.to_user_string() in WEEKLY_REFRESHED:
         return dg.apply_freshness_policy(spec, WEEKLY_REFRESH_POLICY)
@@ -76,8 +77,12 @@ snapshot_pipeline_job = dg.define_asset_job(
 
 
 def _group_job(group: str, description: str) -> dg.UnresolvedAssetJobDefinition:
-    return dg.define_asset_job(f"{group}_job", selection=dg.AssetSelection.groups(group) & _per_snapshot,
-                               partitions_def=crawl_snapshots, description=description)
+    return dg.define_asset_job(
+        f"{group}_job",
+        selection=dg.AssetSelection.groups(group) & _per_snapshot,
+        partitions_def=crawl_snapshots,
+        description=description,
+    )
 
 
 stage_jobs = [
@@ -85,14 +90,23 @@ stage_jobs = [
     _group_job("filter", "filtered, toxicity and scored for chosen snapshots; needs a materialized quality_classifier."),
     _group_job("dedup", "deduplicated + signature index for chosen snapshots, oldest first."),
     _group_job("synthesis", "REWIRE rewriting and FineInstructions pairs for chosen snapshots (GPU pool)."),
-    _group_job("color_filter", "CoLoR-Filter scores for chosen snapshots (GPU pool); needs a materialized color_conditional_model."),
+    _group_job(
+        "color_filter", "CoLoR-Filter scores for chosen snapshots (GPU pool); needs a materialized color_conditional_model."
+    ),
 ]
 
 corpus_refresh_job = dg.define_asset_job(
     "corpus_refresh",
-    selection=dg.AssetSelection.assets(names.QUALITY_CLASSIFIER, names.EVAL_BENCHMARKS, names.INSTRUCTION_TEMPLATES,
-                                       names.REWRITE_CLASSIFIER, names.EVAL_SPLITS, names.TRAINING_MIX,
-                                       names.CONTAMINATION_AUDIT, names.COLOR_CONDITIONAL_MODEL),
+    selection=dg.AssetSelection.assets(
+        names.QUALITY_CLASSIFIER,
+        names.EVAL_BENCHMARKS,
+        names.INSTRUCTION_TEMPLATES,
+        names.REWRITE_CLASSIFIER,
+        names.EVAL_SPLITS,
+        names.TRAINING_MIX,
+        names.CONTAMINATION_AUDIT,
+        names.COLOR_CONDITIONAL_MODEL,
+    ),
     description="Cross-snapshot assets: retrain the classifier, reload benchmarks, recompute splits and the mix.",
     tags={CORPUS_RUN_TAG: "true"},
 )
@@ -101,13 +115,14 @@ data_quality_checks_job = dg.define_asset_job(
     "data_quality_checks",
     selection=dg.AssetSelection.all_asset_checks(),
     description="Every data-quality check on its own, against the committed datasets (each per-snapshot check "
-                "covers every committed snapshot); re-run after fixing a cause.",
+    "covers every committed snapshot); re-run after fixing a cause.",
 )
 
 weekly_training_mix = dg.ScheduleDefinition(
     name="weekly_training_mix",
-    job=dg.define_asset_job("training_mix_job", selection=dg.AssetSelection.assets(*WEEKLY_REFRESHED),
-                            tags={CORPUS_RUN_TAG: "true"}),
+    job=dg.define_asset_job(
+        "training_mix_job", selection=dg.AssetSelection.assets(*WEEKLY_REFRESHED), tags={CORPUS_RUN_TAG: "true"}
+    ),
     cron_schedule=WEEKLY_REFRESH_CRON,
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Rebuilds eval splits and the training mix every Monday 04:00 UTC from whatever snapshots are done.",

@@ -7,5 +7,7 @@ scripts/setup.sh dev,llm,ray,deploy
 bash scripts/install_browser.sh
 bash scripts/install_postgres.sh
 . .venv/bin/activate
+ruff check .              # lint (rules in pyproject.toml [tool.ruff])
+ruff format --check .     # formatting
 dagster definitions validate -w workspace.yaml
 python -m pytest "$@"

@@ -23,10 +23,11 @@ class MotoServer:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "MotoServer":
+    def start(self) -> MotoServer:
         exe = shutil.which("moto_server") or os.path.join(os.path.dirname(sys.executable), "moto_server")
-        self.proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(self.port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [exe, "-H", "127.0.0.1", "-p", str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -34,7 +35,7 @@ class MotoServer:
                 return self
             except Exception:
                 if self.proc.poll() is not None:
-                    raise RuntimeError("moto_server exited at start")
+                    raise RuntimeError("moto_server exited at start") from None
                 time.sleep(0.2)
         raise RuntimeError("moto_server did not answer within 30 s")
 

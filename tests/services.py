@@ -76,8 +76,10 @@ def pg_binary(name: str) -> str:
     on_path = shutil.which(name)
     if on_path:
         return on_path
-    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
-                        key=lambda p: [int(x) if x.isdigit() else x for x in p.parts[-3].split(".")])
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
+        key=lambda p: [int(x) if x.isdigit() else x for x in p.parts[-3].split(".")],
+    )
     if candidates:
         return str(candidates[-1])
     raise ServiceError(f"PostgreSQL's {name} not found (PATH, /usr/lib/postgresql/*/bin): run scripts/install_postgres.sh")
@@ -93,8 +95,11 @@ def _postgres_os_user() -> str | None:
             return name
         except KeyError:
             continue
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", FALLBACK_OS_USER],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", FALLBACK_OS_USER],
+        check=True,
+        capture_output=True,
+    )
     return FALLBACK_OS_USER
 
 
@@ -127,8 +132,10 @@ class PostgresCluster:
     def _run(self, argv: list[str], what: str, timeout: float = 90) -> None:
         proc = subprocess.run(self._as_os_user(argv), check=False, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
-            raise ServiceError(f"PostgreSQL {what} (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}\n"
-                               f"--- server log ({self.log_path}) ---\n{log_tail(self.log_path)}")
+            raise ServiceError(
+                f"PostgreSQL {what} (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}\n"
+                f"--- server log ({self.log_path}) ---\n{log_tail(self.log_path)}"
+            )
 
     def start(self, timeout: float = 60) -> PostgresCluster:
         # Not under pytest's tmp_path: /tmp/pytest-of-root is 0700, and the server runs as another user.
@@ -141,24 +148,62 @@ class PostgresCluster:
             shutil.chown(self.dir, self.os_user)
             for path in (self.dir / "sockets", password_file):
                 shutil.chown(path, self.os_user)
-        self._run([pg_binary("initdb"), "--pgdata", str(self.data_dir), "--username", self.username,
-                   "--pwfile", str(password_file), "--auth", "scram-sha-256", "--encoding", "UTF8",
-                   "--locale", "C", "--no-sync"], "initdb failed")
+        self._run(
+            [
+                pg_binary("initdb"),
+                "--pgdata",
+                str(self.data_dir),
+                "--username",
+                self.username,
+                "--pwfile",
+                str(password_file),
+                "--auth",
+                "scram-sha-256",
+                "--encoding",
+                "UTF8",
+                "--locale",
+                "C",
+                "--no-sync",
+            ],
+            "initdb failed",
+        )
         password_file.unlink()
         self.port = free_port()
-        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir / 'sockets'} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        self._run([pg_binary("pg_ctl"), "--pgdata", str(self.data_dir), "--log", str(self.log_path),
-                   "--options", options, "--wait", "--timeout", str(int(timeout)), "start"],
-                  f"did not start on 127.0.0.1:{self.port} within {timeout:.0f} s", timeout=timeout + 30)
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir / 'sockets'} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        self._run(
+            [
+                pg_binary("pg_ctl"),
+                "--pgdata",
+                str(self.data_dir),
+                "--log",
+                str(self.log_path),
+                "--options",
+                options,
+                "--wait",
+                "--timeout",
+                str(int(timeout)),
+                "start",
+            ],
+            f"did not start on 127.0.0.1:{self.port} within {timeout:.0f} s",
+            timeout=timeout + 30,
+        )
         self.create_database()
         return self
 
     def connect(self, db_name: str | None = None):
         import psycopg2
 
-        return psycopg2.connect(host="127.0.0.1", port=self.port, user=self.username, password=self.password,
-                                dbname=db_name or self.db_name, connect_timeout=10)
+        return psycopg2.connect(
+            host="127.0.0.1",
+            port=self.port,
+            user=self.username,
+            password=self.password,
+            dbname=db_name or self.db_name,
+            connect_timeout=10,
+        )
 
     def create_database(self) -> None:
         conn = self.connect("postgres")
@@ -182,9 +227,27 @@ class PostgresCluster:
     def psql(self, sql: str) -> str:
         """Run ``sql`` with the psql client over TCP; rows as ``a|b`` lines."""
         proc = subprocess.run(
-            [pg_binary("psql"), "--no-psqlrc", "--tuples-only", "--no-align", "--host", "127.0.0.1",
-             "--port", str(self.port), "--username", self.username, "--dbname", self.db_name, "--command", sql],
-            env={**os.environ, "PGPASSWORD": self.password}, check=False, capture_output=True, text=True, timeout=60,
+            [
+                pg_binary("psql"),
+                "--no-psqlrc",
+                "--tuples-only",
+                "--no-align",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--username",
+                self.username,
+                "--dbname",
+                self.db_name,
+                "--command",
+                sql,
+            ],
+            env={**os.environ, "PGPASSWORD": self.password},
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         if proc.returncode != 0:
             raise ServiceError(f"psql failed: {proc.stderr.strip()}")
@@ -205,9 +268,24 @@ class PostgresCluster:
             return []
         pid = self.postmaster_pid()
         if pid is not None:
-            subprocess.run(self._as_os_user([pg_binary("pg_ctl"), "--pgdata", str(self.data_dir), "--mode",
-                                             "immediate", "--wait", "--timeout", "30", "stop"]),
-                           check=False, capture_output=True, timeout=60)
+            subprocess.run(
+                self._as_os_user(
+                    [
+                        pg_binary("pg_ctl"),
+                        "--pgdata",
+                        str(self.data_dir),
+                        "--mode",
+                        "immediate",
+                        "--wait",
+                        "--timeout",
+                        "30",
+                        "stop",
+                    ]
+                ),
+                check=False,
+                capture_output=True,
+                timeout=60,
+            )
         leftover = []
         if pid is not None and _alive(pid):
             os.kill(pid, signal.SIGKILL)
@@ -252,8 +330,15 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self.started_at = time.time()
         return self
 
@@ -311,13 +396,18 @@ class DagsterWebserverProcess(ServiceProcess):
     def __init__(self, env: dict[str, str], log_path: Path, workspace: str = "workspace.yaml"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        super().__init__("dagster-webserver", [venv_command("dagster-webserver"), "-w", workspace, "-h", "127.0.0.1",
-                                               "-p", str(self.port)], env, log_path)
+        super().__init__(
+            "dagster-webserver",
+            [venv_command("dagster-webserver"), "-w", workspace, "-h", "127.0.0.1", "-p", str(self.port)],
+            env,
+            log_path,
+        )
 
     def graphql(self, query: str, variables: dict | None = None, timeout: float = 30) -> dict:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(f"{self.url}/graphql", data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.url}/graphql", data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=timeout) as response:
             payload = json.loads(response.read())
         if payload.get("errors"):
@@ -326,9 +416,11 @@ class DagsterWebserverProcess(ServiceProcess):
 
     def code_location_loaded(self) -> bool:
         """True once every code location has loaded; a location that failed to load raises."""
-        data = self.graphql("""{ workspaceOrError { __typename ... on Workspace { locationEntries {
+        data = self.graphql(
+            """{ workspaceOrError { __typename ... on Workspace { locationEntries {
                                  name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }""",
-                            timeout=10)
+            timeout=10,
+        )
         entries = data["workspaceOrError"].get("locationEntries") or []
         for entry in entries:
             error = entry["locationOrLoadError"] or {}
@@ -342,8 +434,14 @@ class DagsterWebserverProcess(ServiceProcess):
         except urllib.error.URLError as exc:  # pragma: no cover - wait_until catches these
             raise self.failure(f"did not answer: {exc}") from exc
 
-    def launch_run(self, job_name: str, tags: dict[str, str], asset_selection: list[str] | None = None,
-                   run_config: dict | None = None, location: str = "dataplatform") -> str:
+    def launch_run(
+        self,
+        job_name: str,
+        tags: dict[str, str],
+        asset_selection: list[str] | None = None,
+        run_config: dict | None = None,
+        location: str = "dataplatform",
+    ) -> str:
         """What the UI's Launch button sends (``launchRun``); returns the run id."""
         selector = {"repositoryLocationName": location, "repositoryName": "__repository__", "jobName": job_name}
         if asset_selection:
@@ -353,8 +451,13 @@ class DagsterWebserverProcess(ServiceProcess):
                  ... on LaunchRunSuccess { run { runId status } }
                  ... on PythonError { message } ... on RunConfigValidationInvalid { errors { message } }
                  ... on InvalidSubsetError { message } ... on UnauthorizedError { message } } }""",
-            {"params": {"selector": selector, "runConfigData": run_config or {},
-                        "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]}}},
+            {
+                "params": {
+                    "selector": selector,
+                    "runConfigData": run_config or {},
+                    "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
+                }
+            },
         )
         result = data["launchRun"]
         if result["__typename"] != "LaunchRunSuccess":

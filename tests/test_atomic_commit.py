@@ -13,7 +13,8 @@ from warc_factory import build_snapshot_warcs
 from dataplatform.io.datasets import DatasetStore
 
 SNAPSHOT = "CC-KILL-2026-01"
-WRITER = """
+WRITER = (
+    """
 import sys
 from dataplatform.execution.shard_executor import InlineExecutor
 from dataplatform.io.crawl_sources import CrawlSource
@@ -22,7 +23,9 @@ from dataplatform.io.object_store import LocalLocation
 from dataplatform.stages.ingest import materialize_raw_pages
 crawl_root, data_root = sys.argv[1], sys.argv[2]
 materialize_raw_pages(CrawlSource(LocalLocation(crawl_root)), DatasetStore.local(data_root), "%s", InlineExecutor())
-""" % SNAPSHOT
+"""
+    % SNAPSHOT
+)
 
 
 def run_writer(crawl_root, data_root, kill_after_shards=None, rebuild=False):

@@ -13,8 +13,11 @@ from dataplatform.core.warc_records import WarcReadOptions, WarcReadStats, iter_
 
 def read(data: bytes, **options):
     stats = WarcReadStats()
-    out = list(iter_raw_page_batches(io.BytesIO(data), snapshot="S", warc_file="f.warc.gz",
-                                     options=WarcReadOptions(**options), stats=stats))
+    out = list(
+        iter_raw_page_batches(
+            io.BytesIO(data), snapshot="S", warc_file="f.warc.gz", options=WarcReadOptions(**options), stats=stats
+        )
+    )
     pages = [row for kind, batch in out if kind == "pages" for row in batch.to_pylist()]
     quarantine = [row for kind, batch in out if kind == "quarantine" for row in batch.to_pylist()]
     return pages, quarantine, stats
@@ -60,8 +63,12 @@ def test_non_http_empty_and_status_records():
         warc_record("https://a.example/empty", http_response(b"")),
         warc_record("https://a.example/moved", http_response(b"", status="301 Moved Permanently")),
         warc_record("https://a.example/pdf", http_response(b"%PDF-1.4", content_type="application/pdf")),
-        warc_record("https://a.example/req", b"GET / HTTP/1.1\r\n\r\n", warc_type="request",
-                    content_type="application/http; msgtype=request"),
+        warc_record(
+            "https://a.example/req",
+            b"GET / HTTP/1.1\r\n\r\n",
+            warc_type="request",
+            content_type="application/http; msgtype=request",
+        ),
     ]
     pages, quarantine, stats = read(b"".join(records))
     assert pages == []
@@ -80,8 +87,9 @@ def test_undecodable_charsets():
     broken_utf8 = extract_document(b"<p>" + b"\xc3\x28\xa0\xa1" * 100 + b"</p>", "text/html; charset=utf-8")
     assert broken_utf8.drop_reason == R.UNDECODABLE_CHARSET
     # A correctly declared legacy charset decodes.
-    latin = extract_document("<title>Café</title><p>Le café est très bon aujourd'hui.</p>".encode("latin-1"),
-                             "text/html; charset=iso-8859-1")
+    latin = extract_document(
+        "<title>Café</title><p>Le café est très bon aujourd'hui.</p>".encode("latin-1"), "text/html; charset=iso-8859-1"
+    )
     assert latin.drop_reason is None and latin.title == "Café" and "très" in latin.text
     # Nothing declared: the meta tag decides, as in a browser.
     meta = extract_document('<meta charset="windows-1251"><p>Привет, мир. Это тест.</p>'.encode("cp1251"), "text/html")

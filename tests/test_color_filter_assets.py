@@ -46,16 +46,29 @@ def tiny_lm(tmp_path_factory):
 
 def _candidates() -> pl.DataFrame:
     texts = cf.default_target_texts()[20:26] + OFF_DOMAIN
-    return pl.DataFrame({"doc_id": [f"doc-{i:02d}" for i in range(len(texts))], "url": [f"https://c.example/{i}" for i in range(len(texts))],
-                         "snapshot": SNAPSHOT, "warc_record_id": [f"<urn:{i}>" for i in range(len(texts))], "warc_file": "a.warc.gz",
-                         "text": texts, "n_chars": [len(t) for t in texts], "quality_score": pl.Series([0.5] * len(texts), dtype=pl.Float32)})
+    return pl.DataFrame(
+        {
+            "doc_id": [f"doc-{i:02d}" for i in range(len(texts))],
+            "url": [f"https://c.example/{i}" for i in range(len(texts))],
+            "snapshot": SNAPSHOT,
+            "warc_record_id": [f"<urn:{i}>" for i in range(len(texts))],
+            "warc_file": "a.warc.gz",
+            "text": texts,
+            "n_chars": [len(t) for t in texts],
+            "quality_score": pl.Series([0.5] * len(texts), dtype=pl.Float32),
+        }
+    )
 
 
 def _decontaminated(store: DatasetStore) -> pl.DataFrame:
     """Two shard indices, each with a kept table and a REWIRE pool, as decontamination writes them."""
     frame = _candidates()
-    parts = {(0, names.DATA): frame[0:3], (0, names.REWRITE_POOL): frame[3:6], (1, names.DATA): frame[6:9],
-             (1, names.REWRITE_POOL): frame[9:12]}
+    parts = {
+        (0, names.DATA): frame[0:3],
+        (0, names.REWRITE_POOL): frame[3:6],
+        (1, names.DATA): frame[6:9],
+        (1, names.REWRITE_POOL): frame[9:12],
+    }
     with store.write_partition(names.DECONTAMINATED, SNAPSHOT) as writer:
         for (index, table), part in parts.items():
             writer.write_table(table, conform(part.to_arrow(), DECONTAMINATED), index)
@@ -73,8 +86,9 @@ def store(tmp_path, tiny_lm):
 
 
 def _options(tmp_path, **kwargs) -> ColorScoringOptions:
-    engine = dataclasses.replace(ColorScoringOptions().engine, cache_dir=str(tmp_path / "models"),
-                                 settings=(("max_batch_size", 4), ("num_threads", 1)))
+    engine = dataclasses.replace(
+        ColorScoringOptions().engine, cache_dir=str(tmp_path / "models"), settings=(("max_batch_size", 4), ("num_threads", 1))
+    )
     return ColorScoringOptions(**{"top_fraction": 0.25, "max_tokens": 32, "unit_docs": 2, "engine": engine, **kwargs})
 
 
@@ -85,11 +99,17 @@ def test_conditional_model_is_stored_and_versioned_by_its_training_hash(store, t
     assert meta["result"]["target_loss_after"] < meta["result"]["target_loss_before"]
     assert meta["target_documents"] == 30 and meta["base_model"] == tiny_lm.name
     again = materialize_color_conditional_model(store, ConditionalModelOptions(str(tiny_lm), None, FINE_TUNE))
-    assert again.extra.get("up_to_date") and store.require_manifest(names.COLOR_CONDITIONAL_MODEL, names.UNPARTITIONED)["version"] == manifest["version"]
+    assert (
+        again.extra.get("up_to_date")
+        and store.require_manifest(names.COLOR_CONDITIONAL_MODEL, names.UNPARTITIONED)["version"] == manifest["version"]
+    )
     target = tmp_path / "target.txt"
     target.write_text("\n\n".join(cf.default_target_texts()[:10]))
     materialize_color_conditional_model(store, ConditionalModelOptions(str(tiny_lm), str(target), FINE_TUNE))
-    assert store.require_manifest(names.COLOR_CONDITIONAL_MODEL, names.UNPARTITIONED)["metadata"]["training_hash"] != meta["training_hash"]
+    assert (
+        store.require_manifest(names.COLOR_CONDITIONAL_MODEL, names.UNPARTITIONED)["metadata"]["training_hash"]
+        != meta["training_hash"]
+    )
 
 
 def test_color_scores_keep_the_top_fraction_and_set_the_rest_aside(store, tmp_path):
@@ -100,7 +120,9 @@ def test_color_scores_keep_the_top_fraction_and_set_the_rest_aside(store, tmp_pa
     assert selected.height == 3 and rest.height == 9 and selected["drop_reason"].null_count() == 3
     assert set(rest["drop_reason"]) == {BELOW_CUT}
     both = pl.concat([selected, rest])
-    np.testing.assert_allclose(both["color_score"].to_numpy(), (both["loss_prior"] - both["loss_conditional"]).to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        both["color_score"].to_numpy(), (both["loss_prior"] - both["loss_conditional"]).to_numpy(), atol=1e-6
+    )
     assert selected["color_score"].min() >= rest["color_score"].drop_nulls().max()
     empty = both.filter(pl.col("text") == "")
     assert empty["color_score"].null_count() == 1 and empty["n_tokens_scored"].to_list() == [0]
@@ -139,7 +161,9 @@ def test_a_crashed_run_resumes_with_the_unfinished_units_only(store, tmp_path, m
         manifest = store.require_manifest(names.COLOR_CONDITIONAL_MODEL, names.UNPARTITIONED)
         for name in manifest["files"]:
             path = tmp_path / name
-            path.write_bytes(store.object_store.get_bytes(store.file_key(names.COLOR_CONDITIONAL_MODEL, names.UNPARTITIONED, name)))
+            path.write_bytes(
+                store.object_store.get_bytes(store.file_key(names.COLOR_CONDITIONAL_MODEL, names.UNPARTITIONED, name))
+            )
             writer.add_file(path)
         writer.commit(manifest["metadata"])
     materialize_color_scores(fresh, SNAPSHOT, _options(tmp_path))
@@ -147,9 +171,9 @@ def test_a_crashed_run_resumes_with_the_unfinished_units_only(store, tmp_path, m
 
 
 def test_mix_takes_color_selection_as_its_own_source_only_when_asked(store, tmp_path):
+    from dataplatform.execution.shard_executor import InlineExecutor
     from dataplatform.sample_data import SAMPLE_BENCHMARKS_DIR
     from dataplatform.stages.decontamination import materialize_eval_benchmarks
-    from dataplatform.execution.shard_executor import InlineExecutor
     from dataplatform.stages.mix import MixOptions, SplitOptions, materialize_eval_splits, materialize_training_mix
 
     materialize_color_scores(store, SNAPSHOT, _options(tmp_path, top_fraction=0.5))
@@ -174,16 +198,32 @@ def test_assets_materialize_with_the_llm_resource_model_and_pass_their_checks(tm
 
     store = DatasetStore.local(tmp_path / "data")
     _decontaminated(store)
-    resources = {"dataset_storage": DatasetStorageResource(local_root=str(store.object_store.root)),
-                 "llm": LLMResource(model_path=str(tiny_lm), max_batch_size=4)}
-    config = {"ops": {"color_conditional_model": {"config": {"epochs": 3, "lr": 3e-3, "batch_size": 4, "max_seq_tokens": 64}},
-                      "color_scores": {"config": {"top_fraction": 0.25, "max_tokens": 32, "unit_docs": 4}}}}
+    resources = {
+        "dataset_storage": DatasetStorageResource(local_root=str(store.object_store.root)),
+        "llm": LLMResource(model_path=str(tiny_lm), max_batch_size=4),
+    }
+    config = {
+        "ops": {
+            "color_conditional_model": {"config": {"epochs": 3, "lr": 3e-3, "batch_size": 4, "max_seq_tokens": 64}},
+            "color_scores": {"config": {"top_fraction": 0.25, "max_tokens": 32, "unit_docs": 4}},
+        }
+    }
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(crawl_snapshots.name, [SNAPSHOT])
-        first = dg.materialize([color_conditional_model], instance=instance, resources=resources, run_config={
-            "ops": {"color_conditional_model": config["ops"]["color_conditional_model"]}})
-        second = dg.materialize([color_conditional_model, color_scores], selection=[color_scores], partition_key=SNAPSHOT,
-                                instance=instance, resources=resources, run_config={"ops": {"color_scores": config["ops"]["color_scores"]}})
+        first = dg.materialize(
+            [color_conditional_model],
+            instance=instance,
+            resources=resources,
+            run_config={"ops": {"color_conditional_model": config["ops"]["color_conditional_model"]}},
+        )
+        second = dg.materialize(
+            [color_conditional_model, color_scores],
+            selection=[color_scores],
+            partition_key=SNAPSHOT,
+            instance=instance,
+            resources=resources,
+            run_config={"ops": {"color_scores": config["ops"]["color_scores"]}},
+        )
     assert first.success and second.success
     assert all(c.passed for r in (first, second) for c in r.get_asset_check_evaluations())
     metadata = second.get_asset_materialization_events()[0].materialization.metadata
@@ -196,16 +236,32 @@ def test_process_command_runs_color_filter_on_the_kept_pages(tmp_path, tiny_lm, 
     from dataplatform.cli import corpus_summary, main
 
     paragraphs = default_positives()
-    records = [warc_record(f"https://c.example/{i}", http_response(html_page(f"Page {i}", paragraphs[3 * i:3 * i + 3])))
-               for i in range(8)]
+    records = [
+        warc_record(f"https://c.example/{i}", http_response(html_page(f"Page {i}", paragraphs[3 * i : 3 * i + 3])))
+        for i in range(8)
+    ]
     warc = tmp_path / "pages.warc.gz"
     warc.write_bytes(b"".join(records))
     target = tmp_path / "target"
     target.mkdir()
     (target / "science.txt").write_text("\n\n".join(cf.default_target_texts()[:6]))
     out = tmp_path / "out"
-    code = main(["process", str(warc), "--output", str(out), "--snapshot", SNAPSHOT, "--workers", "1",
-                 "--color-target", str(target), "--color-model", str(tiny_lm)])
+    code = main(
+        [
+            "process",
+            str(warc),
+            "--output",
+            str(out),
+            "--snapshot",
+            SNAPSHOT,
+            "--workers",
+            "1",
+            "--color-target",
+            str(target),
+            "--color-model",
+            str(tiny_lm),
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     scores = DatasetStore.local(out)

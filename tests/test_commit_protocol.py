@@ -58,9 +58,21 @@ def _race(tmp_path: Path, spec: dict, round_: int) -> list[str]:
     procs = []
     for name in ("A", "B"):
         ready = tmp_path / f"ready-{round_}-{name}"
-        procs.append((ready, subprocess.Popen(
-            [sys.executable, "-c", WRITER, json.dumps({**spec, "name": f"{name}{round_}", "go": str(go), "ready": str(ready)})],
-            stdout=subprocess.PIPE, text=True)))
+        procs.append(
+            (
+                ready,
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        WRITER,
+                        json.dumps({**spec, "name": f"{name}{round_}", "go": str(go), "ready": str(ready)}),
+                    ],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                ),
+            )
+        )
     deadline = time.time() + 60
     while not all(r.exists() for r, _ in procs):
         assert time.time() < deadline, "writers did not get ready"

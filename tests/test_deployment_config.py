@@ -27,7 +27,6 @@ DEPLOY = REPO / "deploy"
 ENV_EXAMPLE = DEPLOY / "env.production.example"
 
 
-
 def require(module: str):
     """dagster-postgres / dagster-k8s (the ``deploy`` extra): skip without them, fail in CI."""
     if os.environ.get("CI"):
@@ -93,8 +92,15 @@ def test_configured_classes_accept_their_config(instance_dir, production_env):
     require("dagster_k8s")
     ref = InstanceRef.from_dir(str(instance_dir))
     checked = {}
-    for data in (ref.storage_data, ref.run_storage_data, ref.event_storage_data, ref.schedule_storage_data,
-                 ref.run_coordinator_data, ref.run_launcher_data, ref.compute_logs_data):
+    for data in (
+        ref.storage_data,
+        ref.run_storage_data,
+        ref.event_storage_data,
+        ref.schedule_storage_data,
+        ref.run_coordinator_data,
+        ref.run_launcher_data,
+        ref.compute_logs_data,
+    ):
         module = __import__(data.module_name, fromlist=[data.class_name])
         klass = getattr(module, data.class_name)
         result = process_config(resolve_to_config_type(klass.config_type()), data.config_dict)
@@ -104,7 +110,10 @@ def test_configured_classes_accept_their_config(instance_dir, production_env):
     # env: references resolved from the (example) environment, not written in the file.
     pg = checked["DagsterPostgresStorage"]["postgres_db"]
     assert (pg["hostname"], pg["port"], pg["password"]) == (
-        production_env["DAGSTER_PG_HOST"], 5432, "placeholder-from-k8s-secret")
+        production_env["DAGSTER_PG_HOST"],
+        5432,
+        "placeholder-from-k8s-secret",
+    )
     assert checked["K8sRunLauncher"]["job_namespace"] == production_env["DAGSTER_K8S_NAMESPACE"]
     # The coordinator builds without a database; the limits it will apply come from `concurrency`.
     coordinator = ref.run_coordinator_data.rehydrate()
@@ -216,8 +225,9 @@ def test_definitions_load_with_production_env_without_a_cluster(production_env):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATAPLATFORM_", "DAGSTER_PG_"))}
     env.update({k: v for k, v in production_env.items() if v})
     env["DAGSTER_HOME"] = ""  # no instance needed to load a code location
-    proc = subprocess.run([sys.executable, "-c", LOAD_SCRIPT], check=False, env=env, cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD_SCRIPT], check=False, env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["executor"] == "RayShardExecutor"
@@ -237,15 +247,21 @@ def test_resources_from_production_env_mapping(production_env):
     assert isinstance(resources["crawl_source"].location(), S3Location)
     execution = resources["shard_execution"]
     assert (execution.engine, execution.ray_address, execution.max_workers) == (
-        "ray", production_env["DATAPLATFORM_RAY_ADDRESS"], int(production_env["DATAPLATFORM_MAX_WORKERS"]))
+        "ray",
+        production_env["DATAPLATFORM_RAY_ADDRESS"],
+        int(production_env["DATAPLATFORM_MAX_WORKERS"]),
+    )
 
 
-@pytest.mark.parametrize(("overrides", "variable"), [
-    ({"DATAPLATFORM_ENGINE": "dask"}, "DATAPLATFORM_ENGINE"),
-    ({"DATAPLATFORM_ENGINE": "process"}, "DATAPLATFORM_RAY_ADDRESS"),  # address without the ray engine
-    ({"DATAPLATFORM_RAY_ADDRESS": "ray://head 10001"}, "DATAPLATFORM_RAY_ADDRESS"),
-    ({"DATAPLATFORM_MAX_WORKERS": "-2"}, "DATAPLATFORM_MAX_WORKERS"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        ({"DATAPLATFORM_ENGINE": "dask"}, "DATAPLATFORM_ENGINE"),
+        ({"DATAPLATFORM_ENGINE": "process"}, "DATAPLATFORM_RAY_ADDRESS"),  # address without the ray engine
+        ({"DATAPLATFORM_RAY_ADDRESS": "ray://head 10001"}, "DATAPLATFORM_RAY_ADDRESS"),
+        ({"DATAPLATFORM_MAX_WORKERS": "-2"}, "DATAPLATFORM_MAX_WORKERS"),
+    ],
+)
 def test_bad_execution_env_fails_naming_the_variable(production_env, overrides, variable):
     from dataplatform.resources.settings import resources_from_env
 
@@ -262,8 +278,12 @@ def _literal_secrets(node, path=""):
     if isinstance(node, dict):
         for key, value in node.items():
             where = f"{path}.{key}"
-            if (isinstance(key, str) and SECRET_KEY.search(key) and key not in NOT_A_SECRET
-                    and not (isinstance(value, dict) and set(value) == {"env"})):
+            if (
+                isinstance(key, str)
+                and SECRET_KEY.search(key)
+                and key not in NOT_A_SECRET
+                and not (isinstance(value, dict) and set(value) == {"env"})
+            ):
                 yield where
             yield from _literal_secrets(value, where)
     elif isinstance(node, list):
@@ -296,8 +316,13 @@ HIGH_SIGNAL_SECRETS = [
 
 
 def test_no_secrets_in_committed_files():
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            check=False, cwd=REPO, capture_output=True, text=True)
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     if listed.returncode != 0:
         pytest.skip("not a git checkout")
     paths = [REPO / p for p in listed.stdout.split("\0") if p]
@@ -352,8 +377,9 @@ def test_jobs_carry_the_tags_the_run_limits_key_on():
     """Each non-system key limited in the instance configs is set by the jobs that must queue on it."""
     from dataplatform.definitions import CORPUS_RUN_TAG, defs
 
-    user_keys = {key for path in (DEPLOY / "dagster.yaml", LOCAL_YAML) for key in _tag_limits(path)
-                 if not key.startswith("dagster/")}
+    user_keys = {
+        key for path in (DEPLOY / "dagster.yaml", LOCAL_YAML) for key in _tag_limits(path) if not key.startswith("dagster/")
+    }
     assert user_keys == {CORPUS_RUN_TAG}
     for job_name in ("corpus_refresh", "training_mix_job"):
         assert defs.resolve_job_def(job_name).tags.get(CORPUS_RUN_TAG) == "true", job_name

@@ -20,8 +20,10 @@ def _write(path, records: list[bytes]) -> str:
 
 
 def _pages(n: int) -> list[bytes]:
-    return [warc_record(f"https://first.example/{i}", http_response(html_page(f"Page {i}", [ENGLISH, f"Item number {i}."])))
-            for i in range(n)]
+    return [
+        warc_record(f"https://first.example/{i}", http_response(html_page(f"Page {i}", [ENGLISH, f"Item number {i}."])))
+        for i in range(n)
+    ]
 
 
 def _process(tmp_path, files: list[str], capsys, *extra: str) -> tuple[int, str, pl.DataFrame | None]:
@@ -53,8 +55,10 @@ def test_empty_warc_gives_empty_output(tmp_path, capsys):
 
 
 def test_warc_without_html_gives_empty_output_and_counts_every_record(tmp_path, capsys):
-    records = [warc_record(f"https://img.example/{i}.png", http_response(b"\x89PNG" + bytes(50), content_type="image/png"))
-               for i in range(4)]
+    records = [
+        warc_record(f"https://img.example/{i}.png", http_response(b"\x89PNG" + bytes(50), content_type="image/png"))
+        for i in range(4)
+    ]
     code, output, rows = _process(tmp_path, [_write(tmp_path / "images.warc.gz", records)], capsys)
     assert code == 0, output
     assert rows is not None and rows.height == 0
@@ -64,8 +68,7 @@ def test_warc_without_html_gives_empty_output_and_counts_every_record(tmp_path, 
 
 def test_wet_file_is_processed_without_error(tmp_path, capsys):
     text = (ENGLISH + "\n").encode()
-    records = [warc_record(f"https://wet.example/{i}", text, warc_type="conversion", content_type="text/plain")
-               for i in range(3)]
+    records = [warc_record(f"https://wet.example/{i}", text, warc_type="conversion", content_type="text/plain") for i in range(3)]
     wet = tmp_path / "CC-MAIN-x.warc.wet.gz"
     code, output, rows = _process(tmp_path, [_write(wet, records)], capsys)
     assert code == 0, output
@@ -102,8 +105,9 @@ def test_a_listed_warc_that_cannot_be_read_is_quarantined_not_fatal(tmp_path):
     _write(tmp_path / "a.warc.gz", _pages(2))
     (tmp_path / "loop.warc.gz").symlink_to(tmp_path / "loop.warc.gz")
     store = DatasetStore.local(tmp_path / "out")
-    report = materialize_documents_from_warcs(CrawlSource(LocalLocation(str(tmp_path))), ["a.warc.gz", "loop.warc.gz"],
-                                              store, "CC-FIRST-01", InlineExecutor())
+    report = materialize_documents_from_warcs(
+        CrawlSource(LocalLocation(str(tmp_path))), ["a.warc.gz", "loop.warc.gz"], store, "CC-FIRST-01", InlineExecutor()
+    )
     assert report.rows_out == 2
     quarantine = store.read_frame("documents", "CC-FIRST-01", "quarantine")
     assert quarantine.filter(pl.col("warc_file") == "loop.warc.gz")["reason"].to_list() == ["quarantine:corrupt_warc"]

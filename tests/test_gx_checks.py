@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
 import pytest
@@ -37,7 +37,7 @@ def _documents(n: int = 40) -> pl.DataFrame:
                     "snapshot": "CC-MAIN-2024-10",
                     "warc_record_id": f"<urn:uuid:{i}>",
                     "warc_file": "a.warc.gz",
-                    "fetch_time": datetime(2024, 3, 1, tzinfo=timezone.utc),
+                    "fetch_time": datetime(2024, 3, 1, tzinfo=UTC),
                     "text": None if dropped[i] else f"document number {i} " * 5,
                     "title": f"t{i}",
                     "language": "en",
@@ -103,7 +103,11 @@ def test_null_text_in_kept_rows_fails_but_not_in_dropped_rows():
 
 def test_language_score_out_of_range_fails():
     df = _documents().with_columns(
-        pl.when(pl.col("doc_id") == "d00007").then(1.5).otherwise(pl.col("language_score")).cast(pl.Float32).alias("language_score")
+        pl.when(pl.col("doc_id") == "d00007")
+        .then(1.5)
+        .otherwise(pl.col("language_score"))
+        .cast(pl.Float32)
+        .alias("language_score")
     )
     out = validate(df, documents_expectations(), suite_name="documents")
     name = "between(language_score, 0, 1)"
@@ -131,7 +135,9 @@ def test_missing_column_fails_columns_match_and_the_rules_on_it():
 
 def test_extra_column_fails_exact_documents_match_only():
     df = _documents().with_columns(pl.lit(1).alias("extra"))
-    assert _failed(validate(df, documents_expectations(), suite_name="d")) == {"columns_match": sorted([*DOCUMENTS.names, "extra"])}
+    assert _failed(validate(df, documents_expectations(), suite_name="d")) == {
+        "columns_match": sorted([*DOCUMENTS.names, "extra"])
+    }
     assert validate(df, documents_expectations(exact_columns=False), suite_name="d").success
 
 
@@ -207,7 +213,9 @@ def test_scored_checks_quality_score():
     assert out.success, out.summary()
     assert "between(quality_score, 0, 1)" in [r.name for r in out.results]
 
-    bad = df.with_columns(pl.when(pl.col("doc_id") == "d00001").then(3.0).otherwise(pl.col("quality_score")).cast(pl.Float32).alias("quality_score"))
+    bad = df.with_columns(
+        pl.when(pl.col("doc_id") == "d00001").then(3.0).otherwise(pl.col("quality_score")).cast(pl.Float32).alias("quality_score")
+    )
     assert _failed(validate(bad, rules, suite_name="scored")) == {"between(quality_score, 0, 1)": 1}
 
     missing = df.drop("quality_score")
@@ -242,6 +250,8 @@ def test_sampled_validation_still_finds_violations_in_the_sample():
     df = _documents(1_000)
     sample, _ = sample_frame(df, 100, seed=3)
     victim = sample["doc_id"][10]
-    bad = df.with_columns(pl.when(pl.col("doc_id") == victim).then(2.0).otherwise(pl.col("language_score")).cast(pl.Float32).alias("language_score"))
+    bad = df.with_columns(
+        pl.when(pl.col("doc_id") == victim).then(2.0).otherwise(pl.col("language_score")).cast(pl.Float32).alias("language_score")
+    )
     out = validate(bad, [between("language_score", 0, 1), unique("doc_id")], suite_name="s", max_rows=100, seed=3)
     assert out.sampled and _failed(out) == {"between(language_score, 0, 1)": 1}

@@ -34,8 +34,13 @@ def resources_for(crawl_root, data_root, engine="inline"):
 
 def materialize(snapshot, crawl_root, data_root, instance, engine="inline", raise_on_error=True):
     instance.add_dynamic_partitions(crawl_snapshots.name, [snapshot])
-    return dg.materialize(ASSETS, partition_key=snapshot, instance=instance,
-                          resources=resources_for(crawl_root, data_root, engine), raise_on_error=raise_on_error)
+    return dg.materialize(
+        ASSETS,
+        partition_key=snapshot,
+        instance=instance,
+        resources=resources_for(crawl_root, data_root, engine),
+        raise_on_error=raise_on_error,
+    )
 
 
 def test_definitions_load():
@@ -51,7 +56,11 @@ def test_materialize_partition_writes_documents_and_quarantine(crawl_root, tmp_p
     with dg.instance_for_test() as instance:
         result = materialize("CC-TEST-2026-01", crawl_root, data_root, instance, engine="process")
         assert result.success
-        events = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events() for e in [e.event_specific_data.materialization]}
+        events = {
+            e.asset_key.to_user_string(): e
+            for e in result.get_asset_materialization_events()
+            for e in [e.event_specific_data.materialization]
+        }
     store = DatasetStore.local(data_root)
     docs = store.read_frame("documents", "CC-TEST-2026-01")
     # 2 files x (6 English + 1 German) pages become documents; all kept at this stage.
@@ -65,7 +74,10 @@ def test_materialize_partition_writes_documents_and_quarantine(crawl_root, tmp_p
     # Every broken record is quarantined with its reason, none lost.
     quarantine = store.read_frame("raw_pages", "CC-TEST-2026-01", "quarantine")
     assert sorted(quarantine["reason"].value_counts().rows()) == [
-        ("quarantine:digest_mismatch", 2), ("quarantine:http_status", 2), ("quarantine:non_html", 2), ("quarantine:revisit", 2),
+        ("quarantine:digest_mismatch", 2),
+        ("quarantine:http_status", 2),
+        ("quarantine:non_html", 2),
+        ("quarantine:revisit", 2),
     ]
     assert record_id_for("https://site0.example/CC-TEST-2026-01/missing") in quarantine["warc_record_id"].to_list()
     # Metadata tells the story without opening a notebook.
@@ -99,8 +111,9 @@ def test_rematerializing_unchanged_input_is_a_no_op_and_rebuild_replaces(crawl_r
     assert versions == sorted([f"v{first['version']}", f"v{second['version']}"])
     assert second["history"][0]["version"] == first["version"] and second["generation"] == first["generation"] + 1
     # Same input, same bytes: shard hashes do not depend on the run.
-    assert [s.sha256 for s in store.shards("documents", "CC-TEST-2026-02", "data", first)] == \
-        [s.sha256 for s in store.shards("documents", "CC-TEST-2026-02", "data", second)]
+    assert [s.sha256 for s in store.shards("documents", "CC-TEST-2026-02", "data", first)] == [
+        s.sha256 for s in store.shards("documents", "CC-TEST-2026-02", "data", second)
+    ]
 
 
 def test_invalid_partition_key_is_refused(crawl_root, tmp_path):
@@ -116,11 +129,16 @@ def test_bad_storage_config_fails_naming_field(crawl_root):
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(crawl_snapshots.name, ["CC-TEST-2026-01"])
         with pytest.raises(Exception, match="s3_bucket"):
-            dg.materialize(ASSETS, partition_key="CC-TEST-2026-01", instance=instance, resources={
-                "crawl_source": CrawlSourceResource(local_root=str(crawl_root)),
-                "dataset_storage": DatasetStorageResource(backend="s3"),
-                "shard_execution": ShardExecutionResource(engine="inline"),
-            })
+            dg.materialize(
+                ASSETS,
+                partition_key="CC-TEST-2026-01",
+                instance=instance,
+                resources={
+                    "crawl_source": CrawlSourceResource(local_root=str(crawl_root)),
+                    "dataset_storage": DatasetStorageResource(backend="s3"),
+                    "shard_execution": ShardExecutionResource(engine="inline"),
+                },
+            )
 
 
 def test_env_config_fails_fast_naming_variable():

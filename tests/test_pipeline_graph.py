@@ -58,7 +58,9 @@ def test_scored_keeps_top_tenth_and_pools_the_band(sample):
 def test_cross_snapshot_duplicates_point_to_the_earlier_copy(sample):
     store, _, truth = sample
     dropped = store.read_frame("deduplicated", NEW, "dropped")
-    old_ids = set(store.read_frame("deduplicated", OLD)["doc_id"]) | set(store.read_frame("deduplicated", OLD, "rewrite_pool")["doc_id"])
+    old_ids = set(store.read_frame("deduplicated", OLD)["doc_id"]) | set(
+        store.read_frame("deduplicated", OLD, "rewrite_pool")["doc_id"]
+    )
     cross = dropped.filter(pl.col("duplicate_of").is_in(list(old_ids)))
     assert cross.height >= 3
     assert set(cross["drop_reason"]) <= {"duplicate:exact", "duplicate:minhash"}
@@ -79,14 +81,19 @@ def test_blocking_check_stops_a_bad_shard(tmp_path):
     warc.write_bytes(warc.read_bytes() + record + record)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(crawl_snapshots.name, ["CC-BAD-2026-01"])
-        result = dg.materialize([*all_assets, *all_asset_checks], selection=["raw_pages", "documents", "filtered"],
-                                partition_key="CC-BAD-2026-01",
-                                instance=instance, raise_on_error=False, resources={
-                                    "crawl_source": CrawlSourceResource(local_root=str(crawl)),
-                                    "dataset_storage": DatasetStorageResource(local_root=str(tmp_path / "data")),
-                                    "shard_execution": ShardExecutionResource(engine="inline"),
-                                    "llm": LLMResource(),
-                                })
+        result = dg.materialize(
+            [*all_assets, *all_asset_checks],
+            selection=["raw_pages", "documents", "filtered"],
+            partition_key="CC-BAD-2026-01",
+            instance=instance,
+            raise_on_error=False,
+            resources={
+                "crawl_source": CrawlSourceResource(local_root=str(crawl)),
+                "dataset_storage": DatasetStorageResource(local_root=str(tmp_path / "data")),
+                "shard_execution": ShardExecutionResource(engine="inline"),
+                "llm": LLMResource(),
+            },
+        )
     failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
     [check] = failed
     assert (check.asset_key, check.check_name) == (dg.AssetKey("raw_pages"), "great_expectations_suite")
@@ -101,8 +108,10 @@ def test_planted_benchmark_leak_is_removed_and_named(sample):
     leaks = truth.filter(pl.col("category") == "benchmark_leak")
     dropped = pl.concat([store.read_frame("decontaminated", s, "dropped") for s in SAMPLE_SNAPSHOTS], how="diagonal_relaxed")
     # A leak page that survived filtering and dedup must be caught here, named by its benchmark.
-    reached = pl.concat([store.read_frame("deduplicated", s, t) for s in SAMPLE_SNAPSHOTS for t in ("data", "rewrite_pool")],
-                        how="diagonal_relaxed").join(leaks.select("warc_record_id"), on="warc_record_id")
+    reached = pl.concat(
+        [store.read_frame("deduplicated", s, t) for s in SAMPLE_SNAPSHOTS for t in ("data", "rewrite_pool")],
+        how="diagonal_relaxed",
+    ).join(leaks.select("warc_record_id"), on="warc_record_id")
     caught = dropped.join(leaks.select("warc_record_id", "benchmark"), on="warc_record_id")
     assert reached.height >= 1
     assert caught.height == reached.height
@@ -128,7 +137,8 @@ def test_training_mix_is_clean_and_reproducible(sample, tmp_path):
     # Only train-split documents are in the mix.
     mix_ids = set(copy.read_frame("training_mix", "unpartitioned")["doc_id"])
     held_out = set(copy.read_frame("eval_splits", "unpartitioned", "validation")["doc_id"]) | set(
-        copy.read_frame("eval_splits", "unpartitioned", "test")["doc_id"])
+        copy.read_frame("eval_splits", "unpartitioned", "test")["doc_id"]
+    )
     assert mix_ids and not (mix_ids & held_out)
 
 
@@ -142,16 +152,26 @@ def test_splits_are_stable_when_a_snapshot_arrives(sample, tmp_path):
     store, _, _ = sample
     copy = DatasetStore.local(shutil.copytree(store.object_store.root, tmp_path / "copy"))
     before = pl.concat([copy.read_frame("eval_splits", "unpartitioned", s) for s in ("train", "validation", "test")])
-    new_docs = pl.DataFrame({"doc_id": [f"new-{i:04d}" for i in range(500)], "snapshot": "CC-SAMPLE-2026-12",
-                             "url": [f"https://new.example/{i}" for i in range(500)], "text": "fresh text",
-                             "warc_record_id": [f"<urn:uuid:{i}>" for i in range(500)], "warc_file": "x.warc.gz", "n_chars": 10})
+    new_docs = pl.DataFrame(
+        {
+            "doc_id": [f"new-{i:04d}" for i in range(500)],
+            "snapshot": "CC-SAMPLE-2026-12",
+            "url": [f"https://new.example/{i}" for i in range(500)],
+            "text": "fresh text",
+            "warc_record_id": [f"<urn:uuid:{i}>" for i in range(500)],
+            "warc_file": "x.warc.gz",
+            "n_chars": 10,
+        }
+    )
     from dataplatform.core.schemas import conform
 
     with copy.write_partition("decontaminated", "CC-SAMPLE-2026-12") as writer:
         writer.write_table("data", conform(new_docs.to_arrow(), DECONTAMINATED))
         writer.commit({})
     committed = copy.require_manifest("eval_splits", "unpartitioned")["metadata"]
-    materialize_eval_splits(copy, InlineExecutor(), SplitOptions(fractions=tuple(committed["fractions"].items()), salt=committed["salt"]))
+    materialize_eval_splits(
+        copy, InlineExecutor(), SplitOptions(fractions=tuple(committed["fractions"].items()), salt=committed["salt"])
+    )
     after = pl.concat([copy.read_frame("eval_splits", "unpartitioned", s) for s in ("train", "validation", "test")])
     joined = before.select("doc_id", "split").join(after.select("doc_id", "split"), on="doc_id", suffix="_after")
     assert joined.height == before.height and (joined["split"] == joined["split_after"]).all()
@@ -165,8 +185,9 @@ def test_every_mix_row_traces_back_to_its_warc_record(sample):
     store, _, truth = sample
     mix = store.read_frame("training_mix", "unpartitioned")
     documents = pl.concat([store.read_frame("documents", s) for s in SAMPLE_SNAPSHOTS])
-    traced = mix.join(documents.select(pl.col("doc_id").alias("source_doc_id"), "warc_file", "warc_record_id"),
-                      on="source_doc_id", how="left")
+    traced = mix.join(
+        documents.select(pl.col("doc_id").alias("source_doc_id"), "warc_file", "warc_record_id"), on="source_doc_id", how="left"
+    )
     assert mix.height > 0 and traced["warc_record_id"].null_count() == 0
     assert set(traced["warc_record_id"]) <= set(truth["warc_record_id"])
 

@@ -74,8 +74,17 @@ SINGLE_HOST_YAML = REPO_ROOT / "deploy" / "single-host" / "dagster.yaml"
 PREPARED_SNAPSHOT = "CC-SAMPLE-2026-05"  # processed before the daemon starts
 ARRIVING_SAMPLE = "CC-SAMPLE-2026-10"  # copied into the crawl root under a new name
 NEW_SNAPSHOT = "CC-E2E-2026-20"
-PIPELINE_ASSETS = ["raw_pages", "documents", "filtered", "scored", "deduplicated", "dedup_signature_index",
-                   "decontaminated", "rewritten", "instruction_pairs"]
+PIPELINE_ASSETS = [
+    "raw_pages",
+    "documents",
+    "filtered",
+    "scored",
+    "deduplicated",
+    "dedup_signature_index",
+    "decontaminated",
+    "rewritten",
+    "instruction_pairs",
+]
 CHECKED_ASSETS = ["documents", "filtered", "scored", "decontaminated"]  # great_expectations_suite
 GPU_STEPS = ("rewritten", "instruction_pairs")
 SENSOR_INTERVAL_S = 2
@@ -109,9 +118,19 @@ def test_single_host_config_is_production_minus_kubernetes_and_s3():
 
 def test_a_service_that_does_not_come_up_is_named_and_its_process_group_stopped(tmp_path):
     """The failure names the service and quotes its log; stop() leaves no process of its group behind."""
-    hanging = ServiceProcess("fake-daemon", [sys.executable, "-c", (
-        "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
-        "print('loading code location', flush=True); time.sleep(600)")], dict(os.environ), tmp_path / "fake.log").start()
+    hanging = ServiceProcess(
+        "fake-daemon",
+        [
+            sys.executable,
+            "-c",
+            (
+                "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+                "print('loading code location', flush=True); time.sleep(600)"
+            ),
+        ],
+        dict(os.environ),
+        tmp_path / "fake.log",
+    ).start()
     try:
         with pytest.raises(ServiceError, match=r"(?s)fake-daemon did not start within 3 s; its log .*loading code location"):
             hanging.wait_until(lambda: False, 3, "start")
@@ -120,8 +139,12 @@ def test_a_service_that_does_not_come_up_is_named_and_its_process_group_stopped(
         assert hanging.stop(timeout=5) == []
     assert processes_in_group(hanging.proc.pid) == []
 
-    broken = ServiceProcess("fake-webserver", [sys.executable, "-c", "print('bad config: port'); raise SystemExit(3)"],
-                            dict(os.environ), tmp_path / "broken.log").start()
+    broken = ServiceProcess(
+        "fake-webserver",
+        [sys.executable, "-c", "print('bad config: port'); raise SystemExit(3)"],
+        dict(os.environ),
+        tmp_path / "broken.log",
+    ).start()
     with pytest.raises(ServiceError, match=r"(?s)fake-webserver exited with code 3 before it answered.*bad config: port"):
         broken.wait_until(lambda: False, 60, "answered")
     assert broken.stop() == []
@@ -178,8 +201,14 @@ class Platform:
         assert self.daemon is None, "a daemon is already running"
         n = len(self.stopped_daemons)
         if clock_offset_s:
-            argv = [sys.executable, str(REPO_ROOT / "tests" / "daemon_with_clock.py"), str(clock_offset_s),
-                    "run", "-w", "workspace.yaml"]
+            argv = [
+                sys.executable,
+                str(REPO_ROOT / "tests" / "daemon_with_clock.py"),
+                str(clock_offset_s),
+                "run",
+                "-w",
+                "workspace.yaml",
+            ]
         else:
             argv = [venv_command("dagster-daemon"), "run", "-w", "workspace.yaml"]
         self.daemon = ServiceProcess("dagster-daemon", argv, self.env, self.logs / f"daemon-{n}.log")
@@ -226,8 +255,9 @@ class Platform:
         except ServiceError as exc:
             record = self.run_record(run_id)
             status = record.dagster_run.status.value if record else "not found"
-            raise ServiceError(f"run {run_id} is {status} after {timeout:.0f} s; steps done (s): "
-                               f"{step_durations(self, run_id)}\n{exc}") from exc
+            raise ServiceError(
+                f"run {run_id} is {status} after {timeout:.0f} s; steps done (s): {step_durations(self, run_id)}\n{exc}"
+            ) from exc
 
     def event_times(self, run_id: str, event_type: DagsterEventType) -> list[float]:
         return [e.timestamp for e in self.instance.all_logs(run_id, of_type=event_type)]
@@ -271,10 +301,21 @@ def prepare_first_snapshot(instance: dg.DagsterInstance, env: dict[str, str]) ->
     from dataplatform.resources.settings import resources_from_env
 
     resources = resources_from_env(env)
-    dg.materialize(all_assets, selection=["raw_pages", "documents", "filtered"], partition_key=PREPARED_SNAPSHOT,
-                   instance=instance, resources=resources, run_config=QUIET)
-    dg.materialize(all_assets, selection=["quality_classifier", "eval_benchmarks", "instruction_templates"],
-                   instance=instance, resources=resources, run_config=QUIET)
+    dg.materialize(
+        all_assets,
+        selection=["raw_pages", "documents", "filtered"],
+        partition_key=PREPARED_SNAPSHOT,
+        instance=instance,
+        resources=resources,
+        run_config=QUIET,
+    )
+    dg.materialize(
+        all_assets,
+        selection=["quality_classifier", "eval_benchmarks", "instruction_templates"],
+        instance=instance,
+        resources=resources,
+        run_config=QUIET,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -310,8 +351,16 @@ def platform(tmp_path_factory):
         instance.add_dynamic_partitions("crawl_snapshots", [PREPARED_SNAPSHOT])
 
         webserver = DagsterWebserverProcess(service_env, logs / "webserver.log")
-        platform = Platform(pg=pg, home=home, crawl_root=crawl_root, data_root=data_root, logs=logs, env=service_env,
-                            instance=instance, webserver=webserver)
+        platform = Platform(
+            pg=pg,
+            home=home,
+            crawl_root=crawl_root,
+            data_root=data_root,
+            logs=logs,
+            env=service_env,
+            instance=instance,
+            webserver=webserver,
+        )
         stack.callback(lambda: _no_leftovers("dagster-webserver", webserver.stop()))
         stack.callback(platform.stop_daemon)
         webserver.start()
@@ -371,8 +420,12 @@ def finished_arrival(platform, arrival):
 def test_two_runs_of_one_partition_queue_while_other_partitions_run(platform, arrival):
     """Two runs of one snapshot submitted at once: the second waits for the first; other snapshots don't."""
     arrival_run_id, _ = arrival
-    launch = {"job_name": "snapshot_pipeline", "tags": {"dagster/partition": PREPARED_SNAPSHOT},
-              "asset_selection": ["raw_pages"], "run_config": {"execution": {"config": {"in_process": {}}}, **QUIET}}
+    launch = {
+        "job_name": "snapshot_pipeline",
+        "tags": {"dagster/partition": PREPARED_SNAPSHOT},
+        "asset_selection": ["raw_pages"],
+        "run_config": {"execution": {"config": {"in_process": {}}}, **QUIET},
+    }
     first = platform.webserver.launch_run(**launch)  # what two clicks on "Materialize" send
     second = platform.webserver.launch_run(**launch)
     records = {run_id: platform.wait_for_run_end(run_id, 180) for run_id in (first, second)}
@@ -380,7 +433,9 @@ def test_two_runs_of_one_partition_queue_while_other_partitions_run(platform, ar
         assert record.dagster_run.status == DagsterRunStatus.SUCCESS, platform.error_messages(run_id)
         assert platform.event_times(run_id, DagsterEventType.RUN_ENQUEUED), "run did not go through the queue"
     a, b = sorted(records.values(), key=lambda r: r.start_time)
-    assert a.end_time <= b.start_time, f"runs of {PREPARED_SNAPSHOT} overlapped: {a.start_time}-{a.end_time} and {b.start_time}-{b.end_time}"
+    assert a.end_time <= b.start_time, (
+        f"runs of {PREPARED_SNAPSHOT} overlapped: {a.start_time}-{a.end_time} and {b.start_time}-{b.end_time}"
+    )
     # The queue held the later one: the daemon dequeued and launched it (RUN_STARTING) only after the
     # earlier one had ended, although both were queued at once.
     (launched,) = platform.event_times(b.dagster_run.run_id, DagsterEventType.RUN_STARTING)
@@ -388,9 +443,11 @@ def test_two_runs_of_one_partition_queue_while_other_partitions_run(platform, ar
     assert queued < a.end_time <= launched
     # The limit is per partition: the pipeline run of the new snapshot was running meanwhile.
     pipeline = platform.run_record(arrival_run_id)
-    assert pipeline.start_time is not None and pipeline.start_time < a.end_time and (
-        pipeline.end_time is None or a.start_time < pipeline.end_time), (
-        "the other partition's run did not run alongside (per-partition limit acting as a global one?)")
+    assert (
+        pipeline.start_time is not None
+        and pipeline.start_time < a.end_time
+        and (pipeline.end_time is None or a.start_time < pipeline.end_time)
+    ), "the other partition's run did not run alongside (per-partition limit acting as a global one?)"
     platform.timeline["two_runs_s"] = b.end_time - a.start_time
 
 
@@ -401,19 +458,22 @@ def test_new_snapshot_is_curated_without_a_click(platform, arrival):
     run = record.dagster_run
     assert run.status == DagsterRunStatus.SUCCESS, (
         f"snapshot_pipeline for {NEW_SNAPSHOT} ended {run.status}:\n{platform.error_messages(run_id)}\n"
-        f"--- daemon log ---\n{platform.daemon.log_tail()}")
+        f"--- daemon log ---\n{platform.daemon.log_tail()}"
+    )
     assert run.job_name == "snapshot_pipeline"
     assert run.tags["dagster/partition"] == NEW_SNAPSHOT
     assert run.tags["dagster/sensor_name"] == "crawl_snapshot_sensor"
     assert run.tags["dagster/run_key"] == f"snapshot:{NEW_SNAPSHOT}"
     assert platform.event_times(run_id, DagsterEventType.RUN_ENQUEUED) and platform.event_times(
-        run_id, DagsterEventType.RUN_STARTING), "the sensor's run did not go through the run queue"
+        run_id, DagsterEventType.RUN_STARTING
+    ), "the sensor's run did not go through the run queue"
 
     # Materializations of every pipeline asset for the new partition, recorded by this run.
     row_counts = {}
     for asset in PIPELINE_ASSETS:
         result = platform.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[NEW_SNAPSHOT]), limit=1)
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[NEW_SNAPSHOT]), limit=1
+        )
         assert result.records, f"no materialization of {asset}/{NEW_SNAPSHOT} in the instance"
         assert result.records[0].run_id == run_id
         metadata = result.records[0].asset_materialization.metadata
@@ -423,8 +483,12 @@ def test_new_snapshot_is_curated_without_a_click(platform, arrival):
     # The checks of the pipeline's assets ran in the run, and every blocking one passed.
     from dataplatform.definitions import all_asset_checks
 
-    blocking = {(spec.asset_key.to_user_string(), spec.name) for checks in all_asset_checks
-                for spec in checks.check_specs if spec.blocking}
+    blocking = {
+        (spec.asset_key.to_user_string(), spec.name)
+        for checks in all_asset_checks
+        for spec in checks.check_specs
+        if spec.blocking
+    }
     evaluations = {}
     for entry in platform.instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION):
         evaluation = entry.dagster_event.event_specific_data
@@ -434,8 +498,9 @@ def test_new_snapshot_is_curated_without_a_click(platform, arrival):
 
     # The same facts straight from PostgreSQL's tables.
     assert platform.pg.psql(f"SELECT status FROM runs WHERE run_id = '{run_id}'") == "SUCCESS"
-    stored = platform.pg.psql(f"SELECT count(*) FROM event_logs WHERE run_id = '{run_id}' "
-                              "AND dagster_event_type = 'ASSET_MATERIALIZATION'")
+    stored = platform.pg.psql(
+        f"SELECT count(*) FROM event_logs WHERE run_id = '{run_id}' AND dagster_event_type = 'ASSET_MATERIALIZATION'"
+    )
     assert int(stored) == len(PIPELINE_ASSETS)
     assert platform.pg.psql(f"SELECT partition FROM dynamic_partitions WHERE partition = '{NEW_SNAPSHOT}'") == NEW_SNAPSHOT
 
@@ -455,7 +520,8 @@ def test_new_snapshot_is_curated_without_a_click(platform, arrival):
     # What the UI shows: the run, its partition and status, from the webserver on the same instance.
     data = platform.webserver.graphql(
         """query($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}) { ... on Runs { results { runId status } } } }""",
-        {"tags": [{"key": "dagster/partition", "value": NEW_SNAPSHOT}]})
+        {"tags": [{"key": "dagster/partition", "value": NEW_SNAPSHOT}]},
+    )
     assert {"runId": run_id, "status": "SUCCESS"} in data["runsOrError"]["results"]
 
 
@@ -502,8 +568,9 @@ def test_gpu_pool_steps_never_overlap(platform, arrival):
 def test_daemon_ticks_the_weekly_schedule_at_monday_0400(platform, arrival):
     """The daemon, its clock 20 s before the next Monday 04:00 UTC, launches weekly_training_mix at 04:00."""
     finished_arrival(platform, arrival)  # the mix reads what the pipeline wrote; no run is cut short
-    in_progress = platform.instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.STARTING,
-                                                                  DagsterRunStatus.STARTED]))
+    in_progress = platform.instance.get_runs(
+        RunsFilter(statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED])
+    )
     for run in in_progress:
         platform.wait_for_run_end(run.run_id, 180)
     platform.stop_daemon()

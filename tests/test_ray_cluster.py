@@ -30,9 +30,28 @@ def ray_cluster(tmp_path_factory):
     port = free_port()
     temp = tmp_path_factory.mktemp("ray")
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}  # a leftover ~/.ray/auth_token must not matter
-    started = subprocess.run([str(ray), "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
-                              "--num-cpus", "2", "--include-dashboard", "false", "--temp-dir", str(temp),
-                              "--disable-usage-stats"], env=env, capture_output=True, text=True, timeout=180)
+    started = subprocess.run(
+        [
+            str(ray),
+            "start",
+            "--head",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num-cpus",
+            "2",
+            "--include-dashboard",
+            "false",
+            "--temp-dir",
+            str(temp),
+            "--disable-usage-stats",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     if started.returncode != 0:
         pytest.fail(f"ray start --head did not come up: {started.stderr[-2000:]}")
     try:
@@ -42,8 +61,23 @@ def ray_cluster(tmp_path_factory):
 
 
 def _process(files: list[Path], out: Path, engine: str, env: dict[str, str], benchmarks: str) -> None:
-    cmd = [sys.executable, "-m", "dataplatform.cli", "process", *map(str, files), "--output", str(out),
-           "--snapshot", SNAPSHOT, "--engine", engine, "--workers", "2", "--benchmarks", benchmarks]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dataplatform.cli",
+        "process",
+        *map(str, files),
+        "--output",
+        str(out),
+        "--snapshot",
+        SNAPSHOT,
+        "--engine",
+        engine,
+        "--workers",
+        "2",
+        "--benchmarks",
+        benchmarks,
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
 

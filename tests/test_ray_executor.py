@@ -20,8 +20,8 @@ except ImportError:
 from content_hash import shard_sha256s
 from warc_factory import build_snapshot_warcs
 
-from dataplatform.execution.ray_executor import RayShardExecutor
 from dataplatform.execution.engines import make_executor
+from dataplatform.execution.ray_executor import RayShardExecutor
 from dataplatform.execution.shard_executor import InlineExecutor, ShardTaskError
 from dataplatform.io.crawl_sources import CrawlSource, WarcFile
 from dataplatform.io.datasets import DatasetStore

@@ -32,14 +32,18 @@ def s3_crawl(s3_env, tmp_path):
     upload_tree(client, "commoncrawl", local, "mirror")
     # A snapshot published with a warc.paths.gz listing (paths relative to the bucket prefix).
     listing = "\n".join(f"crawl-data/CC-S3-2026-01/segments/0001/warc/file-{i:03d}.warc.gz" for i in (1,))
-    client.put_object(Bucket="commoncrawl", Key="mirror/crawl-data/CC-S3-2026-01/warc.paths.gz", Body=gzip.compress(listing.encode()))
+    client.put_object(
+        Bucket="commoncrawl", Key="mirror/crawl-data/CC-S3-2026-01/warc.paths.gz", Body=gzip.compress(listing.encode())
+    )
     return client
 
 
 def s3_resources(endpoint):
     return {
         "crawl_source": CrawlSourceResource(backend="s3", s3_bucket="commoncrawl", s3_prefix="mirror", s3_endpoint_url=endpoint),
-        "dataset_storage": DatasetStorageResource(backend="s3", s3_bucket="datasets", s3_prefix="prod/v1", s3_endpoint_url=endpoint),
+        "dataset_storage": DatasetStorageResource(
+            backend="s3", s3_bucket="datasets", s3_prefix="prod/v1", s3_endpoint_url=endpoint
+        ),
         "shard_execution": ShardExecutionResource(engine="process", max_workers=2),
     }
 
@@ -47,7 +51,9 @@ def s3_resources(endpoint):
 def test_sensor_discovers_s3_snapshots(s3_crawl, s3_env):
     sensor = defs.get_sensor_def("crawl_snapshot_sensor")
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, resources={"crawl_source": s3_resources(s3_env.endpoint)["crawl_source"]})
+        context = dg.build_sensor_context(
+            instance=instance, resources={"crawl_source": s3_resources(s3_env.endpoint)["crawl_source"]}
+        )
         result = sensor(context)
     assert sorted(r.partition_key for r in result.run_requests) == ["CC-S3-2026-01", "CC-S3-2026-02"]
 
@@ -55,8 +61,12 @@ def test_sensor_discovers_s3_snapshots(s3_crawl, s3_env):
 def test_materialize_from_s3_to_s3(s3_crawl, s3_env):
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(crawl_snapshots.name, ["CC-S3-2026-01"])
-        result = dg.materialize([ingest.crawl_warc_files, ingest.raw_pages, ingest.documents], partition_key="CC-S3-2026-01",
-                                instance=instance, resources=s3_resources(s3_env.endpoint))
+        result = dg.materialize(
+            [ingest.crawl_warc_files, ingest.raw_pages, ingest.documents],
+            partition_key="CC-S3-2026-01",
+            instance=instance,
+            resources=s3_resources(s3_env.endpoint),
+        )
     assert result.success
     keys = [o["Key"] for o in s3_crawl.list_objects_v2(Bucket="datasets", Prefix="prod/v1/")["Contents"]]
     assert "prod/v1/documents/CC-S3-2026-01/_manifest.json" in keys

@@ -175,8 +175,7 @@ def test_duplicates(truth: list[dict], warc_records: dict[str, dict]) -> None:
 
 def test_benchmark_and_leak(truth: list[dict], warc_records: dict[str, dict]) -> None:
     items = {
-        d["id"]: d
-        for d in map(json.loads, (SAMPLE_BENCHMARKS_DIR / "sample_qa.jsonl").read_text(encoding="utf-8").splitlines())
+        d["id"]: d for d in map(json.loads, (SAMPLE_BENCHMARKS_DIR / "sample_qa.jsonl").read_text(encoding="utf-8").splitlines())
     }
     assert len(items) >= 20
     for item in items.values():

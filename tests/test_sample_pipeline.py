@@ -22,10 +22,12 @@ def processed(tmp_path_factory):
 
 def test_every_malformed_record_is_quarantined_with_its_reason(processed):
     docs, quarantine, truth, _ = processed
-    reasons = pl.concat([
-        docs.select("warc_record_id", pl.col("drop_reason").alias("reason")),
-        quarantine.filter(pl.col("warc_record_id").is_not_null()).select("warc_record_id", "reason"),
-    ])
+    reasons = pl.concat(
+        [
+            docs.select("warc_record_id", pl.col("drop_reason").alias("reason")),
+            quarantine.filter(pl.col("warc_record_id").is_not_null()).select("warc_record_id", "reason"),
+        ]
+    )
     expected = truth.filter(pl.col("expected_quarantine").is_not_null()).select("warc_record_id", "expected_quarantine")
     joined = expected.join(reasons, on="warc_record_id", how="left")
     assert joined.filter(pl.col("reason") != pl.col("expected_quarantine")).height == 0, joined
@@ -40,7 +42,9 @@ def test_no_record_is_lost(processed):
 
 def test_languages_match_ground_truth(processed):
     docs, _, truth, _ = processed
-    kept = docs.filter(pl.col("drop_reason").is_null()).join(truth.select("warc_record_id", "category", pl.col("language").alias("true_language")), on="warc_record_id")
+    kept = docs.filter(pl.col("drop_reason").is_null()).join(
+        truth.select("warc_record_id", "category", pl.col("language").alias("true_language")), on="warc_record_id"
+    )
     non_english = kept.filter(pl.col("category") == "non_english")
     assert non_english.height >= 15
     assert (non_english["language"] == non_english["true_language"]).all()
@@ -60,8 +64,17 @@ def test_lineage_columns(processed):
 def test_processed_output_has_one_row_per_page_with_every_stage(processed):
     docs, _, truth, out = processed
     assert sorted(out["doc_id"]) == sorted(docs["doc_id"])
-    for column in ("passes_gopher_repetition", "passes_gopher_quality", "passes_c4", "passes_fineweb",
-                   "pii_count", "quality_score", "quality_label", "duplicate_of", "drop_reason"):
+    for column in (
+        "passes_gopher_repetition",
+        "passes_gopher_quality",
+        "passes_c4",
+        "passes_fineweb",
+        "pii_count",
+        "quality_score",
+        "quality_label",
+        "duplicate_of",
+        "drop_reason",
+    ):
         assert column in out.columns
     kept = out.filter(pl.col("drop_reason").is_null())
     assert kept.height > 0 and kept["quality_score"].null_count() == 0
@@ -86,8 +99,23 @@ def test_process_with_benchmarks_drops_the_leak(tmp_path):
 
     snapshot = SAMPLE_SNAPSHOTS[0]
     files = sorted((SAMPLE_CRAWL_ROOT / "crawl-data" / snapshot).rglob("*.warc.gz"))
-    assert main(["process", *map(str, files), "--output", str(tmp_path), "--snapshot", snapshot, "--workers", "1",
-                 "--benchmarks", str(SAMPLE_BENCHMARKS_DIR)]) == 0
+    assert (
+        main(
+            [
+                "process",
+                *map(str, files),
+                "--output",
+                str(tmp_path),
+                "--snapshot",
+                snapshot,
+                "--workers",
+                "1",
+                "--benchmarks",
+                str(SAMPLE_BENCHMARKS_DIR),
+            ]
+        )
+        == 0
+    )
     out = pl.read_parquet(tmp_path / f"{snapshot}.parquet")
     truth = pl.DataFrame([r for r in load_ground_truth() if r["category"] == "benchmark_leak"], infer_schema_length=None)
     leak = out.join(truth.select("warc_record_id"), on="warc_record_id")

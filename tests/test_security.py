@@ -46,20 +46,26 @@ def test_planted_secret_never_reaches_logs_or_metadata(s3_env, tmp_path, monkeyp
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(crawl_snapshots.name, ["CC-SEC-2026-01"])
         result = dg.materialize(
-            [ingest.crawl_warc_files, ingest.raw_pages, ingest.documents], partition_key="CC-SEC-2026-01", instance=instance,
+            [ingest.crawl_warc_files, ingest.raw_pages, ingest.documents],
+            partition_key="CC-SEC-2026-01",
+            instance=instance,
             resources={
                 "crawl_source": CrawlSourceResource(local_root=str(tmp_path / "crawl")),
                 "dataset_storage": DatasetStorageResource(backend="s3", s3_bucket="data", s3_endpoint_url=s3_env.endpoint),
                 "shard_execution": ShardExecutionResource(engine="process", max_workers=2),
-            })
+            },
+        )
         assert result.success
         records = instance.get_event_records(dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_MATERIALIZATION))
         everything = [str(e) for e in instance.all_logs(result.run_id)]
         everything += [repr(r.event_log_entry.asset_materialization.metadata) for r in records]
         run = instance.get_run_by_id(result.run_id)
         everything.append(json.dumps(run.run_config, default=str))
-    manifests = [client.get_object(Bucket="data", Key=o["Key"])["Body"].read().decode()
-                 for o in client.list_objects_v2(Bucket="data")["Contents"] if o["Key"].endswith("_manifest.json")]
+    manifests = [
+        client.get_object(Bucket="data", Key=o["Key"])["Body"].read().decode()
+        for o in client.list_objects_v2(Bucket="data")["Contents"]
+        if o["Key"].endswith("_manifest.json")
+    ]
     out, err = capfd.readouterr()
     haystack = "\n".join(everything + manifests + [out, err])
     assert "CC-SEC-2026-01" in haystack  # the search covers real content

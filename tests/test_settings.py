@@ -24,9 +24,14 @@ def test_retention_comes_from_the_environment():
     assert (policy.grace_seconds, policy.keep_superseded) == (1800.0, 0)
 
 
-@pytest.mark.parametrize("name, value", [("DATAPLATFORM_RETENTION_GRACE_HOURS", "soon"),
-                                         ("DATAPLATFORM_RETENTION_KEEP_VERSIONS", "-1"),
-                                         ("DATAPLATFORM_DATA_BACKEND", "ftp")])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("DATAPLATFORM_RETENTION_GRACE_HOURS", "soon"),
+        ("DATAPLATFORM_RETENTION_KEEP_VERSIONS", "-1"),
+        ("DATAPLATFORM_DATA_BACKEND", "ftp"),
+    ],
+)
 def test_bad_values_fail_at_load_naming_the_variable(name, value):
     with pytest.raises(dg.DagsterInvalidConfigError, match=name):
         resources_from_env({name: value})

@@ -22,7 +22,8 @@ from dataplatform.stages.ingest import materialize_documents, materialize_raw_pa
 
 SNAPSHOT = "CC-RESUME-2026-01"
 N_FILES = 10
-STAGE = """
+STAGE = (
+    """
 import sys
 from dataplatform.execution.shard_executor import InlineExecutor
 from dataplatform.io.datasets import DatasetStore
@@ -30,7 +31,9 @@ from dataplatform.stages.filtering import materialize_filtered
 from dataplatform.stages.ingest import materialize_documents
 store = DatasetStore.local(sys.argv[1])
 {"documents": materialize_documents, "filtered": materialize_filtered}[sys.argv[2]](store, "%s", InlineExecutor())
-""" % SNAPSHOT
+"""
+    % SNAPSHOT
+)
 
 
 def shard_hashes(store: DatasetStore, asset: str) -> dict[str, list[str]]:
@@ -146,11 +149,20 @@ def _scored_frame(snapshot: str, n: int, seed: int):
                 words[pos] = "edited" + str(int(rng.integers(1000)))
             texts.append(" ".join(words))
     ids = [f"{snapshot}-{i:06d}" for i in range(n)]
-    return pl.DataFrame({"doc_id": ids, "url": [f"https://resume.example/{i}" for i in ids], "snapshot": [snapshot] * n,
-                         "warc_record_id": ids, "warc_file": ["resume.warc.gz"] * n, "n_chars": [len(t) for t in texts],
-                         "text": texts, "drop_reason": pl.Series([None] * n, dtype=pl.Utf8),
-                         "quality_label": rng.choice(["high_quality", "rewrite_candidate"], n).tolist(),
-                         "quality_score": rng.random(n).astype(np.float32)})
+    return pl.DataFrame(
+        {
+            "doc_id": ids,
+            "url": [f"https://resume.example/{i}" for i in ids],
+            "snapshot": [snapshot] * n,
+            "warc_record_id": ids,
+            "warc_file": ["resume.warc.gz"] * n,
+            "n_chars": [len(t) for t in texts],
+            "text": texts,
+            "drop_reason": pl.Series([None] * n, dtype=pl.Utf8),
+            "quality_label": rng.choice(["high_quality", "rewrite_candidate"], n).tolist(),
+            "quality_score": rng.random(n).astype(np.float32),
+        }
+    )
 
 
 def _commit_scored(store: DatasetStore, snapshot: str, n: int, seed: int) -> None:
@@ -173,8 +185,9 @@ def _dedup(store: DatasetStore, snapshot: str = DEDUP_SNAPSHOT):
     from dataplatform.core.dedup import DedupConfig
     from dataplatform.stages.dedup import DedupRunOptions, materialize_deduplicated
 
-    return materialize_deduplicated(store, snapshot, InlineExecutor(), DedupConfig(),
-                                    DedupRunOptions(partition_rows=DEDUP_PARTITION_ROWS, batch_rows=50))
+    return materialize_deduplicated(
+        store, snapshot, InlineExecutor(), DedupConfig(), DedupRunOptions(partition_rows=DEDUP_PARTITION_ROWS, batch_rows=50)
+    )
 
 
 def _dedup_hashes(store: DatasetStore, snapshot: str = DEDUP_SNAPSHOT) -> dict[str, dict[str, list[str]]]:
@@ -220,6 +233,7 @@ def _kill_dedup_when(data_root: Path, ready) -> None:
 def _records(phase: str, at_least: int):
     def ready(root: Path) -> bool:
         return len(list((root / "deduplicated" / DEDUP_SNAPSHOT).glob(f"v*/_progress/{phase}/*.json"))) >= at_least
+
     return ready
 
 
@@ -238,8 +252,14 @@ def test_killed_dedup_resumes_inside_its_phases(phase, killed_after, dedup_refer
     from dataplatform.core.dedup import DedupConfig
     from dataplatform.stages.dedup import DedupRunOptions, materialize_deduplicated
 
-    report, _ = materialize_deduplicated(store, DEDUP_SNAPSHOT, InlineExecutor(), DedupConfig(),
-                                         DedupRunOptions(partition_rows=DEDUP_PARTITION_ROWS, batch_rows=50), lines.append)
+    report, _ = materialize_deduplicated(
+        store,
+        DEDUP_SNAPSHOT,
+        InlineExecutor(),
+        DedupConfig(),
+        DedupRunOptions(partition_rows=DEDUP_PARTITION_ROWS, batch_rows=50),
+        lines.append,
+    )
     resumed = report.extra["phases_resumed"]
     assert resumed[phase] >= killed_after, resumed
     if phase == "buckets":  # every earlier phase was recorded as done: none of its tasks ran again
@@ -292,9 +312,14 @@ def test_dedup_with_unchanged_inputs_is_up_to_date_and_touches_nothing(dedup_ref
     from dataplatform.core.dedup import DedupConfig
     from dataplatform.stages.dedup import DedupRunOptions, materialize_deduplicated
 
-    report, index_info = materialize_deduplicated(store, DEDUP_SNAPSHOT, InlineExecutor(), DedupConfig(),
-                                                  DedupRunOptions(partition_rows=DEDUP_PARTITION_ROWS, batch_rows=50),
-                                                  lines.append)
+    report, index_info = materialize_deduplicated(
+        store,
+        DEDUP_SNAPSHOT,
+        InlineExecutor(),
+        DedupConfig(),
+        DedupRunOptions(partition_rows=DEDUP_PARTITION_ROWS, batch_rows=50),
+        lines.append,
+    )
     assert report.extra["up_to_date"] is True and any("up to date" in line for line in lines), lines
     assert index_info == store.require_manifest("dedup_signature_index", DEDUP_SNAPSHOT)["metadata"]
     assert report.drop_counts == store.require_manifest("deduplicated", DEDUP_SNAPSHOT)["metadata"]["drop_counts"]

@@ -92,11 +92,17 @@ def test_sample_graph_synthesised_with_the_default_model(sample):
             assert row["rows_in"] == row["rows_out"] + row["rows_dropped"]
             assert store.read_frame(stage, snapshot, "failures").height == row["rows_dropped"]
             meta = store.manifest(stage, snapshot)["metadata"]
-            assert meta["model"] == "SmolLM2-135M-Instruct-Q4_1" and meta["max_docs"] == {"rewire_outputs": 2, "instruction_pairs": 4}[stage]
+            assert (
+                meta["model"] == "SmolLM2-135M-Instruct-Q4_1"
+                and meta["max_docs"] == {"rewire_outputs": 2, "instruction_pairs": 4}[stage]
+            )
             assert meta["tokens_per_s"] > 0
     rewire_meta = store.manifest("rewire_outputs", OLD)["metadata"]
     assert rewire_meta["prompt_version"] == "rewire_small_v1" and rewire_meta["pool"] == "filtered_and_deduplicated"
-    assert rewire_meta["pool_size"] == rewire_meta["pool_high_quality"] + rewire_meta["pool_rewrite_band"] + rewire_meta["pool_low_quality"]
+    assert (
+        rewire_meta["pool_size"]
+        == rewire_meta["pool_high_quality"] + rewire_meta["pool_rewrite_band"] + rewire_meta["pool_low_quality"]
+    )
     rewrites = pl.concat([store.read_frame("rewire_outputs", s) for s in SAMPLE_SNAPSHOTS], how="diagonal_relaxed")
     kept = pl.concat([store.read_frame("rewritten", s) for s in SAMPLE_SNAPSHOTS], how="diagonal_relaxed")
     pairs = pl.concat([store.read_frame("instruction_pairs", s) for s in SAMPLE_SNAPSHOTS], how="diagonal_relaxed")
@@ -105,7 +111,9 @@ def test_sample_graph_synthesised_with_the_default_model(sample):
     assert (pairs["grounding_score"] >= 0.8).all() and (pairs["judge_rating"] >= 4).all()
     assert set(pairs["prompt_version"]) == {"fineinstructions_small_v1"}
     mix = store.manifest("training_mix", "unpartitioned")["metadata"]
-    assert mix["redistributed"] == [] and all(mix["tokens_per_source"][s] > 0 for s in ("curated_raw", "rewritten", "instructions"))
+    assert mix["redistributed"] == [] and all(
+        mix["tokens_per_source"][s] > 0 for s in ("curated_raw", "rewritten", "instructions")
+    )
     audit = store.manifest("contamination_audit", "unpartitioned")["metadata"]
     assert audit["status"] in ("calibrated", "no_membership_signal")
     assert audit["per_benchmark"]["sample_qa"]["items"] == 20 and audit["members"] > 0 and audit["non_members"] > 0
@@ -118,7 +126,11 @@ def test_rewire_pool_is_every_document_that_passed_filters_and_dedup(store_copy)
     kept = set(store_copy.read_frame("decontaminated", OLD)["doc_id"])
     band = set(store_copy.read_frame("decontaminated", OLD, "rewrite_pool")["doc_id"])
     low = store_copy.read_frame("scored", OLD, "dropped")
-    assert pool["doc_id"].n_unique() == pool.height == info["pool_high_quality"] + info["pool_rewrite_band"] + info["pool_low_quality"]
+    assert (
+        pool["doc_id"].n_unique()
+        == pool.height
+        == info["pool_high_quality"] + info["pool_rewrite_band"] + info["pool_low_quality"]
+    )
     assert kept | band <= set(pool["doc_id"])
     low_in_pool = set(pool.filter(pl.col("band") == "low_quality")["doc_id"])
     assert low_in_pool <= set(low["doc_id"]) and len(low_in_pool) == info["pool_low_quality"] > 0
@@ -181,7 +193,9 @@ def test_rewire_outputs_resume_after_a_crash_without_redoing_or_duplicating(stor
 # ---------------------------------------------------------------------------- FineInstructions
 def test_instruction_pairs_are_grounded_judged_and_keep_template_and_source(store_copy):
     config = FineInstructionsConfig(top_k=1, min_match_score=None)
-    report = materialize_instruction_pairs(store_copy, OLD, ScriptedEngine(), HashingEmbedder(), InstructionOptions(config, None, 4))
+    report = materialize_instruction_pairs(
+        store_copy, OLD, ScriptedEngine(), HashingEmbedder(), InstructionOptions(config, None, 4)
+    )
     docs = pl.concat([store_copy.read_frame("decontaminated", OLD, t) for t in ("data", "rewrite_pool")])
     pairs = store_copy.read_frame("instruction_pairs", OLD)
     failures = store_copy.read_frame("instruction_pairs", OLD, "failures")
@@ -200,18 +214,34 @@ def test_query_log_templates_reach_the_pairs(store_copy, tmp_path):
 
     class TemplateEngine(ScriptedEngine):
         def generate(self, prompts, sampling=None):
-            return [Generation("[TEMPLATE]How do I organise {event}?[/TEMPLATE]\n[SLOTS]\nevent: event\n[/SLOTS]\n"
-                               "[FITS]Guides to organising an event", 50, 20, "stop") if "festival" in p
-                    else Generation("no idea", 50, 2, "stop") for p in prompts]
+            return [
+                Generation(
+                    "[TEMPLATE]How do I organise {event}?[/TEMPLATE]\n[SLOTS]\nevent: event\n[/SLOTS]\n"
+                    "[FITS]Guides to organising an event",
+                    50,
+                    20,
+                    "stop",
+                )
+                if "festival" in p
+                else Generation("no idea", 50, 2, "stop")
+                for p in prompts
+            ]
 
     info = materialize_instruction_templates(store_copy, query_logs=(str(log),), engine=TemplateEngine())
     assert (info["seed_templates"], info["query_templates"], info["queries"]) == (40, 1, 2)
     assert info["query_failures"] == {"query_templates:missing_template": 1}
     bank = store_copy.read_frame("instruction_templates", "unpartitioned")
     assert bank.filter(pl.col("origin") == "query_log")["template"].to_list() == ["How do I organise {event}?"]
-    materialize_instruction_pairs(store_copy, OLD, ScriptedEngine(), HashingEmbedder(),
-                                  InstructionOptions(FineInstructionsConfig(top_k=41, min_match_score=None), 2, 4))
-    attempted = pl.concat([store_copy.read_frame("instruction_pairs", OLD, t).select("template_id") for t in ("data", "failures")])
+    materialize_instruction_pairs(
+        store_copy,
+        OLD,
+        ScriptedEngine(),
+        HashingEmbedder(),
+        InstructionOptions(FineInstructionsConfig(top_k=41, min_match_score=None), 2, 4),
+    )
+    attempted = pl.concat(
+        [store_copy.read_frame("instruction_pairs", OLD, t).select("template_id") for t in ("data", "failures")]
+    )
     assert attempted["template_id"].str.starts_with("query-").any()  # the generated template was instantiated
 
 
@@ -254,10 +284,16 @@ def test_vllm_backend_is_selected_by_config_and_fails_clearly_without_gpu(sample
     copy = shutil.copytree(store.object_store.root, tmp_path / "copy")
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("crawl_snapshots", [OLD])
-        result = dg.materialize([rewire_outputs], partition_key=OLD, instance=instance, raise_on_error=False, resources={
-            "dataset_storage": DatasetStorageResource(local_root=str(copy)),
-            "llm": LLMResource(backend="vllm", model_path=str(tmp_path)),
-        })
+        result = dg.materialize(
+            [rewire_outputs],
+            partition_key=OLD,
+            instance=instance,
+            raise_on_error=False,
+            resources={
+                "dataset_storage": DatasetStorageResource(local_root=str(copy)),
+                "llm": LLMResource(backend="vllm", model_path=str(tmp_path)),
+            },
+        )
     assert not result.success
     message = [e for e in result.all_events if e.is_step_failure][0].event_specific_data.error.message
     assert "vllm" in message.lower() and "pip install" in message

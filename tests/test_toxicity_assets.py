@@ -38,11 +38,19 @@ TOXIC = [
 def _filtered_partition(store: DatasetStore) -> pl.DataFrame:
     """Two shards of kept documents, as the filtering stage writes them."""
     texts = CLEAN[:3] + TOXIC[:1] + CLEAN[3:] + TOXIC[1:]
-    frame = pl.DataFrame({
-        "doc_id": [f"doc-{i:02d}" for i in range(len(texts))], "url": [f"https://tox.example/{i}" for i in range(len(texts))],
-        "snapshot": SNAPSHOT, "warc_record_id": [f"<urn:uuid:{i}>" for i in range(len(texts))], "warc_file": "a.warc.gz",
-        "text": texts, "language": "en", "n_chars": [len(t) for t in texts], "passes_gopher_quality": True,
-    })
+    frame = pl.DataFrame(
+        {
+            "doc_id": [f"doc-{i:02d}" for i in range(len(texts))],
+            "url": [f"https://tox.example/{i}" for i in range(len(texts))],
+            "snapshot": SNAPSHOT,
+            "warc_record_id": [f"<urn:uuid:{i}>" for i in range(len(texts))],
+            "warc_file": "a.warc.gz",
+            "text": texts,
+            "language": "en",
+            "n_chars": [len(t) for t in texts],
+            "passes_gopher_quality": True,
+        }
+    )
     with store.write_partition(names.FILTERED, SNAPSHOT) as writer:
         writer.write_table(names.DATA, conform(frame.head(4).to_arrow(), FILTERED), 0)
         writer.write_table(names.DATA, conform(frame.tail(4).to_arrow(), FILTERED), 1)
@@ -109,17 +117,24 @@ def test_policy_naming_an_unknown_dimension_fails_before_scoring(store):
 
 
 def _materialize(store, config: dict) -> dg.ExecuteInProcessResult:
-    from dataplatform.assets.partitions import crawl_snapshots
     from dataplatform.assets.checks.selection import toxicity_suite
+    from dataplatform.assets.partitions import crawl_snapshots
     from dataplatform.assets.toxicity import toxicity
     from dataplatform.resources.storage import DatasetStorageResource, ShardExecutionResource
 
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(crawl_snapshots.name, [SNAPSHOT])
-        return dg.materialize([toxicity, toxicity_suite], partition_key=SNAPSHOT, instance=instance, raise_on_error=False,
-                              resources={"dataset_storage": DatasetStorageResource(local_root=str(store.object_store.root)),
-                                         "shard_execution": ShardExecutionResource(engine="inline")},
-                              run_config={"ops": {"toxicity": {"config": config}}})
+        return dg.materialize(
+            [toxicity, toxicity_suite],
+            partition_key=SNAPSHOT,
+            instance=instance,
+            raise_on_error=False,
+            resources={
+                "dataset_storage": DatasetStorageResource(local_root=str(store.object_store.root)),
+                "shard_execution": ShardExecutionResource(engine="inline"),
+            },
+            run_config={"ops": {"toxicity": {"config": config}}},
+        )
 
 
 def test_asset_reports_tradeoff_and_passes_its_check(store):
@@ -144,13 +159,30 @@ def test_process_command_sets_toxic_pages_aside_and_prints_the_tradeoff(tmp_path
 
     paragraphs = default_positives()
     extra = [*CLEAN[:3], "You are a worthless idiot and a fucking moron, shut up."]
-    records = [warc_record(f"https://tox.example/{i}", http_response(html_page(
-        f"Page {i}", [paragraphs[3 * i], paragraphs[3 * i + 1], paragraphs[3 * i + 2], text]))) for i, text in enumerate(extra)]
+    records = [
+        warc_record(
+            f"https://tox.example/{i}",
+            http_response(html_page(f"Page {i}", [paragraphs[3 * i], paragraphs[3 * i + 1], paragraphs[3 * i + 2], text])),
+        )
+        for i, text in enumerate(extra)
+    ]
     warc = tmp_path / "pages.warc.gz"
     warc.write_bytes(b"".join(records))
     out = tmp_path / "out"
-    code = main(["process", str(warc), "--output", str(out), "--snapshot", SNAPSHOT, "--workers", "1",
-                 "--toxicity-threshold", "profanity=0.5"])
+    code = main(
+        [
+            "process",
+            str(warc),
+            "--output",
+            str(out),
+            "--snapshot",
+            SNAPSHOT,
+            "--workers",
+            "1",
+            "--toxicity-threshold",
+            "profanity=0.5",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0
     rows = pl.read_parquet(out / f"{SNAPSHOT}.parquet")

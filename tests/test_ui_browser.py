@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from ui_support import CHROMEDRIVER, CHROMIUM, DagsterWebserver, Page, make_chrome
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -26,11 +25,26 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 SNAPSHOT = "CC-SAMPLE-2026-05"
 GROUPS = ("ingest", "filter", "dedup")
-ASSETS = ("crawl_warc_files", "raw_pages", "documents", "filtered", "quality_classifier", "scored",
-          "deduplicated", "dedup_signature_index")
+ASSETS = (
+    "crawl_warc_files",
+    "raw_pages",
+    "documents",
+    "filtered",
+    "quality_classifier",
+    "scored",
+    "deduplicated",
+    "dedup_signature_index",
+)
 RUN_TIMEOUT_S = 300
-CHECK_COUNTS = {"documents": 2, "raw_pages": 2, "filtered": 2, "scored": 2, "quality_classifier": 1, "deduplicated": 3,
-                "crawl_warc_files": 1}
+CHECK_COUNTS = {
+    "documents": 2,
+    "raw_pages": 2,
+    "filtered": 2,
+    "scored": 2,
+    "quality_classifier": 1,
+    "deduplicated": 3,
+    "crawl_warc_files": 1,
+}
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
@@ -115,8 +129,9 @@ def test_asset_catalog_lists_assets_and_their_groups(page, server):
 def check_description(asset: str, check: str) -> str:
     from dataplatform.definitions import all_asset_checks
 
-    return next(s.description for c in all_asset_checks for s in c.check_specs
-                if (s.asset_key.to_user_string(), s.name) == (asset, check))
+    return next(
+        s.description for c in all_asset_checks for s in c.check_specs if (s.asset_key.to_user_string(), s.name) == (asset, check)
+    )
 
 
 def select_check(page: Page, asset: str, check: str) -> None:
@@ -171,8 +186,7 @@ def _wait_for_terminal(server: DagsterWebserver, run_id: str, page: Page, timeou
             return run
         if time.monotonic() > deadline:
             raise AssertionError(
-                f"run {run_id} still {run.get('status')} after {timeout:.0f}s\n"
-                f"--- webserver log tail ---\n{server.log_tail(40)}"
+                f"run {run_id} still {run.get('status')} after {timeout:.0f}s\n--- webserver log tail ---\n{server.log_tail(40)}"
             )
         if time.monotonic() - shown_at > 20:  # keep the run page fresh for the failure screenshot
             page.open(f"/runs/{run_id}")
@@ -266,6 +280,8 @@ def test_execute_one_check_on_its_own_from_the_checks_tab(page, server):
 
         select_check(page, asset, check)
         page.wait_text(latest["evaluation"]["description"], timeout=60)
-        page.wait_xpath("//*[normalize-space(text())='Passed' or normalize-space(text())='Succeeded']",
-                        what="the passed result of the executed check")
+        page.wait_xpath(
+            "//*[normalize-space(text())='Passed' or normalize-space(text())='Succeeded']",
+            what="the passed result of the executed check",
+        )
         page.screenshot("check_executed_on_its_own")

@@ -84,11 +84,14 @@ class DagsterWebserver:
         (self.home / ".nux" / "nux.yaml").write_text("seen: 1\n")
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self, timeout: float = 120.0) -> "DagsterWebserver":
+    def start(self, timeout: float = 120.0) -> DagsterWebserver:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [_venv_bin("dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(self.port)],
-            cwd=REPO_ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.wait_until_loaded(timeout)
@@ -169,8 +172,11 @@ class DagsterWebserver:
             """mutation($sel: RepositorySelector!, $name: String!, $key: String!) {
                  addDynamicPartition(repositorySelector: $sel, partitionsDefName: $name, partitionKey: $key) {
                    __typename ... on PythonError { message } ... on UnauthorizedError { message } } }""",
-            {"sel": {"repositoryName": "__repository__", "repositoryLocationName": location},
-             "name": partitions_def_name, "key": key},
+            {
+                "sel": {"repositoryName": "__repository__", "repositoryLocationName": location},
+                "name": partitions_def_name,
+                "key": key,
+            },
         )
         kind = data["addDynamicPartition"]["__typename"]
         if kind not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
@@ -244,7 +250,7 @@ def xpath_literal(text: str) -> str:
     if '"' not in text:
         return f'"{text}"'
     parts = text.split("'")
-    return "concat(" + ", \"'\", ".join(f"'{p}'" for p in parts) + ")"
+    return "concat(" + ', "\'", '.join(f"'{p}'" for p in parts) + ")"
 
 
 class Page:

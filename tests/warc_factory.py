@@ -14,9 +14,7 @@ def _digest(data: bytes) -> str:
 
 
 def http_response(body: bytes, *, status: str = "200 OK", content_type: str = "text/html; charset=utf-8") -> bytes:
-    return (
-        f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
-    )
+    return f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
 
 
 def raw_warc_record(
@@ -53,8 +51,7 @@ def warc_record(url: str, block: bytes, **kwargs) -> bytes:
     return gzip.compress(raw_warc_record(url, block, **kwargs), mtime=0)
 
 
-def gzip_bomb_record(url: str, inflated_bytes: int, *, content_length: int | None = None,
-                     filler: bytes = b"\x00") -> bytes:
+def gzip_bomb_record(url: str, inflated_bytes: int, *, content_length: int | None = None, filler: bytes = b"\x00") -> bytes:
     """A gzip member holding a response whose block is ``inflated_bytes`` of ``filler`` (about 1000:1).
 
     Compressed in 1 MiB steps, so building a multi-gigabyte bomb costs no memory. With
@@ -110,8 +107,14 @@ def build_snapshot_warcs(folder, snapshot: str, *, n_files: int = 2, pages_per_f
     warc_dir.mkdir(parents=True, exist_ok=True)
     urls = []
     for f in range(n_files):
-        records = [warc_record(f"https://{snapshot.lower()}.example/", b"software: test\r\n", warc_type="warcinfo",
-                               content_type="application/warc-fields")]
+        records = [
+            warc_record(
+                f"https://{snapshot.lower()}.example/",
+                b"software: test\r\n",
+                warc_type="warcinfo",
+                content_type="application/warc-fields",
+            )
+        ]
         for p in range(pages_per_file):
             url = f"https://site{f}.example/{snapshot}/article-{p}"
             urls.append(url)
@@ -120,12 +123,27 @@ def build_snapshot_warcs(folder, snapshot: str, *, n_files: int = 2, pages_per_f
         urls.append(de)
         records.append(warc_record(de, http_response(html_page("Das Dorf", [GERMAN]))))
         if broken:
-            records.append(warc_record(f"https://site{f}.example/{snapshot}/missing", http_response(b"gone", status="404 Not Found")))
-            records.append(warc_record(f"https://site{f}.example/{snapshot}/logo.png",
-                                       http_response(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, content_type="image/png")))
-            records.append(warc_record(f"https://site{f}.example/{snapshot}/again", b"HTTP/1.1 200 OK\r\n\r\n",
-                                       warc_type="revisit", extra_headers={"WARC-Profile": "http://netpreserve.org/warc/1.0/revisit/identical-payload-digest"}))
-            records.append(warc_record(f"https://site{f}.example/{snapshot}/tampered",
-                                       http_response(html_page("T", [ENGLISH])), bad_digest=True))
+            records.append(
+                warc_record(f"https://site{f}.example/{snapshot}/missing", http_response(b"gone", status="404 Not Found"))
+            )
+            records.append(
+                warc_record(
+                    f"https://site{f}.example/{snapshot}/logo.png",
+                    http_response(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, content_type="image/png"),
+                )
+            )
+            records.append(
+                warc_record(
+                    f"https://site{f}.example/{snapshot}/again",
+                    b"HTTP/1.1 200 OK\r\n\r\n",
+                    warc_type="revisit",
+                    extra_headers={"WARC-Profile": "http://netpreserve.org/warc/1.0/revisit/identical-payload-digest"},
+                )
+            )
+            records.append(
+                warc_record(
+                    f"https://site{f}.example/{snapshot}/tampered", http_response(html_page("T", [ENGLISH])), bad_digest=True
+                )
+            )
         (warc_dir / f"file-{f:03d}.warc.gz").write_bytes(b"".join(records))
     return urls

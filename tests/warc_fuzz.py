@@ -159,8 +159,15 @@ def mutate(rng: random.Random, members: list[bytes], k: int) -> Mutant:
     if choice == 3:
         return Mutant("file_cut", members, k, member[: rng.randrange(1, max(2, len(member)))], cut=True)
     if choice == 4:
-        garbage = rng.choice([rng.randbytes(rng.randint(1, 300)), b"\x1f\x8b\x08" + rng.randbytes(40),
-                              b"WARC/1.0\r\nContent-Length: 99999\r\n\r\n", b"\r\n" * 7, bytes(rng.randint(1, 100))])
+        garbage = rng.choice(
+            [
+                rng.randbytes(rng.randint(1, 300)),
+                b"\x1f\x8b\x08" + rng.randbytes(40),
+                b"WARC/1.0\r\nContent-Length: 99999\r\n\r\n",
+                b"\r\n" * 7,
+                bytes(rng.randint(1, 100)),
+            ]
+        )
         return Mutant("garbage_inserted", members, k, garbage + member, inserted=True)
     if choice == 5:
         return Mutant("empty_member_inserted", members, k, gzip.compress(b"", mtime=0) + member, inserted=True)
@@ -222,8 +229,9 @@ def _on_alarm(signum, frame):
     raise _Timeout()
 
 
-def judge(mutant: Mutant, options: WarcReadOptions, baseline: Callable[[bytes], tuple[dict, dict]],
-          time_limit: float = 60.0) -> Verdict:
+def judge(
+    mutant: Mutant, options: WarcReadOptions, baseline: Callable[[bytes], tuple[dict, dict]], time_limit: float = 60.0
+) -> Verdict:
     """Read ``mutant`` and compare every intact member with the unmutated window (see module doc)."""
     verdict = Verdict(mutant.label)
     base_framing, base_rows = baseline(b"".join(mutant.members))
@@ -270,8 +278,7 @@ def _same_record(span: bytes, member: bytes) -> bool:
     return original is not None and inflate(span, len(original) + 1) == original
 
 
-def _compare(mutant: Mutant, verdict: Verdict, base_framing: dict, base_rows: dict, framing: dict,
-             rows: dict) -> None:
+def _compare(mutant: Mutant, verdict: Verdict, base_framing: dict, base_rows: dict, framing: dict, rows: dict) -> None:
     span_start = sum(len(m) for m in mutant.members[: mutant.k])
     span_end = span_start + len(mutant.span) - (len(mutant.members[mutant.k]) if mutant.inserted else 0)
     expected = dict(_expected_offsets(mutant))
@@ -283,8 +290,15 @@ def _compare(mutant: Mutant, verdict: Verdict, base_framing: dict, base_rows: di
             # The damaged bytes may end with a partial gzip header that this member's header
             # completes (a cut member whose 4 bytes set FNAME: this member's header becomes the file
             # name); then its record is read, unchanged, from an offset inside the damaged span.
-            merged = [o for o in framing if o is not None and span_start <= o < span_end and o not in intact_here
-                      and framing[o] == base_framing.get(before, []) and rows.get(o, []) == base_rows.get(before, [])]
+            merged = [
+                o
+                for o in framing
+                if o is not None
+                and span_start <= o < span_end
+                and o not in intact_here
+                and framing[o] == base_framing.get(before, [])
+                and rows.get(o, []) == base_rows.get(before, [])
+            ]
             if merged:
                 intact_here.add(merged[0])
                 merged_into_span = same = True
@@ -297,8 +311,9 @@ def _compare(mutant: Mutant, verdict: Verdict, base_framing: dict, base_rows: di
             verdict.problems.append(f"output at unexpected offset {offset}: {rows.get(offset)} {framing.get(offset)}")
     # Every framed record in the damaged span is a page, a quarantine row or a counted skip; damage
     # is always a quarantine row. So the span is accounted for if framing found anything there.
-    accounted = sum(len(items) for offset, items in framing.items()
-                    if span_start <= offset < span_end and offset not in intact_here)
+    accounted = sum(
+        len(items) for offset, items in framing.items() if span_start <= offset < span_end and offset not in intact_here
+    )
     if (span_start in intact_here and not mutant.inserted) or merged_into_span:
         return  # the damaged bytes still inflate to the original record, or are part of a valid member
     if not accounted and not _inserted_nothing(mutant):

@@ -13,7 +13,12 @@ from dataplatform.core.pii import PIIConfig
 from dataplatform.core.schemas import FILTERED, SCORED
 from dataplatform.resources.storage import DatasetStorageResource, ShardExecutionResource
 from dataplatform.stages.filtering import FilterOptions, materialize_filtered
-from dataplatform.stages.scoring import ClassifierTrainingOptions, ScoringOptions, materialize_quality_classifier, materialize_scored
+from dataplatform.stages.scoring import (
+    ClassifierTrainingOptions,
+    ScoringOptions,
+    materialize_quality_classifier,
+    materialize_scored,
+)
 
 
 class FilteredConfig(dg.Config):
@@ -50,7 +55,9 @@ def filtered(
 
 
 class QualityClassifierConfig(dg.Config):
-    positives_path: str | None = Field(default=None, description="high-quality reference text, one document per line; None = bundled set")
+    positives_path: str | None = Field(
+        default=None, description="high-quality reference text, one document per line; None = bundled set"
+    )
     max_negatives: int = Field(default=20_000, gt=0, description="random crawl documents used as negatives")
     seed: int = 0
     epoch: int = Field(default=10, gt=0)
@@ -66,30 +73,43 @@ class QualityClassifierConfig(dg.Config):
     tags={"stage": "filter"},
     description="DCLM-style fastText bigram quality classifier, versioned by its training-data hash.",
 )
-def quality_classifier(context: dg.AssetExecutionContext, config: QualityClassifierConfig,
-                       dataset_storage: DatasetStorageResource, shard_execution: ShardExecutionResource) -> dg.MaterializeResult:
+def quality_classifier(
+    context: dg.AssetExecutionContext,
+    config: QualityClassifierConfig,
+    dataset_storage: DatasetStorageResource,
+    shard_execution: ShardExecutionResource,
+) -> dg.MaterializeResult:
     store = dataset_storage.dataset_store()
-    options = ClassifierTrainingOptions(positives_path=config.positives_path, max_negatives=config.max_negatives,
-                                        seed=config.seed, epoch=config.epoch, lr=config.lr)
+    options = ClassifierTrainingOptions(
+        positives_path=config.positives_path,
+        max_negatives=config.max_negatives,
+        seed=config.seed,
+        epoch=config.epoch,
+        lr=config.lr,
+    )
     with stage_failures("QualityClassifierConfig", FileNotFoundError, ValueError):
         report = materialize_quality_classifier(store, shard_execution.executor(), options, progress=context.log.info)
     info = report.extra
     metrics = info["metrics"]
-    summary = (f"**{info['model_file']}** trained on {info['positives']} positives / {info['negatives']} negatives from "
-               f"{', '.join(info['snapshots'])}; held-out AUC {metrics.get('roc_auc')}, precision {metrics.get('precision')}, "
-               f"recall {metrics.get('recall')}.")
-    return dg.MaterializeResult(metadata={
-        "summary": dg.MetadataValue.md(summary),
-        "model_file": info["model_file"],
-        "training_hash": info["training_hash"],
-        "roc_auc": dg.MetadataValue.float(float(metrics.get("roc_auc") or 0.0)),
-        "precision": dg.MetadataValue.float(float(metrics.get("precision") or 0.0)),
-        "recall": dg.MetadataValue.float(float(metrics.get("recall") or 0.0)),
-        "metrics": dg.MetadataValue.json(metrics),
-        "hyperparameters": dg.MetadataValue.json(info["hyperparameters"]),
-        "training_snapshots": dg.MetadataValue.json(info["snapshots"]),
-        "wall_seconds": dg.MetadataValue.float(round(report.wall_seconds, 3)),
-    })
+    summary = (
+        f"**{info['model_file']}** trained on {info['positives']} positives / {info['negatives']} negatives from "
+        f"{', '.join(info['snapshots'])}; held-out AUC {metrics.get('roc_auc')}, precision {metrics.get('precision')}, "
+        f"recall {metrics.get('recall')}."
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "summary": dg.MetadataValue.md(summary),
+            "model_file": info["model_file"],
+            "training_hash": info["training_hash"],
+            "roc_auc": dg.MetadataValue.float(float(metrics.get("roc_auc") or 0.0)),
+            "precision": dg.MetadataValue.float(float(metrics.get("precision") or 0.0)),
+            "recall": dg.MetadataValue.float(float(metrics.get("recall") or 0.0)),
+            "metrics": dg.MetadataValue.json(metrics),
+            "hyperparameters": dg.MetadataValue.json(info["hyperparameters"]),
+            "training_snapshots": dg.MetadataValue.json(info["snapshots"]),
+            "wall_seconds": dg.MetadataValue.float(round(report.wall_seconds, 3)),
+        }
+    )
 
 
 class ScoredConfig(dg.Config):
@@ -120,8 +140,9 @@ def scored(
     except ValueError as exc:
         raise dg.Failure(description=f"ScoredConfig: {exc}") from exc
     with stage_failures("ScoredConfig"):
-        report = materialize_scored(store, snapshot, shard_execution.executor(), options, progress=context.log.info,
-                                    source=names.TOXICITY)
+        report = materialize_scored(
+            store, snapshot, shard_execution.executor(), options, progress=context.log.info, source=names.TOXICITY
+        )
     metadata = report_metadata(report, store.object_store.uri(f"{names.SCORED}/{snapshot}"), SCORED)
     histogram = report.extra["quality_score_histogram"]
     metadata["quality_score_histogram"] = dg.MetadataValue.md(

@@ -1,6 +1,5 @@
 """Ingest assets: the crawl (external) -> ``raw_pages`` -> ``documents``, one partition per snapshot."""
 
-
 import dagster as dg
 from pydantic import Field
 
@@ -48,10 +47,13 @@ def raw_pages(
     store = dataset_storage.dataset_store()
     options = WarcReadOptions(max_payload_bytes=int(config.max_payload_mb * 1024 * 1024), verify_digests=config.verify_digests)
     with stage_failures("RawPagesConfig", FileNotFoundError):
-        report = materialize_raw_pages(crawl_source.crawl_source(), store, snapshot, shard_execution.executor(), options,
-                                       progress=context.log.info)
+        report = materialize_raw_pages(
+            crawl_source.crawl_source(), store, snapshot, shard_execution.executor(), options, progress=context.log.info
+        )
     context.log.info(f"raw_pages/{snapshot}: {report.rows_out} pages, {report.dropped} quarantined")
-    return dg.MaterializeResult(metadata=report_metadata(report, store.object_store.uri(f"{names.RAW_PAGES}/{snapshot}"), RAW_PAGES))
+    return dg.MaterializeResult(
+        metadata=report_metadata(report, store.object_store.uri(f"{names.RAW_PAGES}/{snapshot}"), RAW_PAGES)
+    )
 
 
 class DocumentsConfig(dg.Config):
@@ -77,8 +79,14 @@ def documents(
     snapshot = snapshot_of(context)
     store = dataset_storage.dataset_store()
     with stage_failures("DocumentsConfig"):
-        report = materialize_documents(store, snapshot, shard_execution.executor(), config.language_model_path,
-                                       ExtractionOptions(main_content=config.main_content), progress=context.log.info)
+        report = materialize_documents(
+            store,
+            snapshot,
+            shard_execution.executor(),
+            config.language_model_path,
+            ExtractionOptions(main_content=config.main_content),
+            progress=context.log.info,
+        )
     return dg.MaterializeResult(
         metadata=report_metadata(report, store.object_store.uri(f"{names.DOCUMENTS}/{snapshot}"), DOCUMENTS),
     )

@@ -15,8 +15,11 @@ from dataplatform.stages.runner import StageReport
 
 # Tallies shown as tables (name -> label of their rows, and what their shares are relative to).
 TALLY_TABLES = {"languages": "language", "rule_family_failures": "rule family", "contamination_hits": "benchmark"}
-TALLY_COUNTS = {"languages": "language_counts", "rule_family_failures": "rule_family_failure_counts",
-                "contamination_hits": "contamination_hit_counts"}
+TALLY_COUNTS = {
+    "languages": "language_counts",
+    "rule_family_failures": "rule_family_failure_counts",
+    "contamination_hits": "contamination_hit_counts",
+}
 
 
 def column_schema(schema: pa.Schema) -> dg.TableSchema:
@@ -46,15 +49,20 @@ def _summary(report: StageReport) -> str:
     routed = sum(report.routed.values())
     routed_text = f", {routed} routed to {', '.join(sorted(report.routed))}" if routed else ""
     resumed = f" ({report.tasks_resumed} resumed)" if report.tasks_resumed else ""
-    return (f"**{report.stage} / {report.partition}**: {report.rows_in} in -> {report.rows_out} kept, "
-            f"{report.dropped} set aside ({report.dropped / total:.1%}){routed_text} in {report.wall_seconds:.1f}s "
-            f"over {report.shards} shards{resumed}.")
+    return (
+        f"**{report.stage} / {report.partition}**: {report.rows_in} in -> {report.rows_out} kept, "
+        f"{report.dropped} set aside ({report.dropped / total:.1%}){routed_text} in {report.wall_seconds:.1f}s "
+        f"over {report.shards} shards{resumed}."
+    )
 
 
 def report_metadata(report: StageReport, uri: str, schema: pa.Schema | None = None) -> dict[str, Any]:
     """Everything the report knows, with counts rendered as tables; ``schema`` adds the column schema."""
-    metadata: dict[str, Any] = {"summary": dg.MetadataValue.md(_summary(report)), "dagster/row_count": report.rows_out,
-                                "dagster/uri": uri}
+    metadata: dict[str, Any] = {
+        "summary": dg.MetadataValue.md(_summary(report)),
+        "dagster/row_count": report.rows_out,
+        "dagster/uri": uri,
+    }
     if schema is not None:
         metadata["dagster/column_schema"] = column_schema(schema)
     for key, value in report.as_metadata().items():

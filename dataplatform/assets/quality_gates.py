@@ -26,8 +26,14 @@ ERROR, WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
 # Failures of reading that mean the committed data is not what the check expects (a finding, not a crash):
 # a missing partition, table, file or column, or content a reader refuses (ValueError, e.g. an n-gram
 # index without its header). The check then fails with the reason instead of crashing its step.
-DATA_ERRORS = (PartitionNotFound, KeyError, FileNotFoundError, ValueError, pl.exceptions.ColumnNotFoundError,
-               pl.exceptions.SchemaError)
+DATA_ERRORS = (
+    PartitionNotFound,
+    KeyError,
+    FileNotFoundError,
+    ValueError,
+    pl.exceptions.ColumnNotFoundError,
+    pl.exceptions.SchemaError,
+)
 MAX_FAILED_SHOWN = 10
 
 Rule = Callable[[str], CheckOutcome]
@@ -75,24 +81,47 @@ def check_result(outcomes: Mapping[str, CheckOutcome], declared: dg.AssetCheckSe
             metadata["snapshot"] = partition
         return dg.AssetCheckResult(passed=only.passed, severity=severity, description=only.summary[:2000], metadata=metadata)
     lines = ["| snapshot | result | summary |", "|---|---|---|"] + [
-        f"| {p} | {'PASS' if o.passed else 'FAIL'} | {o.summary.replace('|', '/')[:300]} |" for p, o in outcomes.items()]
-    description = (f"{len(failed)} of {len(outcomes)} snapshots fail: "
-                   + "; ".join(f"{p}: {o.summary}" for p, o in list(failed.items())[:3])) if failed \
+        f"| {p} | {'PASS' if o.passed else 'FAIL'} | {o.summary.replace('|', '/')[:300]} |" for p, o in outcomes.items()
+    ]
+    description = (
+        (
+            f"{len(failed)} of {len(outcomes)} snapshots fail: "
+            + "; ".join(f"{p}: {o.summary}" for p, o in list(failed.items())[:3])
+        )
+        if failed
         else f"all {len(outcomes)} snapshots pass"
-    return dg.AssetCheckResult(passed=not failed, severity=severity, description=description[:2000], metadata={
-        "snapshots": dg.MetadataValue.md("\n".join(lines)),
-        "failed": dg.MetadataValue.json({p: {"summary": o.summary, **{k: v for k, v in o.metadata.items() if not k.endswith("_md")}}
-                                         for p, o in list(failed.items())[:MAX_FAILED_SHOWN]}),
-    })
+    )
+    return dg.AssetCheckResult(
+        passed=not failed,
+        severity=severity,
+        description=description[:2000],
+        metadata={
+            "snapshots": dg.MetadataValue.md("\n".join(lines)),
+            "failed": dg.MetadataValue.json(
+                {
+                    p: {"summary": o.summary, **{k: v for k, v in o.metadata.items() if not k.endswith("_md")}}
+                    for p, o in list(failed.items())[:MAX_FAILED_SHOWN]
+                }
+            ),
+        },
+    )
 
 
-def run_rule(context: dg.AssetCheckExecutionContext, store: DatasetStore, asset: str, rule: Rule, *,
-             partitioned: bool, severity: dg.AssetCheckSeverity = ERROR) -> dg.AssetCheckResult:
+def run_rule(
+    context: dg.AssetCheckExecutionContext,
+    store: DatasetStore,
+    asset: str,
+    rule: Rule,
+    *,
+    partitioned: bool,
+    severity: dg.AssetCheckSeverity = ERROR,
+) -> dg.AssetCheckResult:
     """Evaluate ``rule`` on each partition to check (see :func:`partitions_to_check`)."""
     partitions = partitions_to_check(context, store, asset, partitioned)
     if not partitions:
-        return dg.AssetCheckResult(passed=False, severity=severity,
-                                   description=f"{asset} has no committed snapshot in {store.describe()} to check")
+        return dg.AssetCheckResult(
+            passed=False, severity=severity, description=f"{asset} has no committed snapshot in {store.describe()} to check"
+        )
     outcomes = {p: evaluate(rule, p) for p in partitions}
     for partition, outcome in outcomes.items():
         context.log.info(f"{asset}/{partition}: {'PASS' if outcome.passed else 'FAIL'} {outcome.summary}")

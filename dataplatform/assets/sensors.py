@@ -27,8 +27,7 @@ def sensor_interval_seconds(env: Mapping[str, str] | None = None) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise dg.DagsterInvalidConfigError(
-            f"{SENSOR_INTERVAL_ENV}={raw!r}: must be a whole number of seconds >= 1", [], None)
+        raise dg.DagsterInvalidConfigError(f"{SENSOR_INTERVAL_ENV}={raw!r}: must be a whole number of seconds >= 1", [], None)
     return value
 
 

@@ -10,7 +10,7 @@ lists follow ``required_columns`` while the filtered/scored schemas are still mo
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import polars as pl
 

@@ -55,20 +55,32 @@ def no_duplicate_kept(store: DatasetStore, snapshot: str, max_earlier: int | Non
     hashes, ids = _kept_content_hashes(store, snapshot)
     _, first, counts = np.unique(hashes, return_index=True, return_counts=True)
     within = [ids[i] for i in first[counts > 1]]
-    problems = [f"{int((counts - 1).sum())} kept document(s) repeat another's normalised text, e.g. {sample_values(within)}"] \
-        if within else []
+    problems = (
+        [f"{int((counts - 1).sum())} kept document(s) repeat another's normalised text, e.g. {sample_values(within)}"]
+        if within
+        else []
+    )
     earlier = earlier_snapshots(store, snapshot)
-    earlier = earlier if max_earlier is None else earlier[len(earlier) - max_earlier:] if max_earlier else []
+    earlier = earlier if max_earlier is None else earlier[len(earlier) - max_earlier :] if max_earlier else []
     seen_before: list[str] = []
     for other in earlier:
         other_hashes, _ = _kept_content_hashes(store, other)
         seen_before += [ids[i] for i in np.flatnonzero(np.isin(hashes, other_hashes))]
     if seen_before:
-        problems.append(f"{len(seen_before)} kept document(s) repeat a kept document of {', '.join(earlier)}: "
-                        f"{sample_values(sorted(seen_before))}")
-    return outcome(f"{len(ids)} kept documents, all distinct (also against {len(earlier)} earlier snapshots)", problems,
-                   {"kept_with_text": len(ids), "repeated_within": len(within), "repeated_from_earlier": len(seen_before),
-                    "earlier_snapshots": earlier})
+        problems.append(
+            f"{len(seen_before)} kept document(s) repeat a kept document of {', '.join(earlier)}: "
+            f"{sample_values(sorted(seen_before))}"
+        )
+    return outcome(
+        f"{len(ids)} kept documents, all distinct (also against {len(earlier)} earlier snapshots)",
+        problems,
+        {
+            "kept_with_text": len(ids),
+            "repeated_within": len(within),
+            "repeated_from_earlier": len(seen_before),
+            "earlier_snapshots": earlier,
+        },
+    )
 
 
 def duplicate_of_resolves(store: DatasetStore, snapshot: str) -> CheckOutcome:
@@ -80,15 +92,25 @@ def duplicate_of_resolves(store: DatasetStore, snapshot: str) -> CheckOutcome:
     problems = []
     reasons = dropped.filter(~pl.col("drop_reason").is_in(DUPLICATE_REASONS) | pl.col("drop_reason").is_null())
     if reasons.height:
-        problems.append(f"{reasons.height} dropped row(s) with reasons other than duplicate:*: "
-                        f"{sample_values(sorted(set(reasons['drop_reason'].fill_null('null').to_list())))}")
-    dangling = dropped.filter(pl.col("duplicate_of").is_null() | ~pl.col("duplicate_of").is_in(keepers.implode())
-                              | (pl.col("duplicate_of") == pl.col("doc_id")))
+        problems.append(
+            f"{reasons.height} dropped row(s) with reasons other than duplicate:*: "
+            f"{sample_values(sorted(set(reasons['drop_reason'].fill_null('null').to_list())))}"
+        )
+    dangling = dropped.filter(
+        pl.col("duplicate_of").is_null()
+        | ~pl.col("duplicate_of").is_in(keepers.implode())
+        | (pl.col("duplicate_of") == pl.col("doc_id"))
+    )
     if dangling.height:
-        problems.append(f"{dangling.height} duplicate(s) whose duplicate_of is not a kept document of {snapshot} or "
-                        f"earlier: {sample_values(dangling['doc_id'].to_list())}")
-    return outcome(f"all {dropped.height} duplicates name a kept document", problems,
-                   {"duplicates": dropped.height, "dangling": dangling.height, "earlier_snapshots": earlier})
+        problems.append(
+            f"{dangling.height} duplicate(s) whose duplicate_of is not a kept document of {snapshot} or "
+            f"earlier: {sample_values(dangling['doc_id'].to_list())}"
+        )
+    return outcome(
+        f"all {dropped.height} duplicates name a kept document",
+        problems,
+        {"duplicates": dropped.height, "dangling": dangling.height, "earlier_snapshots": earlier},
+    )
 
 
 def duplicate_rate(store: DatasetStore, snapshot: str, low: float, high: float, min_rows: int) -> CheckOutcome:
@@ -100,9 +122,11 @@ def duplicate_rate(store: DatasetStore, snapshot: str, low: float, high: float, 
     total = kept + dropped
     rate = dropped / total if total else None
     lower = low if total >= min_rows else None
-    return outcome(f"duplicate rate {rate:.1%} of {total}" if rate is not None else "no documents",
-                   band_problem("duplicate rate", rate, lower, high) if total else [],
-                   {"duplicate_rate": rate, "documents": total, "duplicates": dropped, "band": [lower, high]})
+    return outcome(
+        f"duplicate rate {rate:.1%} of {total}" if rate is not None else "no documents",
+        band_problem("duplicate rate", rate, lower, high) if total else [],
+        {"duplicate_rate": rate, "documents": total, "duplicates": dropped, "band": [lower, high]},
+    )
 
 
 def signature_matches(store: DatasetStore, snapshot: str, expected: dict[str, Any]) -> CheckOutcome:
@@ -114,8 +138,11 @@ def signature_matches(store: DatasetStore, snapshot: str, expected: dict[str, An
     if found != expected:
         differs = sorted(k for k in set(expected) | set(found or {}) if (found or {}).get(k) != expected.get(k))
         problems.append(f"built with {found}, configuration says {expected} (differs in {differs})")
-    others = {s: store.require_manifest(names.SIGNATURE_INDEX, s)["metadata"].get("signature")
-              for s in store.partitions(names.SIGNATURE_INDEX) if s != snapshot}
+    others = {
+        s: store.require_manifest(names.SIGNATURE_INDEX, s)["metadata"].get("signature")
+        for s in store.partitions(names.SIGNATURE_INDEX)
+        if s != snapshot
+    }
     disagree = sorted(s for s, sig in others.items() if sig != found)
     if disagree:
         problems.append(f"other segments were built with other settings: {sample_values(disagree)}")
@@ -124,8 +151,11 @@ def signature_matches(store: DatasetStore, snapshot: str, expected: dict[str, An
     mismatch = sorted(k for k in used if k in (found or {}) and used[k] != found[k])
     if mismatch:
         problems.append(f"deduplicated/{snapshot} used other settings for {mismatch}")
-    return outcome(f"signature {found} matches the configuration", problems,
-                   {"signature": found, "expected": expected, "segments": len(others) + 1})
+    return outcome(
+        f"signature {found} matches the configuration",
+        problems,
+        {"signature": found, "expected": expected, "segments": len(others) + 1},
+    )
 
 
 def index_covers_kept(store: DatasetStore, snapshot: str) -> CheckOutcome:
@@ -142,8 +172,10 @@ def index_covers_kept(store: DatasetStore, snapshot: str) -> CheckOutcome:
         ids = store.scan(names.SIGNATURE_INDEX, snapshot, names.INDEX_EXACT).select("doc_id").unique().collect()["doc_id"]
         strangers = ids.filter(~ids.is_in(kept.implode()))
         if strangers.len():
-            problems.append(f"{strangers.len()} indexed doc_id(s) are not kept documents of {snapshot}: "
-                            f"{sample_values(strangers.sort().to_list())}")
+            problems.append(
+                f"{strangers.len()} indexed doc_id(s) are not kept documents of {snapshot}: "
+                f"{sample_values(strangers.sort().to_list())}"
+            )
     if kept.len() and not table_rows(manifest, names.INDEX_EXACT):
         problems.append(f"{kept.len()} kept documents but the index segment is empty")
     return outcome(f"index covers the {kept.len()} kept documents", problems, {"documents_indexed": indexed, "kept": kept.len()})

@@ -27,7 +27,9 @@ def benchmark_files_valid(path: str | Path, text_fields: tuple[str, ...], n: int
     except (FileNotFoundError, ValueError) as exc:  # BenchmarkFileError is a ValueError
         return outcome("", [str(exc)], {"path": str(path)})
     problems = [f"{Path(f.path).name}: no items" for f in summary.files if not f.items]
-    problems += [f"{Path(f.path).name}: {f.items_without_text} item(s) without text" for f in summary.files if f.items_without_text]
+    problems += [
+        f"{Path(f.path).name}: {f.items_without_text} item(s) without text" for f in summary.files if f.items_without_text
+    ]
     return outcome(summary.describe(), problems, summary.to_dict())
 
 
@@ -51,8 +53,11 @@ def benchmark_items_complete(store: DatasetStore) -> CheckOutcome:
         problems.append(f"empty benchmark(s): {sample_values(empty) or 'every benchmark'}")
     if recorded and recorded != counts:
         problems.append(f"item counts {counts} differ from the recorded {recorded}")
-    return outcome(f"{items.height} items in {len(counts)} benchmark(s), all with text", problems,
-                   {"items_per_benchmark": counts, "items_without_text": no_text.height})
+    return outcome(
+        f"{items.height} items in {len(counts)} benchmark(s), all with text",
+        problems,
+        {"items_per_benchmark": counts, "items_without_text": no_text.height},
+    )
 
 
 def ngram_index_consistent(store: DatasetStore) -> CheckOutcome:
@@ -72,8 +77,11 @@ def ngram_index_consistent(store: DatasetStore) -> CheckOutcome:
         problems.append(f"rebuilding from the items gives {len(rebuilt)} n-grams, the index has {len(stored)}")
     if items.height and not len(stored) and items.height > sum(stored.short_items.values()):
         problems.append("items long enough to index but the index is empty")
-    return outcome(f"{len(stored)} {n}-grams, consistent with {items.height} items", problems,
-                   {"ngrams": len(stored), "rebuilt_ngrams": len(rebuilt), "ngram_n": n})
+    return outcome(
+        f"{len(stored)} {n}-grams, consistent with {items.height} items",
+        problems,
+        {"ngrams": len(stored), "rebuilt_ngrams": len(rebuilt), "ngram_n": n},
+    )
 
 
 def no_benchmark_overlap(store: DatasetStore, asset: str, partition: str, tables: tuple[str, ...]) -> CheckOutcome:
@@ -89,8 +97,11 @@ def no_benchmark_overlap(store: DatasetStore, asset: str, partition: str, tables
             for benchmark, count in count_overlaps(shard, index).items():
                 overlaps[benchmark] += count
     problems = [f"{count} n-gram position(s) shared with {b}" for b, count in sorted(overlaps.items()) if count]
-    return outcome(f"{rows} rows share no {index.n}-gram with {len(index.benchmarks)} benchmark(s)", problems,
-                   {"overlaps": overlaps, "rows": rows, "ngram_n": index.n})
+    return outcome(
+        f"{rows} rows share no {index.n}-gram with {len(index.benchmarks)} benchmark(s)",
+        problems,
+        {"overlaps": overlaps, "rows": rows, "ngram_n": index.n},
+    )
 
 
 # ------------------------------------------------------------------------------------ eval splits
@@ -110,16 +121,23 @@ def splits_disjoint(store: DatasetStore) -> CheckOutcome:
     ``decontaminated`` document (curated, decontaminated text only)."""
     assigned = _assignment(split_frames(store))
     doubled = assigned.filter(pl.col("doc_id").is_duplicated())["doc_id"].unique().sort().to_list()
-    curated = pl.concat([read_columns(store, names.DECONTAMINATED, s, names.DATA, ["doc_id"])
-                         for s in store.partitions(names.DECONTAMINATED)] or [pl.DataFrame(schema={"doc_id": pl.String})])
+    curated = pl.concat(
+        [read_columns(store, names.DECONTAMINATED, s, names.DATA, ["doc_id"]) for s in store.partitions(names.DECONTAMINATED)]
+        or [pl.DataFrame(schema={"doc_id": pl.String})]
+    )
     strangers = assigned.join(curated, on="doc_id", how="anti")["doc_id"].to_list()
     problems = []
     if doubled:
         problems.append(f"{len(doubled)} document(s) in more than one split: {sample_values(doubled)}")
     if strangers:
-        problems.append(f"{len(strangers)} split document(s) are not decontaminated documents: {sample_values(sorted(strangers))}")
-    return outcome(f"{assigned.height} documents, each in exactly one split", problems,
-                   {"documents": assigned.height, "in_several_splits": len(doubled), "not_curated": len(strangers)})
+        problems.append(
+            f"{len(strangers)} split document(s) are not decontaminated documents: {sample_values(sorted(strangers))}"
+        )
+    return outcome(
+        f"{assigned.height} documents, each in exactly one split",
+        problems,
+        {"documents": assigned.height, "in_several_splits": len(doubled), "not_curated": len(strangers)},
+    )
 
 
 def _expected_splits(meta: dict) -> dict[str, float]:
@@ -134,8 +152,11 @@ def every_split_non_empty(store: DatasetStore) -> CheckOutcome:
     counts = {s: f.height for s, f in split_frames(store).items()}
     total = sum(counts.values())
     empty = {s: share for s, share in _expected_splits(meta).items() if share > 0 and not counts.get(s)}
-    problems = [f"split {s!r} is empty: {total} documents x {share:g} = {share * total:.1f} expected "
-                f"({meta.get('mode')} mode; raise its fraction or add snapshots)" for s, share in empty.items()]
+    problems = [
+        f"split {s!r} is empty: {total} documents x {share:g} = {share * total:.1f} expected "
+        f"({meta.get('mode')} mode; raise its fraction or add snapshots)"
+        for s, share in empty.items()
+    ]
     return outcome(", ".join(f"{s} {c}" for s, c in counts.items()), problems, {"counts": counts, "mode": meta.get("mode")})
 
 
@@ -174,18 +195,32 @@ def no_document_moved_split(store: DatasetStore) -> CheckOutcome:
     moved = before.join(now, on="doc_id", suffix="_now").filter(pl.col("split") != pl.col("split_now"))
     if meta.get("mode") == "temporal":
         moved = moved.filter(~((pl.col("split") == "test") & (pl.col("split_now") == "train")))
-    details = {"previous_version": previous, "moved": moved.height, "compared": before.height,
-               "moves": dict(moved.group_by("split", "split_now").len().select(
-                   pl.format("{}->{}", "split", "split_now"), "len").iter_rows())}
+    details = {
+        "previous_version": previous,
+        "moved": moved.height,
+        "compared": before.height,
+        "moves": dict(
+            moved.group_by("split", "split_now").len().select(pl.format("{}->{}", "split", "split_now"), "len").iter_rows()
+        ),
+    }
     if not moved.height:
         return outcome(f"no document moved split since version {previous}", [], details)
-    problem = [f"{moved.height} document(s) moved split since version {previous}: {sample_values(moved['doc_id'].sort().to_list())}"]
+    problem = [
+        f"{moved.height} document(s) moved split since version {previous}: {sample_values(moved['doc_id'].sort().to_list())}"
+    ]
     if meta.get("mode") != "temporal" and before.height:
         replay = hash_split(before["doc_id"], meta.get("fractions", {}), salt=meta.get("salt", ""))
         if (replay != before["split"]).any():
             details["configuration_changed"] = True
-            return outcome("", [problem[0] + " (salt or fractions changed since then: every eval result before "
-                                "this version is on other documents)"], details, severity="warn")
+            return outcome(
+                "",
+                [
+                    problem[0] + " (salt or fractions changed since then: every eval result before "
+                    "this version is on other documents)"
+                ],
+                details,
+                severity="warn",
+            )
     return outcome("", problem, details)
 
 
@@ -202,7 +237,9 @@ def binomial_tail(k: int, n: int, p: float) -> float:
     if p <= 0 or p >= 1:
         return float(p >= 1)
     log_p, log_q = math.log(p), math.log1p(-p)
-    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q for i in range(k, n + 1)]
+    terms = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q for i in range(k, n + 1)
+    ]
     top = max(terms)
     return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
 
@@ -240,11 +277,22 @@ def audit_complete(store: DatasetStore) -> CheckOutcome:
         items = row.get("items") or 0
         if not items or scored.get(benchmark, 0) != items:
             problems.append(f"{benchmark}: {scored.get(benchmark, 0)} finite item scores for {items} items")
-    sampled = {b: f"{v.get('items')} of {recorded[b]}" for b, v in audited.items() if b in recorded and v.get("items") != recorded[b]}
-    return outcome(f"{len(audited)} benchmark(s) audited ({meta.get('status')}, membership AUC {meta.get('auc')}, "
-                   f"95% CI {meta.get('auc_ci')})" + (f"; items sampled: {sampled}" if sampled else ""), problems,
-                   {"status": meta.get("status"), "auc": meta.get("auc"), "auc_ci": meta.get("auc_ci"),
-                    "members": meta.get("members"), "non_members": meta.get("non_members"), "per_benchmark": audited})
+    sampled = {
+        b: f"{v.get('items')} of {recorded[b]}" for b, v in audited.items() if b in recorded and v.get("items") != recorded[b]
+    }
+    return outcome(
+        f"{len(audited)} benchmark(s) audited ({meta.get('status')}, membership AUC {meta.get('auc')}, "
+        f"95% CI {meta.get('auc_ci')})" + (f"; items sampled: {sampled}" if sampled else ""),
+        problems,
+        {
+            "status": meta.get("status"),
+            "auc": meta.get("auc"),
+            "auc_ci": meta.get("auc_ci"),
+            "members": meta.get("members"),
+            "non_members": meta.get("non_members"),
+            "per_benchmark": audited,
+        },
+    )
 
 
 def benchmarks_not_likely_seen(store: DatasetStore, significance: float) -> CheckOutcome:
@@ -256,15 +304,29 @@ def benchmarks_not_likely_seen(store: DatasetStore, significance: float) -> Chec
     meta = store.require_manifest(names.CONTAMINATION_AUDIT, UNPARTITIONED)["metadata"]
     status, rate = meta.get("status"), meta.get("false_positive_rate")
     if status != "calibrated" or not rate:
-        return outcome(f"not judged: audit {status} (membership AUC {meta.get('auc')}, 95% CI {meta.get('auc_ci')}), "
-                       "flags are no evidence of membership", [], {"status": status})
+        return outcome(
+            f"not judged: audit {status} (membership AUC {meta.get('auc')}, 95% CI {meta.get('auc_ci')}), "
+            "flags are no evidence of membership",
+            [],
+            {"status": status},
+        )
     tests = {}
     for benchmark, row in sorted(meta.get("per_benchmark", {}).items()):
         items, flagged = int(row.get("items") or 0), int(row.get("flagged") or 0)
-        tests[benchmark] = {"items": items, "flagged": flagged, "expected": round(rate * items, 2),
-                            "p_value": round(binomial_tail(flagged, items, rate), 6)}
+        tests[benchmark] = {
+            "items": items,
+            "flagged": flagged,
+            "expected": round(rate * items, 2),
+            "p_value": round(binomial_tail(flagged, items, rate), 6),
+        }
     seen = {b: t for b, t in tests.items() if t["p_value"] < significance}
-    problems = [f"{b} likely seen by the reference model: {t['flagged']} of {t['items']} items flagged, {t['expected']} "
-                f"expected at a false-positive rate of {rate} (p = {t['p_value']:.2g})" for b, t in seen.items()]
-    return outcome(f"no benchmark likely seen (membership AUC {meta.get('auc')}, 95% CI {meta.get('auc_ci')})", problems,
-                   {"status": status, "per_benchmark": tests, "significance": significance, "false_positive_rate": rate})
+    problems = [
+        f"{b} likely seen by the reference model: {t['flagged']} of {t['items']} items flagged, {t['expected']} "
+        f"expected at a false-positive rate of {rate} (p = {t['p_value']:.2g})"
+        for b, t in seen.items()
+    ]
+    return outcome(
+        f"no benchmark likely seen (membership AUC {meta.get('auc')}, 95% CI {meta.get('auc_ci')})",
+        problems,
+        {"status": status, "per_benchmark": tests, "significance": significance, "false_positive_rate": rate},
+    )

@@ -11,8 +11,11 @@ from dataplatform.core.schemas import FILTER_FLAGS
 from dataplatform.io.datasets import DatasetStore
 
 # The quality label each table of `scored` holds.
-SCORED_LABELS = {names.DATA: names.HIGH_QUALITY, names.REWRITE_CANDIDATES: names.REWRITE_CANDIDATE,
-                 names.DROPPED: names.LOW_QUALITY}
+SCORED_LABELS = {
+    names.DATA: names.HIGH_QUALITY,
+    names.REWRITE_CANDIDATES: names.REWRITE_CANDIDATE,
+    names.DROPPED: names.LOW_QUALITY,
+}
 
 
 def kept_rows_pass_every_rule(store: DatasetStore, snapshot: str) -> CheckOutcome:
@@ -20,16 +23,23 @@ def kept_rows_pass_every_rule(store: DatasetStore, snapshot: str) -> CheckOutcom
     drop_reason) and every row of ``dropped`` names its reason as ``<stage>:<rule>``."""
     kept = read_columns(store, names.FILTERED, snapshot, names.DATA, ["doc_id", "drop_reason", *FILTER_FLAGS])
     dropped = read_columns(store, names.FILTERED, snapshot, names.DROPPED, ["doc_id", "drop_reason"])
-    failing = kept.filter(~pl.all_horizontal([pl.col(f).fill_null(False) for f in FILTER_FLAGS]) | pl.col("drop_reason").is_not_null())
+    failing = kept.filter(
+        ~pl.all_horizontal([pl.col(f).fill_null(False) for f in FILTER_FLAGS]) | pl.col("drop_reason").is_not_null()
+    )
     unnamed = dropped.filter(~pl.col("drop_reason").fill_null("").str.contains(r"^[a-z0-9_]+:\S+$"))
     problems = []
     if failing.height:
-        problems.append(f"{failing.height} kept row(s) failed a rule family or carry a drop_reason: "
-                        f"{', '.join(failing['doc_id'].head(5).to_list())}")
+        problems.append(
+            f"{failing.height} kept row(s) failed a rule family or carry a drop_reason: "
+            f"{', '.join(failing['doc_id'].head(5).to_list())}"
+        )
     if unnamed.height:
         problems.append(f"{unnamed.height} dropped row(s) without a '<stage>:<rule>' reason")
-    return outcome(f"{kept.height} kept rows pass every rule family; {dropped.height} rejects have reasons", problems,
-                   {"kept": kept.height, "dropped": dropped.height, "kept_failing": failing.height, "unnamed_rejects": unnamed.height})
+    return outcome(
+        f"{kept.height} kept rows pass every rule family; {dropped.height} rejects have reasons",
+        problems,
+        {"kept": kept.height, "dropped": dropped.height, "kept_failing": failing.height, "unnamed_rejects": unnamed.height},
+    )
 
 
 def classifier_heldout_auc(store: DatasetStore, min_auc: float) -> CheckOutcome:
@@ -55,9 +65,17 @@ def classifier_heldout_auc(store: DatasetStore, min_auc: float) -> CheckOutcome:
             size = None
         if size != entry["bytes"]:
             problems.append(f"{name}: {size} bytes in storage, {entry['bytes']} committed")
-    return outcome(f"held-out ROC AUC {auc} >= {min_auc:g}", problems,
-                   {"roc_auc": auc, "min_auc": min_auc, "n_test": metrics.get("n_test", 0), "model_file": model_file,
-                    "source": manifest["metadata"].get("source", "trained")})
+    return outcome(
+        f"held-out ROC AUC {auc} >= {min_auc:g}",
+        problems,
+        {
+            "roc_auc": auc,
+            "min_auc": min_auc,
+            "n_test": metrics.get("n_test", 0),
+            "model_file": model_file,
+            "source": manifest["metadata"].get("source", "trained"),
+        },
+    )
 
 
 def ranked_by_score(store: DatasetStore, snapshot: str) -> CheckOutcome:
@@ -79,5 +97,8 @@ def ranked_by_score(store: DatasetStore, snapshot: str) -> CheckOutcome:
     cut = store.require_manifest(names.SCORED, snapshot)["metadata"].get("high_quality_threshold")
     if cut is not None and bounds[names.DATA][0] is not None and bounds[names.DATA][0] < cut - 1e-4:
         problems.append(f"kept score {bounds[names.DATA][0]:.4f} below the recorded cut {cut}")
-    return outcome("kept >= REWIRE pool >= dropped by quality_score", problems,
-                   {"score_ranges": {t: [b[0], b[1]] for t, b in bounds.items()}, "high_quality_threshold": cut})
+    return outcome(
+        "kept >= REWIRE pool >= dropped by quality_score",
+        problems,
+        {"score_ranges": {t: [b[0], b[1]] for t, b in bounds.items()}, "high_quality_threshold": cut},
+    )

@@ -38,7 +38,9 @@ def scan_tables(store: DatasetStore, asset: str, partition: str, tables: tuple[s
     return pl.concat(scans, how="diagonal_relaxed") if scans else None
 
 
-def duplicate_values(frame: pl.LazyFrame | pl.DataFrame, column: str, rows_per_pass: int = ROWS_PER_PASS) -> tuple[int, int, list[str]]:
+def duplicate_values(
+    frame: pl.LazyFrame | pl.DataFrame, column: str, rows_per_pass: int = ROWS_PER_PASS
+) -> tuple[int, int, list[str]]:
     """``(duplicate rows, null rows, examples)`` of ``column`` over the *whole* frame.
 
     Duplicate rows are the extra copies (a value present 3 times counts 2). Memory is bounded by
@@ -70,8 +72,9 @@ def previous_version(store: DatasetStore, asset: str, partition: str) -> str | N
     return None
 
 
-def read_version_table(store: DatasetStore, asset: str, partition: str, version: str, table: str,
-                       columns: list[str]) -> pl.DataFrame:
+def read_version_table(
+    store: DatasetStore, asset: str, partition: str, version: str, table: str, columns: list[str]
+) -> pl.DataFrame:
     """``columns`` of ``table`` as committed in an older ``version`` of the partition."""
     raw = store.object_store.get_bytes(f"{asset}/{partition}/v{version}/{SHARD_INDEX_NAME}")
     if raw is None:

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import polars as pl
 
@@ -152,9 +153,7 @@ class ValidationOutcome:
 
 def columns_match(columns: Iterable[str], *, exact: bool = True, name: str | None = None) -> ExpectationSpec:
     """The frame has exactly these columns (``exact=False``: at least these)."""
-    return ExpectationSpec(
-        "columns_match", None, {"column_set": sorted(columns), "exact_match": exact}, name=name
-    )
+    return ExpectationSpec("columns_match", None, {"column_set": sorted(columns), "exact_match": exact}, name=name)
 
 
 def not_null(column: str, *, where: Where | None = None, mostly: float | None = None, name: str | None = None) -> ExpectationSpec:
@@ -182,7 +181,9 @@ def between(
     return ExpectationSpec("between", column, kwargs, where=where, name=name)
 
 
-def value_in_set(column: str, values: Iterable[Any], *, where: Where | None = None, mostly: float | None = None, name: str | None = None) -> ExpectationSpec:
+def value_in_set(
+    column: str, values: Iterable[Any], *, where: Where | None = None, mostly: float | None = None, name: str | None = None
+) -> ExpectationSpec:
     """Every non-null value is one of ``values``."""
     kwargs = {"value_set": list(values), **_opt(mostly=mostly)}
     return ExpectationSpec("value_in_set", column, kwargs, where=where, name=name)
@@ -198,12 +199,12 @@ def row_count_between(min_value: int | None = None, max_value: int | None = None
 def fraction_between(name: str, value: float | None, min_value: float | None, max_value: float | None) -> ExpectationSpec:
     """A figure the caller measured on the whole dataset (e.g. a drop fraction) lies in
     ``[min_value, max_value]``. ``value=None`` (not measured) fails, so it cannot be forgotten."""
-    return ExpectationSpec(
-        "fraction_between", None, {"value": value, "min_value": min_value, "max_value": max_value}, name=name
-    )
+    return ExpectationSpec("fraction_between", None, {"value": value, "min_value": min_value, "max_value": max_value}, name=name)
 
 
-def gx_expectation(expectation_class: str, column: str | None = None, *, where: Where | None = None, name: str | None = None, **kwargs: Any) -> ExpectationSpec:
+def gx_expectation(
+    expectation_class: str, column: str | None = None, *, where: Where | None = None, name: str | None = None, **kwargs: Any
+) -> ExpectationSpec:
     """Escape hatch: any GX 1.x expectation by class name, e.g.
     ``gx_expectation("ExpectColumnValueLengthsToBeBetween", "url", min_value=1)``."""
     return ExpectationSpec(expectation_class, column, kwargs, where=where, name=name)
@@ -350,8 +351,14 @@ def _row_condition(where: Where):
         raise ValueError(f"row condition {where!r} needs a value")
     value = rest[0]
     ops = {
-        "==": c.__eq__, "!=": c.__ne__, "<": c.__lt__, "<=": c.__le__, ">": c.__gt__, ">=": c.__ge__,
-        "in": c.is_in, "not_in": c.is_not_in,
+        "==": c.__eq__,
+        "!=": c.__ne__,
+        "<": c.__lt__,
+        "<=": c.__le__,
+        ">": c.__gt__,
+        ">=": c.__ge__,
+        "in": c.is_in,
+        "not_in": c.is_not_in,
     }
     if op not in ops:
         raise ValueError(f"unknown row-condition operator {op!r}")
@@ -408,7 +415,13 @@ def _outcome(name: str, r: Any) -> ExpectationOutcome:
         details.update(res)
     else:
         observed = res.pop("unexpected_count", None)
-        for key in ("element_count", "missing_count", "unexpected_percent", "partial_unexpected_list", "partial_unexpected_counts"):
+        for key in (
+            "element_count",
+            "missing_count",
+            "unexpected_percent",
+            "partial_unexpected_list",
+            "partial_unexpected_counts",
+        ):
             if key in res:
                 details[key] = res[key]
         if "partial_unexpected_list" in details:

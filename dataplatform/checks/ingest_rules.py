@@ -37,8 +37,9 @@ def warc_files_readable(source: CrawlSource, snapshot: str, store: DatasetStore 
         read = manifest["metadata"].get("warc_files")
         if read is not None and read != len(files):
             problems.append(f"raw_pages/{snapshot} read {read} WARC files but the crawl lists {len(files)}")
-    return outcome(f"{len(files)} WARC files listed and readable", problems,
-                   {"warc_files": len(files), "read_by_raw_pages": read})
+    return outcome(
+        f"{len(files)} WARC files listed and readable", problems, {"warc_files": len(files), "read_by_raw_pages": read}
+    )
 
 
 def quarantine_share(store: DatasetStore, snapshot: str, low: float, high: float) -> CheckOutcome:
@@ -48,9 +49,11 @@ def quarantine_share(store: DatasetStore, snapshot: str, low: float, high: float
     total = pages + quarantined
     share = quarantined / total if total else None
     reasons = manifest["metadata"].get("drop_counts", {})
-    return outcome(f"{share:.1%} of {total} records quarantined" if share is not None else "no records",
-                   band_problem("quarantine share", share, low, high),
-                   {"quarantine_share": share, "quarantined": quarantined, "pages": pages, "reasons": reasons})
+    return outcome(
+        f"{share:.1%} of {total} records quarantined" if share is not None else "no records",
+        band_problem("quarantine share", share, low, high),
+        {"quarantine_share": share, "quarantined": quarantined, "pages": pages, "reasons": reasons},
+    )
 
 
 def every_page_accounted_for(store: DatasetStore, snapshot: str) -> CheckOutcome:
@@ -68,5 +71,8 @@ def every_page_accounted_for(store: DatasetStore, snapshot: str) -> CheckOutcome
         problems.append(f"{len(unknown)} document(s) name no raw page of {snapshot}: {sample_values(sorted(unknown))}")
     if doubled:
         problems.append(f"{len(doubled)} raw page(s) have several documents rows: {sample_values(sorted(doubled))}")
-    return outcome(f"all {pages.height} raw pages have a documents row", problems,
-                   {"raw_pages": pages.height, "documents": docs.height, "lost": len(lost), "unknown": len(unknown)})
+    return outcome(
+        f"all {pages.height} raw pages have a documents row",
+        problems,
+        {"raw_pages": pages.height, "documents": docs.height, "lost": len(lost), "unknown": len(unknown)},
+    )

@@ -20,7 +20,16 @@ def no_heldout_documents(store: DatasetStore) -> CheckOutcome:
     held_out = pl.concat([read_columns(store, names.EVAL_SPLITS, names.UNPARTITIONED, s, ["doc_id"]) for s in HELD_OUT])["doc_id"]
     leaked = mix.filter(pl.col("doc_id").is_in(held_out.implode()) | pl.col("source_doc_id").is_in(held_out.implode()))
     by_source = dict(leaked.group_by("source").len().iter_rows())
-    problems = [f"{leaked.height} mix row(s) come from held-out documents ({by_source}): "
-                f"{sample_values(leaked['source_doc_id'].to_list())}"] if leaked.height else []
-    return outcome(f"{mix.height} mix rows, none from the {held_out.len()} held-out documents", problems,
-                   {"rows": mix.height, "held_out": held_out.len(), "leaked_by_source": by_source})
+    problems = (
+        [
+            f"{leaked.height} mix row(s) come from held-out documents ({by_source}): "
+            f"{sample_values(leaked['source_doc_id'].to_list())}"
+        ]
+        if leaked.height
+        else []
+    )
+    return outcome(
+        f"{mix.height} mix rows, none from the {held_out.len()} held-out documents",
+        problems,
+        {"rows": mix.height, "held_out": held_out.len(), "leaked_by_source": by_source},
+    )

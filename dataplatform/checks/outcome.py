@@ -25,8 +25,9 @@ class CheckOutcome:
     severity: Severity | None = None
 
 
-def outcome(ok_summary: str, problems: list[str], metadata: dict[str, Any] | None = None,
-            severity: Severity | None = None) -> CheckOutcome:
+def outcome(
+    ok_summary: str, problems: list[str], metadata: dict[str, Any] | None = None, severity: Severity | None = None
+) -> CheckOutcome:
     """Pass with ``ok_summary`` when ``problems`` is empty, else fail naming the first few problems."""
     metadata = dict(metadata or {})
     if not problems:

@@ -22,8 +22,11 @@ def toxicity_suite(store: DatasetStore, snapshot: str) -> CheckOutcome:
     present and in [0, 1] (on a seeded sample of both tables)."""
     dimensions = tuple(store.require_manifest(names.TOXICITY, snapshot)["metadata"].get("dimensions", ()))
     columns = [*map(score_column, dimensions), MAX_COLUMN]
-    rules = [columns_match(toxicity_schema(dimensions).names), not_null("doc_id"),
-             *unique_over_partition(store, names.TOXICITY, snapshot, SCORED_TABLES)]
+    rules = [
+        columns_match(toxicity_schema(dimensions).names),
+        not_null("doc_id"),
+        *unique_over_partition(store, names.TOXICITY, snapshot, SCORED_TABLES),
+    ]
     rules += [rule for c in columns for rule in (not_null(c), between(c, 0.0, 1.0))]
     frame = scan_tables(store, names.TOXICITY, snapshot, SCORED_TABLES)
     return gx_outcome(frame if frame is not None else store.scan(names.TOXICITY, snapshot), rules, f"toxicity/{snapshot}")
@@ -41,10 +44,12 @@ def color_target_readable(path: str | None) -> CheckOutcome:
         texts = cf.read_target_texts(path) if path else cf.default_target_texts()
     except (FileNotFoundError, ValueError) as exc:
         return outcome("color target unreadable", [str(exc)], {"path": path or "bundled"})
-    problems = [] if len(texts) >= MIN_TARGET_DOCUMENTS else [
-        f"only {len(texts)} target documents (< {MIN_TARGET_DOCUMENTS})"]
-    return outcome(f"{len(texts)} target documents", problems, {"path": path or "bundled", "documents": len(texts),
-                                                                 "characters": sum(map(len, texts))})
+    problems = [] if len(texts) >= MIN_TARGET_DOCUMENTS else [f"only {len(texts)} target documents (< {MIN_TARGET_DOCUMENTS})"]
+    return outcome(
+        f"{len(texts)} target documents",
+        problems,
+        {"path": path or "bundled", "documents": len(texts), "characters": sum(map(len, texts))},
+    )
 
 
 def target_loss_reduced(store: DatasetStore) -> CheckOutcome:
@@ -52,18 +57,24 @@ def target_loss_reduced(store: DatasetStore) -> CheckOutcome:
     target signal, and CoLoR-Filter would select by noise)."""
     result = store.require_manifest(names.COLOR_CONDITIONAL_MODEL, names.UNPARTITIONED)["metadata"].get("result", {})
     before, after = result.get("target_loss_before"), result.get("target_loss_after")
-    problems = [] if before is not None and after is not None and after < before else [
-        f"target loss {before} -> {after}: fine-tuning did not lower it"]
+    problems = (
+        []
+        if before is not None and after is not None and after < before
+        else [f"target loss {before} -> {after}: fine-tuning did not lower it"]
+    )
     return outcome(f"target loss {before} -> {after}", problems, {"target_loss_before": before, "target_loss_after": after})
 
 
 def color_scores_suite(store: DatasetStore, snapshot: str) -> CheckOutcome:
     """color_scores: schema, doc_id unique over kept + dropped, both losses >= 0, and a score on every
     row whose tokens were scored."""
-    rules = [columns_match(COLOR_SCORES_SCHEMA.names), not_null("doc_id"),
-             *unique_over_partition(store, names.COLOR_SCORES, snapshot, SCORED_TABLES),
-             between("loss_prior", 0.0, None), between("loss_conditional", 0.0, None),
-             not_null("color_score", where=SCORED_ROW)]
+    rules = [
+        columns_match(COLOR_SCORES_SCHEMA.names),
+        not_null("doc_id"),
+        *unique_over_partition(store, names.COLOR_SCORES, snapshot, SCORED_TABLES),
+        between("loss_prior", 0.0, None),
+        between("loss_conditional", 0.0, None),
+        not_null("color_score", where=SCORED_ROW),
+    ]
     frame = scan_tables(store, names.COLOR_SCORES, snapshot, SCORED_TABLES)
-    return gx_outcome(frame if frame is not None else store.scan(names.COLOR_SCORES, snapshot), rules,
-                      f"color_scores/{snapshot}")
+    return gx_outcome(frame if frame is not None else store.scan(names.COLOR_SCORES, snapshot), rules, f"color_scores/{snapshot}")

@@ -36,22 +36,32 @@ MIX_SOURCES = ("curated_raw", "rewritten", "instructions")
 def gx_outcome(frame: pl.LazyFrame | pl.DataFrame, rules: list[ExpectationSpec], suite: str) -> CheckOutcome:
     """Run ``rules`` as one GX suite on a seeded sample of ``frame`` (whole frame when small)."""
     result = validate(frame, rules, suite_name=suite, max_rows=SAMPLE_ROWS, seed=SAMPLE_SEED)
-    return CheckOutcome(result.success, result.summary().splitlines()[0], {
-        "summary_md": "```\n" + result.summary() + "\n```",
-        "rows_validated": result.rows_validated, "rows_total": result.rows_total, "sampled": result.sampled,
-        "sample_seed": result.seed, "failed_rules": {r.name: repr(r.observed) for r in result.failed},
-        "rules": [{"rule": r.name, "passed": r.success} for r in result.results],
-    })
+    return CheckOutcome(
+        result.success,
+        result.summary().splitlines()[0],
+        {
+            "summary_md": "```\n" + result.summary() + "\n```",
+            "rows_validated": result.rows_validated,
+            "rows_total": result.rows_total,
+            "sampled": result.sampled,
+            "sample_seed": result.seed,
+            "failed_rules": {r.name: repr(r.observed) for r in result.failed},
+            "rules": [{"rule": r.name, "passed": r.success} for r in result.results],
+        },
+    )
 
 
-def unique_over_partition(store: DatasetStore, asset: str, partition: str, tables: Sequence[str],
-                          column: str = "doc_id") -> list[ExpectationSpec]:
+def unique_over_partition(
+    store: DatasetStore, asset: str, partition: str, tables: Sequence[str], column: str = "doc_id"
+) -> list[ExpectationSpec]:
     """Whole-partition rules: no ``column`` value twice and none null across ``tables``."""
     scan = scan_tables(store, asset, partition, tuple(tables))
     duplicates, nulls = (0, 0) if scan is None else duplicate_values(scan, column)[:2]
     where = "+".join(tables)
-    return [fraction_between(f"unique({column}) over {where}", duplicates, 0, 0),
-            fraction_between(f"not_null({column}) over {where}", nulls, 0, 0)]
+    return [
+        fraction_between(f"unique({column}) over {where}", duplicates, 0, 0),
+        fraction_between(f"not_null({column}) over {where}", nulls, 0, 0),
+    ]
 
 
 def _drop_fraction(manifest: dict, kept: Sequence[str], dropped: str) -> float | None:
@@ -70,13 +80,21 @@ def raw_pages_suite(store: DatasetStore, snapshot: str) -> CheckOutcome:
     quarantine = scan_tables(store, names.RAW_PAGES, snapshot, (names.QUARANTINE,))
     present = set(quarantine.collect_schema().names()) if quarantine is not None else set(QUARANTINE.names)
     missing = [name for name in QUARANTINE.names if name not in present]
-    bad_reasons = 0 if quarantine is None or missing else int(
-        quarantine.select((~pl.col("reason").fill_null("").str.starts_with("quarantine:")).sum()).collect().item())
-    rules = [columns_match(RAW_PAGES.names), not_null("warc_record_id"), not_null("url"),
-             value_in_set("http_status", [HTTP_OK]), between("payload_bytes", 0, None),
-             *unique_over_partition(store, names.RAW_PAGES, snapshot, (names.DATA,), "warc_record_id"),
-             fraction_between("quarantine columns missing", len(missing), 0, 0),
-             fraction_between("quarantine reasons not quarantine:*", bad_reasons, 0, 0)]
+    bad_reasons = (
+        0
+        if quarantine is None or missing
+        else int(quarantine.select((~pl.col("reason").fill_null("").str.starts_with("quarantine:")).sum()).collect().item())
+    )
+    rules = [
+        columns_match(RAW_PAGES.names),
+        not_null("warc_record_id"),
+        not_null("url"),
+        value_in_set("http_status", [HTTP_OK]),
+        between("payload_bytes", 0, None),
+        *unique_over_partition(store, names.RAW_PAGES, snapshot, (names.DATA,), "warc_record_id"),
+        fraction_between("quarantine columns missing", len(missing), 0, 0),
+        fraction_between("quarantine reasons not quarantine:*", bad_reasons, 0, 0),
+    ]
     return gx_outcome(_data(store, names.RAW_PAGES, snapshot), rules, f"raw_pages/{snapshot}")
 
 
@@ -89,8 +107,12 @@ def documents_suite(store: DatasetStore, snapshot: str) -> CheckOutcome:
 def filtered_suite(store: DatasetStore, snapshot: str, min_drop_fraction: float, max_drop_fraction: float) -> CheckOutcome:
     """filtered: schema, unique doc_id over kept + dropped, drop fraction within the band."""
     manifest = store.require_manifest(names.FILTERED, snapshot)
-    rules = filtered_expectations(_drop_fraction(manifest, (names.DATA,), names.DROPPED), required_columns=set(FILTERED.names),
-                                  min_drop_fraction=min_drop_fraction, max_drop_fraction=max_drop_fraction)
+    rules = filtered_expectations(
+        _drop_fraction(manifest, (names.DATA,), names.DROPPED),
+        required_columns=set(FILTERED.names),
+        min_drop_fraction=min_drop_fraction,
+        max_drop_fraction=max_drop_fraction,
+    )
     rules += unique_over_partition(store, names.FILTERED, snapshot, (names.DATA, names.DROPPED))
     return gx_outcome(_data(store, names.FILTERED, snapshot), rules, f"filtered/{snapshot}")
 
@@ -99,8 +121,12 @@ def scored_suite(store: DatasetStore, snapshot: str, min_drop_fraction: float, m
     """scored: schema, quality_score in [0, 1], unique doc_id over every table, drop fraction within the band."""
     manifest = store.require_manifest(names.SCORED, snapshot)
     tables = (names.DATA, names.REWRITE_CANDIDATES)
-    rules = scored_expectations(_drop_fraction(manifest, tables, names.DROPPED), required_columns=set(SCORED.names),
-                                min_drop_fraction=min_drop_fraction, max_drop_fraction=max_drop_fraction)
+    rules = scored_expectations(
+        _drop_fraction(manifest, tables, names.DROPPED),
+        required_columns=set(SCORED.names),
+        min_drop_fraction=min_drop_fraction,
+        max_drop_fraction=max_drop_fraction,
+    )
     rules += unique_over_partition(store, names.SCORED, snapshot, (*tables, names.DROPPED))
     return gx_outcome(_data(store, names.SCORED, snapshot), rules, f"scored/{snapshot}")
 
@@ -115,6 +141,11 @@ def decontaminated_suite(store: DatasetStore, snapshot: str) -> CheckOutcome:
 def training_mix_suite(store: DatasetStore) -> CheckOutcome:
     """training_mix: schema, unique doc_id, text present, at least one token per row, a known source."""
     partition = names.UNPARTITIONED
-    rules = [columns_match(MIX.names), not_null("text"), between("n_tokens", 1, None), value_in_set("source", MIX_SOURCES),
-             *unique_over_partition(store, names.TRAINING_MIX, partition, (names.DATA,))]
+    rules = [
+        columns_match(MIX.names),
+        not_null("text"),
+        between("n_tokens", 1, None),
+        value_in_set("source", MIX_SOURCES),
+        *unique_over_partition(store, names.TRAINING_MIX, partition, (names.DATA,)),
+    ]
     return gx_outcome(_data(store, names.TRAINING_MIX, partition), rules, "training_mix")

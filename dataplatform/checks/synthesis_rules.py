@@ -62,9 +62,11 @@ def committed_file_problems(store: DatasetStore, asset: str, partition: str, man
 def _pool_bands(store: DatasetStore, snapshot: str) -> dict[str, pl.Series]:
     """The upstream documents of each REWIRE pool band (see ``stages.synthesis.rewire_pool``)."""
     low = read_columns(store, names.SCORED, snapshot, names.DROPPED, ["doc_id", "drop_reason"])
-    return {"high_quality": read_columns(store, names.DECONTAMINATED, snapshot, names.DATA, ["doc_id"])["doc_id"],
-            "rewrite_band": read_columns(store, names.DECONTAMINATED, snapshot, names.REWRITE_POOL, ["doc_id"])["doc_id"],
-            "low_quality": low.filter(pl.col("drop_reason") == BELOW_QUALITY_CUT)["doc_id"]}
+    return {
+        "high_quality": read_columns(store, names.DECONTAMINATED, snapshot, names.DATA, ["doc_id"])["doc_id"],
+        "rewrite_band": read_columns(store, names.DECONTAMINATED, snapshot, names.REWRITE_POOL, ["doc_id"])["doc_id"],
+        "low_quality": low.filter(pl.col("drop_reason") == BELOW_QUALITY_CUT)["doc_id"],
+    }
 
 
 def _pool_size_problems(meta: dict, upstream: dict[str, pl.Series]) -> list[str]:
@@ -103,8 +105,10 @@ def rewire_sources_in_pool(store: DatasetStore, snapshot: str) -> CheckOutcome:
         untraced += _missing_sources(group["source_doc_id"], upstream.get(band, pl.Series([], dtype=pl.String)))
     untraced += _missing_sources(failures["source_doc_id"], in_pool)
     if untraced:
-        problems.append(f"{len(untraced)} source_doc_id(s) not in their band of the REWIRE pool of {snapshot}: "
-                        f"{sample_values(sorted(set(untraced)))}")
+        problems.append(
+            f"{len(untraced)} source_doc_id(s) not in their band of the REWIRE pool of {snapshot}: "
+            f"{sample_values(sorted(set(untraced)))}"
+        )
     attempted = pl.concat([rewrites["source_doc_id"], failures["source_doc_id"]])
     if attempted.n_unique() != attempted.len():
         problems.append(f"{attempted.len() - attempted.n_unique()} document(s) attempted more than once")
@@ -113,10 +117,18 @@ def rewire_sources_in_pool(store: DatasetStore, snapshot: str) -> CheckOutcome:
     ids = rewrites["doc_id"]
     if ids.null_count() or ids.n_unique() != ids.len():
         problems.append(f"rewrite doc_ids missing ({ids.null_count()}) or repeated ({ids.len() - ids.n_unique()})")
-    return outcome(f"{rewrites.height} rewrites and {failures.height} failures trace to the REWIRE pool "
-                   f"({in_pool.len()} documents in {sorted(reported)})", problems,
-                   {"rewrites": rewrites.height, "failures": failures.height, "pool": in_pool.len(),
-                    "untraced": len(untraced), "bands": sorted(reported)})
+    return outcome(
+        f"{rewrites.height} rewrites and {failures.height} failures trace to the REWIRE pool "
+        f"({in_pool.len()} documents in {sorted(reported)})",
+        problems,
+        {
+            "rewrites": rewrites.height,
+            "failures": failures.height,
+            "pool": in_pool.len(),
+            "untraced": len(untraced),
+            "bands": sorted(reported),
+        },
+    )
 
 
 def rewire_provenance(store: DatasetStore, snapshot: str) -> CheckOutcome:
@@ -132,16 +144,21 @@ def rewire_provenance(store: DatasetStore, snapshot: str) -> CheckOutcome:
         for column, value in expected.items():
             wrong = frame.filter(pl.col(column).is_null() | (pl.col(column) != value)).height if value else 0
             if wrong:
-                problems.append(f"{wrong} {table} without {column} {value!r}: "
-                                f"{sample_values(sorted(set(frame[column].drop_nulls()) - {value}) or ['<null>'])}")
+                problems.append(
+                    f"{wrong} {table} without {column} {value!r}: "
+                    f"{sample_values(sorted(set(frame[column].drop_nulls()) - {value}) or ['<null>'])}"
+                )
     blank = rewrites.filter(pl.col("text").fill_null("").str.strip_chars() == "")
     if blank.height:
         problems.append(f"{blank.height} rewrite(s) with empty text: {sample_values(blank['doc_id'].to_list())}")
     unknown = sorted(set(failures["reason"].fill_null("<null>")) - set(REWIRE_REASONS))
     if unknown:
         problems.append(f"failures with unknown reasons: {sample_values(unknown)}")
-    return outcome(f"{rewrites.height} rewrites and {failures.height} failures record {expected}", problems,
-                   {**expected, "failure_reasons": dict(failures["reason"].fill_null("<null>").value_counts().iter_rows())})
+    return outcome(
+        f"{rewrites.height} rewrites and {failures.height} failures record {expected}",
+        problems,
+        {**expected, "failure_reasons": dict(failures["reason"].fill_null("<null>").value_counts().iter_rows())},
+    )
 
 
 def rewire_acceptance(store: DatasetStore, snapshot: str, low: float, high: float, min_documents: int) -> CheckOutcome:
@@ -156,12 +173,17 @@ def rewire_acceptance(store: DatasetStore, snapshot: str, low: float, high: floa
     problems = band_problem("acceptance rate", rate, low, high) if attempted >= min_documents else []
     if problems:
         top = sorted(reasons.items(), key=lambda kv: -kv[1])[:3]
-        problems[0] += (f" ({accepted} of {attempted} attempted documents rewritten; failures: "
-                        f"{', '.join(f'{r} {c}' for r, c in top) or 'none'}; model {manifest['metadata'].get('model')}, "
-                        f"prompt {manifest['metadata'].get('prompt_version')})")
+        problems[0] += (
+            f" ({accepted} of {attempted} attempted documents rewritten; failures: "
+            f"{', '.join(f'{r} {c}' for r, c in top) or 'none'}; model {manifest['metadata'].get('model')}, "
+            f"prompt {manifest['metadata'].get('prompt_version')})"
+        )
     judged = "" if attempted >= min_documents else f" (fewer than {min_documents} attempts: not judged)"
-    return outcome(f"{accepted} of {attempted} attempted documents rewritten{judged}", problems,
-                   {"acceptance_rate": rate, "accepted": accepted, "attempted": attempted, "band": [low, high], "failures": reasons})
+    return outcome(
+        f"{accepted} of {attempted} attempted documents rewritten{judged}",
+        problems,
+        {"acceptance_rate": rate, "accepted": accepted, "attempted": attempted, "band": [low, high], "failures": reasons},
+    )
 
 
 def rewrite_classifier_auc(store: DatasetStore, min_auc: float, min_heldout: int) -> CheckOutcome:
@@ -173,18 +195,27 @@ def rewrite_classifier_auc(store: DatasetStore, min_auc: float, min_heldout: int
     auc = metrics.get("roc_auc")
     negatives, positives = int(metrics.get("n_test_negative", 0)), int(metrics.get("n_test_positive", 0))
     problems = committed_file_problems(store, names.REWRITE_CLASSIFIER, names.UNPARTITIONED, manifest)
-    figures = {"roc_auc": auc, "min_auc": min_auc, "heldout_rewrites": negatives, "heldout_references": positives,
-               "negatives": manifest["metadata"].get("negatives"), "model_file": manifest["metadata"].get("model_file")}
+    figures = {
+        "roc_auc": auc,
+        "min_auc": min_auc,
+        "heldout_rewrites": negatives,
+        "heldout_references": positives,
+        "negatives": manifest["metadata"].get("negatives"),
+        "model_file": manifest["metadata"].get("model_file"),
+    }
     if problems or auc is None:
         return outcome("", problems or ["no held-out ROC AUC recorded"], figures)
     if min(negatives, positives) < min_heldout:
-        thin = (f"held-out ROC AUC {auc:.3f} rests on {negatives} held-out rewrites and {positives} references (fewer than "
-                f"{min_heldout}): not evidence that the classifier ranks rewrites; materialize more rewrites "
-                "(rewire_outputs max_docs) and retrain")
+        thin = (
+            f"held-out ROC AUC {auc:.3f} rests on {negatives} held-out rewrites and {positives} references (fewer than "
+            f"{min_heldout}): not evidence that the classifier ranks rewrites; materialize more rewrites "
+            "(rewire_outputs max_docs) and retrain"
+        )
         return outcome("", [thin], figures, severity="warn")
     problems = [f"held-out ROC AUC {auc:.3f} < {min_auc:g}"] if auc < min_auc else []
-    return outcome(f"held-out ROC AUC {auc:.3f} >= {min_auc:g} ({negatives} rewrites, {positives} references held out)",
-                   problems, figures)
+    return outcome(
+        f"held-out ROC AUC {auc:.3f} >= {min_auc:g} ({negatives} rewrites, {positives} references held out)", problems, figures
+    )
 
 
 def rewritten_trace_upstream(store: DatasetStore, snapshot: str) -> CheckOutcome:
@@ -192,15 +223,18 @@ def rewritten_trace_upstream(store: DatasetStore, snapshot: str) -> CheckOutcome
     ``rewire_outputs`` with the same ``source_doc_id``, and every rewrite is in exactly one of them;
     kept doc_ids are unique."""
     outputs = read_columns(store, names.REWIRE_OUTPUTS, snapshot, names.DATA, ["doc_id", "source_doc_id"])
-    ranked = pl.concat([read_columns(store, names.REWRITTEN, snapshot, t, ["doc_id", "source_doc_id"])
-                        for t in (names.DATA, names.DROPPED)])
+    ranked = pl.concat(
+        [read_columns(store, names.REWRITTEN, snapshot, t, ["doc_id", "source_doc_id"]) for t in (names.DATA, names.DROPPED)]
+    )
     kept = read_columns(store, names.REWRITTEN, snapshot, names.DATA, ["doc_id"])["doc_id"]
     traced = ranked.join(outputs, on=["doc_id", "source_doc_id"], how="semi")
     untraced = ranked.join(traced, on=["doc_id", "source_doc_id"], how="anti")
     problems = []
     if untraced.height or ranked["doc_id"].null_count():
-        problems.append(f"{untraced.height} row(s) are not rewrites of rewire_outputs/{snapshot} with that source_doc_id: "
-                        f"{sample_values(untraced['doc_id'].fill_null('<null>').to_list())}")
+        problems.append(
+            f"{untraced.height} row(s) are not rewrites of rewire_outputs/{snapshot} with that source_doc_id: "
+            f"{sample_values(untraced['doc_id'].fill_null('<null>').to_list())}"
+        )
     missing = _missing_sources(outputs["doc_id"], ranked["doc_id"])
     if missing:
         problems.append(f"{len(missing)} rewrite(s) of rewire_outputs neither kept nor set aside: {sample_values(missing)}")
@@ -208,8 +242,11 @@ def rewritten_trace_upstream(store: DatasetStore, snapshot: str) -> CheckOutcome
         problems.append(f"{ranked.height - ranked['doc_id'].n_unique()} rewrite(s) appear more than once")
     if kept.n_unique() != kept.len() or kept.null_count():
         problems.append(f"kept rewrites have duplicate or null doc_ids ({kept.len() - kept.n_unique()} repeated)")
-    return outcome(f"{ranked.height} ranked rewrites trace to rewire_outputs ({outputs.height} rewrites)", problems,
-                   {"ranked": ranked.height, "rewrites": outputs.height, "untraced": untraced.height, "unranked": len(missing)})
+    return outcome(
+        f"{ranked.height} ranked rewrites trace to rewire_outputs ({outputs.height} rewrites)",
+        problems,
+        {"ranked": ranked.height, "rewrites": outputs.height, "untraced": untraced.height, "unranked": len(missing)},
+    )
 
 
 def rewritten_top_by_rank(store: DatasetStore, snapshot: str) -> CheckOutcome:
@@ -230,14 +267,25 @@ def rewritten_top_by_rank(store: DatasetStore, snapshot: str) -> CheckOutcome:
     if kept.height != expected:
         problems.append(f"{kept.height} of {n} rewrites kept, the top {keep_fraction:g} by rank is {expected}")
     if overtaken.height:
-        problems.append(f"{overtaken.height} rewrite(s) set aside score above the lowest kept score {lowest_kept:.4f}: "
-                        f"{sample_values(overtaken['doc_id'].to_list())}")
+        problems.append(
+            f"{overtaken.height} rewrite(s) set aside score above the lowest kept score {lowest_kept:.4f}: "
+            f"{sample_values(overtaken['doc_id'].to_list())}"
+        )
     reasons = sorted(set(below["drop_reason"].fill_null("<null>")) - {BELOW_RANK_CUT})
     if reasons:
         problems.append(f"rows set aside with reasons other than {BELOW_RANK_CUT}: {sample_values(reasons)}")
-    return outcome(f"{kept.height} of {n} rewrites kept, top {keep_fraction:g} by rewrite_score", problems,
-                   {"keep_fraction": keep_fraction, "kept": kept.height, "rewrites": n, "expected_kept": expected,
-                    "lowest_kept_score": lowest_kept, "overtaken": overtaken.height})
+    return outcome(
+        f"{kept.height} of {n} rewrites kept, top {keep_fraction:g} by rewrite_score",
+        problems,
+        {
+            "keep_fraction": keep_fraction,
+            "kept": kept.height,
+            "rewrites": n,
+            "expected_kept": expected,
+            "lowest_kept_score": lowest_kept,
+            "overtaken": overtaken.height,
+        },
+    )
 
 
 # ------------------------------------------------------------------------------- FineInstructions
@@ -289,20 +337,36 @@ def pairs_grounded(store: DatasetStore, snapshot: str, min_grounding: float, min
     min_rating = meta.get("min_judge_rating", min_judge_rating)
     pairs = read_columns(store, names.INSTRUCTION_PAIRS, snapshot, names.DATA, PAIR_COLUMNS)
     weak = pairs.filter(pl.col("grounding_score").is_null() | (pl.col("grounding_score").cast(pl.Float64) < threshold))
-    blank = pairs.filter((pl.col("instruction").fill_null("").str.strip_chars() == "") | (pl.col("answer").fill_null("").str.strip_chars() == ""))
-    rejected = pairs.filter(pl.col("judge_rating").is_null() | (pl.col("judge_rating").cast(pl.Int64) < min_rating)) if judged else pairs.head(0)
+    blank = pairs.filter(
+        (pl.col("instruction").fill_null("").str.strip_chars() == "") | (pl.col("answer").fill_null("").str.strip_chars() == "")
+    )
+    rejected = (
+        pairs.filter(pl.col("judge_rating").is_null() | (pl.col("judge_rating").cast(pl.Int64) < min_rating))
+        if judged
+        else pairs.head(0)
+    )
     problems = []
     if weak.height:
         problems.append(f"{weak.height} pair(s) grounded below {threshold}: {sample_values(weak['pair_id'].to_list())}")
     if blank.height:
         problems.append(f"{blank.height} pair(s) with an empty instruction or answer")
     if rejected.height:
-        problems.append(f"{rejected.height} pair(s) rated below {min_rating} by the judge ({meta.get('judge_prompt_version')}) "
-                        f"or not rated: {sample_values(rejected['pair_id'].to_list())}")
-    return outcome(f"{pairs.height} pairs grounded >= {threshold}" + (f", rated >= {min_rating}" if judged else " (no judge)"),
-                   problems, {"pairs": pairs.height, "min_grounding": threshold, "below": weak.height,
-                              "min_grounding_score": pairs["grounding_score"].cast(pl.Float64).min(),
-                              "min_judge_rating": min_rating if judged else None, "below_judge_rating": rejected.height})
+        problems.append(
+            f"{rejected.height} pair(s) rated below {min_rating} by the judge ({meta.get('judge_prompt_version')}) "
+            f"or not rated: {sample_values(rejected['pair_id'].to_list())}"
+        )
+    return outcome(
+        f"{pairs.height} pairs grounded >= {threshold}" + (f", rated >= {min_rating}" if judged else " (no judge)"),
+        problems,
+        {
+            "pairs": pairs.height,
+            "min_grounding": threshold,
+            "below": weak.height,
+            "min_grounding_score": pairs["grounding_score"].cast(pl.Float64).min(),
+            "min_judge_rating": min_rating if judged else None,
+            "below_judge_rating": rejected.height,
+        },
+    )
 
 
 def pairs_traceable(store: DatasetStore, snapshot: str) -> CheckOutcome:
@@ -312,8 +376,9 @@ def pairs_traceable(store: DatasetStore, snapshot: str) -> CheckOutcome:
     ``decontaminated`` documents (``data`` and ``rewrite_pool``)."""
     pairs = read_columns(store, names.INSTRUCTION_PAIRS, snapshot, names.DATA, PAIR_COLUMNS)
     failures = read_columns(store, names.INSTRUCTION_PAIRS, snapshot, names.FAILURES, ["source_doc_id", "template_id"])
-    docs = pl.concat([read_columns(store, names.DECONTAMINATED, snapshot, t, ["doc_id"])["doc_id"]
-                      for t in (names.DATA, names.REWRITE_POOL)])
+    docs = pl.concat(
+        [read_columns(store, names.DECONTAMINATED, snapshot, t, ["doc_id"])["doc_id"] for t in (names.DATA, names.REWRITE_POOL)]
+    )
     templates = read_columns(store, names.INSTRUCTION_TEMPLATES, names.UNPARTITIONED, names.DATA, ["template_id"])["template_id"]
     problems = []
     ids = pairs["pair_id"]
@@ -321,11 +386,19 @@ def pairs_traceable(store: DatasetStore, snapshot: str) -> CheckOutcome:
         problems.append(f"pair ids missing ({ids.null_count()}) or repeated ({ids.len() - ids.n_unique()})")
     unknown_templates = _missing_sources(pl.concat([pairs["template_id"], failures["template_id"]]), templates)
     if unknown_templates:
-        problems.append(f"{len(unknown_templates)} template_id(s) not in instruction_templates: {sample_values(unknown_templates)}")
+        problems.append(
+            f"{len(unknown_templates)} template_id(s) not in instruction_templates: {sample_values(unknown_templates)}"
+        )
     untraced = _missing_sources(pl.concat([pairs["source_doc_id"], failures["source_doc_id"]]), docs)
     if untraced:
         problems.append(f"{len(untraced)} source_doc_id(s) not decontaminated documents of {snapshot}: {sample_values(untraced)}")
-    return outcome(f"{pairs.height} pairs and {failures.height} failures trace to {templates.len()} templates and "
-                   f"{docs.len()} documents", problems,
-                   {"pairs": pairs.height, "failures": failures.height, "unknown_templates": len(unknown_templates),
-                    "untraced_sources": len(untraced)})
+    return outcome(
+        f"{pairs.height} pairs and {failures.height} failures trace to {templates.len()} templates and {docs.len()} documents",
+        problems,
+        {
+            "pairs": pairs.height,
+            "failures": failures.height,
+            "unknown_templates": len(unknown_templates),
+            "untraced_sources": len(untraced),
+        },
+    )

@@ -265,7 +265,7 @@ def _windows(tokenizer: Any, texts: Sequence[str], width: int) -> list[list[int]
     """Each text's token ids (as the engines tokenise for scoring) cut into windows of ``width``;
     windows of one token teach nothing and are skipped."""
     ids = tokenizer(list(texts), add_special_tokens=True)["input_ids"]
-    return [seq[i:i + width] for seq in ids for i in range(0, len(seq), width) if len(seq[i:i + width]) > 1]
+    return [seq[i : i + width] for seq in ids for i in range(0, len(seq), width) if len(seq[i : i + width]) > 1]
 
 
 def _batch(windows: list[list[int]], pad_id: int):
@@ -275,8 +275,8 @@ def _batch(windows: list[list[int]], pad_id: int):
     input_ids = torch.full((len(windows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(windows), width), dtype=torch.long)
     for row, w in enumerate(windows):
-        input_ids[row, :len(w)] = torch.tensor(w, dtype=torch.long)
-        mask[row, :len(w)] = 1
+        input_ids[row, : len(w)] = torch.tensor(w, dtype=torch.long)
+        mask[row, : len(w)] = 1
     labels = input_ids.masked_fill(mask == 0, -100)
     return input_ids, mask, labels
 
@@ -289,15 +289,16 @@ def _mean_loss(model: Any, windows: list[list[int]], pad_id: int, batch_size: in
     model.eval()
     with torch.inference_mode():
         for start in range(0, len(windows), batch_size):
-            input_ids, mask, labels = _batch(windows[start:start + batch_size], pad_id)
+            input_ids, mask, labels = _batch(windows[start : start + batch_size], pad_id)
             n = int((labels[:, 1:] != -100).sum())
             total += float(model(input_ids=input_ids, attention_mask=mask, labels=labels).loss) * n
             count += n
     return total / max(count, 1)
 
 
-def fine_tune_conditional(base: BaseModel, texts: Sequence[str], config: FineTuneConfig, out_dir: str | os.PathLike[str],
-                          num_threads: int | None = None) -> FineTuneResult:
+def fine_tune_conditional(
+    base: BaseModel, texts: Sequence[str], config: FineTuneConfig, out_dir: str | os.PathLike[str], num_threads: int | None = None
+) -> FineTuneResult:
     """Fine-tune ``base`` on ``texts`` and save the conditional model (float32 safetensors and the
     tokenizer) into ``out_dir``. Seeded: the same inputs give the same batches and initial state."""
     import torch
@@ -322,7 +323,7 @@ def fine_tune_conditional(base: BaseModel, texts: Sequence[str], config: FineTun
             for start in range(0, len(order), config.batch_size):
                 if config.max_steps is not None and steps >= config.max_steps:
                     break
-                input_ids, mask, labels = _batch([windows[i] for i in order[start:start + config.batch_size]], pad_id)
+                input_ids, mask, labels = _batch([windows[i] for i in order[start : start + config.batch_size]], pad_id)
                 loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
                 loss.backward()
                 optimizer.step()
@@ -330,8 +331,15 @@ def fine_tune_conditional(base: BaseModel, texts: Sequence[str], config: FineTun
                 steps += 1
     after = _mean_loss(model, windows, pad_id, config.batch_size)
     _save(model, tokenizer, Path(out_dir))
-    return FineTuneResult(training_hash(base, texts, config), steps, len(windows), sum(len(w) for w in windows),
-                          round(before, 6), round(after, 6), round(time.perf_counter() - started, 3))
+    return FineTuneResult(
+        training_hash(base, texts, config),
+        steps,
+        len(windows),
+        sum(len(w) for w in windows),
+        round(before, 6),
+        round(after, 6),
+        round(time.perf_counter() - started, 3),
+    )
 
 
 # -------------------------------------------------------------------------------------- scoring
@@ -350,8 +358,9 @@ def document_losses(engine: Any, texts: Sequence[str], max_tokens: int) -> tuple
     no token to score (empty, one token) has loss NaN and 0 tokens."""
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    bounded = _first_tokens(getattr(engine, "tokenizer", None),
-                            [(t or "")[: max_tokens * CHARS_PER_TOKEN_BOUND] for t in texts], max_tokens + 1)
+    bounded = _first_tokens(
+        getattr(engine, "tokenizer", None), [(t or "")[: max_tokens * CHARS_PER_TOKEN_BOUND] for t in texts], max_tokens + 1
+    )
     losses = np.full(len(bounded), np.nan, dtype=np.float32)
     counts = np.zeros(len(bounded), dtype=np.int64)
     for i, logprobs in enumerate(engine.prompt_logprobs(bounded)):

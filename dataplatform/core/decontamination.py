@@ -201,9 +201,7 @@ def _file_items(path: Path, fields: tuple[str, ...]) -> tuple[list[str], list[st
     return ids, texts
 
 
-def load_benchmark_items(
-    paths: Sequence[Path | str], text_fields: Sequence[str] = DEFAULT_TEXT_FIELDS
-) -> pl.DataFrame:
+def load_benchmark_items(paths: Sequence[Path | str], text_fields: Sequence[str] = DEFAULT_TEXT_FIELDS) -> pl.DataFrame:
     """Benchmark items from JSON-lines (``.jsonl``/``.ndjson``/``.json``) or Parquet files.
 
     Returns columns ``benchmark`` (the file stem, which becomes ``contamination:<benchmark>``),
@@ -284,14 +282,15 @@ class BenchmarkFilesSummary:
         return sum(f.short_items for f in self.files)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "items": self.items, "short_items": self.short_items,
-                "files": [dict(vars(f)) for f in self.files]}
+        return {"n": self.n, "items": self.items, "short_items": self.short_items, "files": [dict(vars(f)) for f in self.files]}
 
     def describe(self) -> str:
         """One line for a CLI or a log, e.g. ``2 benchmark files, 120 items (3 shorter than 13 words)``."""
         files = ", ".join(f"{f.benchmark}: {f.items}" for f in self.files)
-        return (f"{len(self.files)} benchmark file{'s' if len(self.files) != 1 else ''}, {self.items} items "
-                f"({self.short_items} shorter than {self.n} words, undetectable) [{files}]")
+        return (
+            f"{len(self.files)} benchmark file{'s' if len(self.files) != 1 else ''}, {self.items} items "
+            f"({self.short_items} shorter than {self.n} words, undetectable) [{files}]"
+        )
 
 
 def validate_benchmark_files(
@@ -308,16 +307,15 @@ def validate_benchmark_files(
     files = find_benchmark_files(path)
     items = load_benchmark_items(files, text_fields)
     stats = (
-        items.with_columns(
-            pl.col("text").str.count_matches(_BENCHMARK_WORD).alias("words"), pl.col("text").eq("").alias("empty")
-        )
+        items.with_columns(pl.col("text").str.count_matches(_BENCHMARK_WORD).alias("words"), pl.col("text").eq("").alias("empty"))
         .group_by("benchmark", maintain_order=True)
         .agg(pl.len().alias("items"), pl.col("empty").sum().alias("empty"), (pl.col("words") < n).sum().alias("short"))
     )
     by_name = {row["benchmark"]: row for row in stats.iter_rows(named=True)}
     summaries = tuple(
-        BenchmarkFileSummary(str(p), p.stem, int(by_name[p.stem]["items"]), int(by_name[p.stem]["empty"]),
-                             int(by_name[p.stem]["short"]))
+        BenchmarkFileSummary(
+            str(p), p.stem, int(by_name[p.stem]["items"]), int(by_name[p.stem]["empty"]), int(by_name[p.stem]["short"])
+        )
         for p in files
     )
     return BenchmarkFilesSummary(files=summaries, n=n)
@@ -387,7 +385,7 @@ class BenchmarkNgramIndex:
     short_items: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, items_df: pl.DataFrame, n: int = DEFAULT_N) -> "BenchmarkNgramIndex":
+    def build(cls, items_df: pl.DataFrame, n: int = DEFAULT_N) -> BenchmarkNgramIndex:
         """Index the ``text`` of ``items_df`` (columns ``benchmark``, ``text``; see
         :func:`load_benchmark_items`) by word ``n``-grams."""
         _check_n(n)
@@ -402,7 +400,9 @@ class BenchmarkNgramIndex:
             schema={"benchmark": pl.String, "code": pl.Int32},
         )
         item_codes = (
-            items_df.select(pl.col("benchmark").cast(pl.String)).join(code_of, on="benchmark", how="left", maintain_order="left")["code"].to_numpy()
+            items_df.select(pl.col("benchmark").cast(pl.String))
+            .join(code_of, on="benchmark", how="left", maintain_order="left")["code"]
+            .to_numpy()
         )
         h, _, doc, tok = _doc_ngrams(items_df["text"], n)
         codes = item_codes[doc].astype(np.int32) if len(doc) else np.zeros(0, np.int32)
@@ -417,8 +417,13 @@ class BenchmarkNgramIndex:
         if is_short.any():
             names, cnt = np.unique(item_codes[is_short], return_counts=True)
             short = {benchmarks[int(c)]: int(k) for c, k in zip(names, cnt)}
-        return cls(n=n, hashes=np.ascontiguousarray(h, np.uint64), benchmark_codes=np.ascontiguousarray(codes, np.int32),
-                   benchmarks=benchmarks, short_items=short)
+        return cls(
+            n=n,
+            hashes=np.ascontiguousarray(h, np.uint64),
+            benchmark_codes=np.ascontiguousarray(codes, np.int32),
+            benchmarks=benchmarks,
+            short_items=short,
+        )
 
     def __len__(self) -> int:
         return len(self.hashes)
@@ -439,7 +444,7 @@ class BenchmarkNgramIndex:
         return pa.table([pa.array(self.hashes, pa.uint64()), pa.array(self.benchmark_codes, pa.int32())], schema=schema)
 
     @classmethod
-    def from_arrow(cls, table: pa.Table) -> "BenchmarkNgramIndex":
+    def from_arrow(cls, table: pa.Table) -> BenchmarkNgramIndex:
         raw = (table.schema.metadata or {}).get(b"dataplatform.decontamination")
         if raw is None:
             raise ValueError("not a benchmark n-gram index: schema metadata 'dataplatform.decontamination' missing")
@@ -451,8 +456,13 @@ class BenchmarkNgramIndex:
             )
         hashes = table.column("ngram_hash").to_numpy().astype(np.uint64, copy=False)
         codes = table.column("benchmark").to_numpy().astype(np.int32, copy=False)
-        return cls(n=int(meta["n"]), hashes=hashes, benchmark_codes=codes, benchmarks=tuple(meta["benchmarks"]),
-                   short_items=dict(meta.get("short_items", {})))
+        return cls(
+            n=int(meta["n"]),
+            hashes=hashes,
+            benchmark_codes=codes,
+            benchmarks=tuple(meta["benchmarks"]),
+            short_items=dict(meta.get("short_items", {})),
+        )
 
     @functools.cached_property
     def _prefilter(self) -> np.ndarray:
@@ -507,8 +517,11 @@ def _per_doc(texts: pl.Series, index: BenchmarkNgramIndex) -> tuple[np.ndarray, 
 def _bench_names(codes: np.ndarray, index: BenchmarkNgramIndex) -> pl.Series:
     names = pl.Series("contamination_benchmark", list(index.benchmarks), dtype=pl.String)
     idx = pl.Series(codes).cast(pl.Int64)
-    return names.gather(idx.set(idx < 0, None)) if len(names) else pl.Series(
-        "contamination_benchmark", [None] * len(codes), dtype=pl.String)
+    return (
+        names.gather(idx.set(idx < 0, None))
+        if len(names)
+        else pl.Series("contamination_benchmark", [None] * len(codes), dtype=pl.String)
+    )
 
 
 def find_contamination(df: pl.DataFrame, index: BenchmarkNgramIndex, *, text_column: str = "text") -> pl.DataFrame:
@@ -569,11 +582,7 @@ def _cut(texts: pl.Series, index: BenchmarkNgramIndex) -> tuple[pl.Series, np.nd
     remove[sidx] = gap_cov[sep_gap[sidx]]
     cut_chars = frame["piece"].str.len_chars().to_numpy().astype(np.int64)
     removed = np.bincount(rows[remove], weights=cut_chars[remove], minlength=d).astype(np.int64)
-    kept = (
-        frame.filter(pl.Series(~remove))
-        .group_by("row", maintain_order=True)
-        .agg(pl.col("piece").str.join(""))
-    )
+    kept = frame.filter(pl.Series(~remove)).group_by("row", maintain_order=True).agg(pl.col("piece").str.join(""))
     out = (
         pl.DataFrame({"row": np.arange(d, dtype=np.int64)})
         .join(kept, on="row", how="left", maintain_order="left")["piece"]
@@ -629,8 +638,10 @@ def decontaminate(
     reason_expr = pl.lit(f"{STAGE}:") + pl.col("contamination_benchmark")
     if mode == "drop":
         return out.with_columns(
-            pl.when(pl.col("drop_reason").is_null() & pl.col("contaminated")).then(reason_expr)
-            .otherwise(pl.col("drop_reason")).alias("drop_reason")
+            pl.when(pl.col("drop_reason").is_null() & pl.col("contaminated"))
+            .then(reason_expr)
+            .otherwise(pl.col("drop_reason"))
+            .alias("drop_reason")
         )
     cut_chars = pl.Series("contamination_cut_chars", np.zeros(h, np.int64))
     cidx = np.flatnonzero(counts > 0)
@@ -645,8 +656,10 @@ def decontaminate(
     )
     empty = pl.col(text_column).is_null() | ~pl.col(text_column).str.contains(_WORD)
     return out.with_columns(
-        pl.when(pl.col("drop_reason").is_null() & pl.col("contaminated") & empty).then(reason_expr)
-        .otherwise(pl.col("drop_reason")).alias("drop_reason")
+        pl.when(pl.col("drop_reason").is_null() & pl.col("contaminated") & empty)
+        .then(reason_expr)
+        .otherwise(pl.col("drop_reason"))
+        .alias("drop_reason")
     )
 
 
@@ -670,12 +683,12 @@ def count_overlaps(
     if df.height == 0 or len(index) == 0:
         return out
     matched, left, _, _, _ = _detect(df[text_column], index)
-    l = left[matched]
-    r = np.searchsorted(index.hashes, index.hashes[l], side="right")
-    sizes = r - l
+    first = left[matched]  # each matched n-gram's first and one-past-last entry in the sorted index
+    past = np.searchsorted(index.hashes, index.hashes[first], side="right")
+    sizes = past - first
     if sizes.sum() == 0:
         return out
-    entry = np.repeat(l - np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes) + np.arange(sizes.sum())
+    entry = np.repeat(first - np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes) + np.arange(sizes.sum())
     per = np.bincount(index.benchmark_codes[entry], minlength=len(index.benchmarks))
     for code, name in enumerate(index.benchmarks):
         out[name] = int(per[code])

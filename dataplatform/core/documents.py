@@ -31,20 +31,24 @@ def pages_to_documents(
         titles.append(extracted.title)
         reasons.append(extracted.drop_reason)
     languages, scores = language_identifier.predict([t if r is None else None for t, r in zip(texts, reasons)])
-    return pa.table(
-        {
-            "doc_id": [document_id(u, r) for u, r in zip(columns["url"], columns["warc_record_id"])],
-            "url": columns["url"],
-            "snapshot": columns["snapshot"],
-            "warc_record_id": columns["warc_record_id"],
-            "warc_file": columns["warc_file"],
-            "fetch_time": columns["fetch_time"],
-            "text": texts,
-            "title": titles,
-            "language": languages,
-            "language_score": scores,
-            "n_chars": [len(t) if t else 0 for t in texts],
-            "drop_reason": reasons,
-        },
-        schema=DOCUMENTS,
-    ) if n else DOCUMENTS.empty_table()
+    return (
+        pa.table(
+            {
+                "doc_id": [document_id(u, r) for u, r in zip(columns["url"], columns["warc_record_id"])],
+                "url": columns["url"],
+                "snapshot": columns["snapshot"],
+                "warc_record_id": columns["warc_record_id"],
+                "warc_file": columns["warc_file"],
+                "fetch_time": columns["fetch_time"],
+                "text": texts,
+                "title": titles,
+                "language": languages,
+                "language_score": scores,
+                "n_chars": [len(t) if t else 0 for t in texts],
+                "drop_reason": reasons,
+            },
+            schema=DOCUMENTS,
+        )
+        if n
+        else DOCUMENTS.empty_table()
+    )

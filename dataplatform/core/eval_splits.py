@@ -148,9 +148,7 @@ def temporal_split(
     if df.height == 0 and snapshots is None:
         return df.with_columns(pl.lit(None, dtype=pl.String).alias(split_column))
     if holdout_snapshots >= len(known):
-        raise ValueError(
-            f"holdout_snapshots={holdout_snapshots} leaves no snapshot for training (snapshots: {known})"
-        )
+        raise ValueError(f"holdout_snapshots={holdout_snapshots} leaves no snapshot for training (snapshots: {known})")
     held = known[-holdout_snapshots:]
     return df.with_columns(
         pl.when(column.is_in(held)).then(pl.lit(holdout_split)).otherwise(pl.lit(train_split)).alias(split_column)

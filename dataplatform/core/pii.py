@@ -169,12 +169,8 @@ class PIIConfig:
             value = getattr(self, f.name)
             expected = str if f.name.endswith("_placeholder") else bool
             if not isinstance(value, expected):
-                raise TypeError(
-                    f"PIIConfig.{f.name} must be {expected.__name__}, got {type(value).__name__}"
-                )
-        placeholders = pl.Series(
-            [self.email_placeholder, self.ip_placeholder, self.phone_placeholder]
-        )
+                raise TypeError(f"PIIConfig.{f.name} must be {expected.__name__}, got {type(value).__name__}")
+        placeholders = pl.Series([self.email_placeholder, self.ip_placeholder, self.phone_placeholder])
         for pattern in (EMAIL_PATTERN, IPV4_PATTERN, IPV6_PATTERN, PHONE_PATTERN):
             hits = placeholders.str.count_matches(pattern).to_list()
             for name, hit in zip(("email", "ip", "phone"), hits):
@@ -193,9 +189,7 @@ def _escape_replacement(text: str) -> str:
     return text.replace("$", "$$")
 
 
-def _bounded_replace(
-    text: pl.Expr, core: str, pre: str, post: str, placeholder: str
-) -> tuple[pl.Expr, pl.Expr]:
+def _bounded_replace(text: pl.Expr, core: str, pre: str, post: str, placeholder: str) -> tuple[pl.Expr, pl.Expr]:
     """Replace ``pre core post`` keeping the boundary characters; two passes (see module doc)."""
     pattern = f"{pre}{core}{post}"
     replacement = "${pre}" + _escape_replacement(placeholder) + "${post}"
@@ -225,9 +219,7 @@ def _email_pass(text: pl.Expr, config: PIIConfig) -> _RedactionPass:
 
 
 def _ipv6_pass(text: pl.Expr, config: PIIConfig) -> _RedactionPass:
-    replaced, count = _bounded_replace(
-        text, IPV6_PATTERN, _IPV6_PRE, _IPV6_POST, config.ip_placeholder
-    )
+    replaced, count = _bounded_replace(text, IPV6_PATTERN, _IPV6_PRE, _IPV6_POST, config.ip_placeholder)
     return _RedactionPass("ipv6", replaced, count)
 
 
@@ -248,9 +240,7 @@ def _ipv4_pass(text: pl.Expr, config: PIIConfig) -> _RedactionPass:
                 "${pre}" + _SENTINEL + "${ip}" + _SENTINEL,
             )
         )
-    replaced, count = _bounded_replace(
-        text, IPV4_PATTERN, _IPV4_PRE, _IPV4_POST, config.ip_placeholder
-    )
+    replaced, count = _bounded_replace(text, IPV4_PATTERN, _IPV4_PRE, _IPV4_POST, config.ip_placeholder)
     if protect:
         replaced = replaced.str.replace_all(r"\x00(?P<ip>[0-9.]+)\x00", "${ip}")
     return _RedactionPass("ipv4", replaced, count, tuple(protect))
@@ -303,9 +293,7 @@ def _check_text_column(df: pl.DataFrame, text_column: str) -> None:
         raise ValueError(f"redact_pii: text_column {text_column!r} must be String, got {dtype}")
 
 
-def redact_pii(
-    df: pl.DataFrame, text_column: str = "text", config: PIIConfig | None = None
-) -> pl.DataFrame:
+def redact_pii(df: pl.DataFrame, text_column: str = "text", config: PIIConfig | None = None) -> pl.DataFrame:
     """Return ``df`` with PII in ``text_column`` replaced and a ``pii_count`` (Int32) column.
 
     ``pii_count`` is the total number of replacements per document (0 for null text, which stays

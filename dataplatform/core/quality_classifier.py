@@ -97,9 +97,7 @@ _FOREIGN_WHITESPACE = [
 _LABEL_PREFIX = "__label__"
 
 
-def normalize_for_fasttext(
-    texts: pl.Series | Sequence[str | None], *, collapse_whitespace: bool = True
-) -> pl.Series:
+def normalize_for_fasttext(texts: pl.Series | Sequence[str | None], *, collapse_whitespace: bool = True) -> pl.Series:
     """Lowercase, map every whitespace character (newlines included) to a space, defuse labels.
 
     The literal ``__label__`` becomes `` label `` (fastText would read it as a label). With
@@ -172,9 +170,7 @@ def _nan_to_none(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
-def _evaluate(
-    y_true: np.ndarray, scores: np.ndarray, threshold: float, counts: dict[str, int]
-) -> QualityMetrics:
+def _evaluate(y_true: np.ndarray, scores: np.ndarray, threshold: float, counts: dict[str, int]) -> QualityMetrics:
     pred = scores >= threshold
     y = y_true.astype(bool)
     tp = int(np.sum(pred & y))
@@ -241,9 +237,7 @@ class TrainedQualityClassifier:
                 "hyperparameters": self.hyperparameters,
                 "metrics": self.metrics.to_dict() if self.metrics else None,
             }
-            _atomic_write_text(
-                _sidecar_path(bin_path), json.dumps(sidecar, indent=2, sort_keys=True) + "\n"
-            )
+            _atomic_write_text(_sidecar_path(bin_path), json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
             os.chmod(tmp_bin, _FILE_MODE)
             os.replace(tmp_bin, bin_path)
         finally:
@@ -304,9 +298,7 @@ def load_quality_classifier(
             meta = json.loads(sidecar_path.read_text(encoding="utf-8"))
             expected = meta["model_sha256"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise QualityModelError(
-                f"corrupt quality classifier sidecar {sidecar_path}: {exc}"
-            ) from exc
+            raise QualityModelError(f"corrupt quality classifier sidecar {sidecar_path}: {exc}") from exc
         actual = _file_sha256(bin_path)
         if actual != expected:
             raise QualityModelError(
@@ -325,9 +317,7 @@ def load_quality_classifier(
         raise QualityModelError(f"cannot load quality classifier model {bin_path}: {exc}") from exc
     labels = list(model.get_labels()) if model.get_labels() else []
     if positive_label not in labels:
-        raise QualityModelError(
-            f"model {bin_path} has labels {labels[:5]}, not the positive label {positive_label!r}"
-        )
+        raise QualityModelError(f"model {bin_path} has labels {labels[:5]}, not the positive label {positive_label!r}")
     metrics = None
     if meta and meta.get("metrics"):
         metrics = QualityMetrics(**meta["metrics"])
@@ -347,11 +337,7 @@ def load_quality_classifier(
 
 def default_positives() -> list[str]:
     """The project's own reference set of well-written explanatory paragraphs (one per line)."""
-    text = (
-        resources.files("dataplatform.core")
-        .joinpath("quality_reference/positives.txt")
-        .read_text(encoding="utf-8")
-    )
+    text = resources.files("dataplatform.core").joinpath("quality_reference/positives.txt").read_text(encoding="utf-8")
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
@@ -402,9 +388,7 @@ def train_quality_classifier(
         bucket=bucket,
         min_count=min_count,
     )
-    pos = normalize_for_fasttext(
-        _as_list(default_positives() if positives is None else positives, "positives")
-    ).to_list()
+    pos = normalize_for_fasttext(_as_list(default_positives() if positives is None else positives, "positives")).to_list()
     neg = normalize_for_fasttext(_as_list(negatives, "negatives")).to_list()
     hyperparameters = {
         "seed": seed,
@@ -545,11 +529,7 @@ def _holdout_metrics(
         "n_test_negative": sum(1 for lab, _ in test if lab == CC_LABEL),
     }
     y_test = np.array([lab == HQ_LABEL for lab, _ in test], dtype=bool)
-    scores = (
-        _predict_normalized(classifier, [t for _, t in test])
-        if test
-        else np.zeros(0, dtype=np.float32)
-    )
+    scores = _predict_normalized(classifier, [t for _, t in test]) if test else np.zeros(0, dtype=np.float32)
     return _evaluate(y_test, scores, threshold, counts)
 
 
@@ -636,9 +616,7 @@ def add_quality_scores(
 ) -> pl.DataFrame:
     """``df`` with a ``quality_score`` (Float32) column; null text gives a null score."""
     if text_column not in df.columns:
-        raise ValueError(
-            f"add_quality_scores: text_column {text_column!r} not in columns {df.columns}"
-        )
+        raise ValueError(f"add_quality_scores: text_column {text_column!r} not in columns {df.columns}")
     scores = score_documents(model, df.get_column(text_column))
     series = pl.Series(score_column, scores, dtype=pl.Float32, nan_to_null=True)
     return df.with_columns(series)

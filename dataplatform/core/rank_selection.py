@@ -94,8 +94,9 @@ def cut_from_ties(key: int, offset_within_key: int, tied_rows: Sequence[int], ra
     return Cut(rank, key, int(ordered[offset_within_key]))
 
 
-def band_labels(keys: np.ndarray, rows: np.ndarray, cuts: tuple[Cut | None, Cut | None, Cut | None],
-                labels: tuple[str, str, str]) -> np.ndarray:
+def band_labels(
+    keys: np.ndarray, rows: np.ndarray, cuts: tuple[Cut | None, Cut | None, Cut | None], labels: tuple[str, str, str]
+) -> np.ndarray:
     """Label rows as :func:`~dataplatform.core.quality_classifier.select_by_quality` does, from the
     cuts at ranks ``k_high - 1``, ``k_lo - 1`` and ``k_hi - 1`` (``None`` where that count is 0):
     ``labels[0]`` above the first cut, ``labels[1]`` for ranks in ``[k_lo, k_hi)`` not already

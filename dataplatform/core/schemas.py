@@ -68,9 +68,7 @@ FILTERED = pa.schema(
 
 QUALITY_LABELS = ("high_quality", "rewrite_candidate", "low_quality")
 
-SCORED = pa.schema(
-    list(FILTERED) + [pa.field("quality_score", pa.float32()), pa.field("quality_label", pa.string())]
-)
+SCORED = pa.schema(list(FILTERED) + [pa.field("quality_score", pa.float32()), pa.field("quality_label", pa.string())])
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -83,19 +81,22 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
             columns.append(pa.nulls(table.num_rows, field.type))
     return pa.Table.from_arrays(columns, schema=schema)
 
+
 DEDUPLICATED = pa.schema(list(SCORED) + [pa.field("duplicate_of", pa.string())])
 
 # One row per page of a `dataplatform process` run: every column any stage added, and the
 # drop_reason of the stage that set the page aside (null for pages that made it through).
 PROCESSED = pa.schema(
-    list(DEDUPLICATED)
-    + [pa.field("contamination_benchmark", pa.string()), pa.field("contamination_cut_chars", pa.int64())]
+    list(DEDUPLICATED) + [pa.field("contamination_benchmark", pa.string()), pa.field("contamination_cut_chars", pa.int64())]
 )
 
 DECONTAMINATED = pa.schema(
     list(DEDUPLICATED)
-    + [pa.field("contamination_benchmark", pa.string()), pa.field("overlap_ngrams", pa.int64()),
-       pa.field("contamination_cut_chars", pa.int64())]
+    + [
+        pa.field("contamination_benchmark", pa.string()),
+        pa.field("overlap_ngrams", pa.int64()),
+        pa.field("contamination_cut_chars", pa.int64()),
+    ]
 )
 
 MIX = pa.schema(

@@ -97,8 +97,9 @@ def dimension_name(label: str) -> str:
 
 def toxicity_schema(base: pa.Schema, dimensions: Sequence[str]) -> pa.Schema:
     """``base`` (the filtered documents) plus one float32 score per dimension and their maximum."""
-    return pa.schema(list(base) + [pa.field(score_column(d), pa.float32()) for d in dimensions]
-                     + [pa.field(MAX_COLUMN, pa.float32())])
+    return pa.schema(
+        list(base) + [pa.field(score_column(d), pa.float32()) for d in dimensions] + [pa.field(MAX_COLUMN, pa.float32())]
+    )
 
 
 # ------------------------------------------------------------------------------------- scorers
@@ -158,8 +159,11 @@ class ProfanityCheckScorer(ToxicityScorer):
     def describe(self) -> dict[str, Any]:
         from importlib.metadata import version
 
-        return {**super().describe(), "package": f"alt-profanity-check=={version('alt-profanity-check')}",
-                "model_sha256": self.model_sha256}
+        return {
+            **super().describe(),
+            "package": f"alt-profanity-check=={version('alt-profanity-check')}",
+            "model_sha256": self.model_sha256,
+        }
 
 
 class FastTextToxicityScorer(ToxicityScorer):
@@ -209,8 +213,12 @@ class FastTextToxicityScorer(ToxicityScorer):
         return np.clip(out, 0.0, 1.0)  # fastText adds 1e-5 before the log: p can exceed 1 by a hair
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "model_file": self.model_path.name, "model_sha256": self.model_sha256,
-                "labels": self.labels}
+        return {
+            **super().describe(),
+            "model_file": self.model_path.name,
+            "model_sha256": self.model_sha256,
+            "labels": self.labels,
+        }
 
 
 def probabilities_from_logits(logits: np.ndarray, problem_type: str | None) -> np.ndarray:
@@ -260,8 +268,16 @@ class HFClassifierScorer(ToxicityScorer):
 
     name = "hf_classifier"
 
-    def __init__(self, model_path: str, *, device: str = "cpu", batch_size: int = 32, max_length: int = 512,
-                 dimensions: Sequence[str] | None = None, trust_remote_code: bool = False) -> None:
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        device: str = "cpu",
+        batch_size: int = 32,
+        max_length: int = 512,
+        dimensions: Sequence[str] | None = None,
+        trust_remote_code: bool = False,
+    ) -> None:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -269,16 +285,24 @@ class HFClassifierScorer(ToxicityScorer):
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"toxicity model_path: no Hugging Face model folder (config.json) at {path}")
         self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            str(path), local_files_only=True, trust_remote_code=trust_remote_code).to(torch.device(device)).eval()
+        self.model = (
+            AutoModelForSequenceClassification.from_pretrained(
+                str(path), local_files_only=True, trust_remote_code=trust_remote_code
+            )
+            .to(torch.device(device))
+            .eval()
+        )
         self.device, self.batch_size, self.max_length = torch.device(device), int(batch_size), int(max_length)
         self.model_path = path
         self.problem_type = getattr(self.model.config, "problem_type", None)
         shape = self._logits(["probe"]).shape  # (1, labels) or (1, heads, levels)
         if len(shape) == 3:
             self.columns = None
-            names = list(dimensions) if dimensions else (
-                list(CELADON_DIMENSIONS) if shape[1] == len(CELADON_DIMENSIONS) else [f"head_{i}" for i in range(shape[1])])
+            names = (
+                list(dimensions)
+                if dimensions
+                else (list(CELADON_DIMENSIONS) if shape[1] == len(CELADON_DIMENSIONS) else [f"head_{i}" for i in range(shape[1])])
+            )
             if len(names) != shape[1]:
                 raise ValueError(f"toxicity dimensions: {path.name} has {shape[1]} heads, {len(names)} names given")
         else:
@@ -287,16 +311,19 @@ class HFClassifierScorer(ToxicityScorer):
             self.columns = positive_label_columns(labels)
             names = list(dimensions) if dimensions else [dimension_name(labels[i]) for i in self.columns]
             if len(names) != len(self.columns):
-                raise ValueError(f"toxicity dimensions: {path.name} scores labels {[labels[i] for i in self.columns]}, "
-                                 f"{len(names)} names given")
+                raise ValueError(
+                    f"toxicity dimensions: {path.name} scores labels {[labels[i] for i in self.columns]}, "
+                    f"{len(names)} names given"
+                )
         self.dimensions = tuple(_check_dimensions(names))
         self.model_sha256 = _sha256_files([p for p in path.iterdir() if p.is_file()])
 
     def _logits(self, texts: list[str]) -> np.ndarray:
         import torch
 
-        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True,
-                             return_tensors="pt").to(self.device)
+        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt").to(
+            self.device
+        )
         with torch.inference_mode():
             output = self.model(**enc)
         return getattr(output, "logits", output).float().cpu().numpy()
@@ -305,14 +332,19 @@ class HFClassifierScorer(ToxicityScorer):
         out = np.zeros((len(texts), len(self.dimensions)), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # similar lengths share a batch
         for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
+            rows = order[start : start + self.batch_size]
             probs = probabilities_from_logits(self._logits([texts[i] for i in rows]), self.problem_type)
             out[rows] = probs if self.columns is None else probs[:, self.columns]
         return np.clip(out, 0.0, 1.0)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "model": self.model_path.name, "model_sha256": self.model_sha256,
-                "device": str(self.device), "max_length": self.max_length}
+        return {
+            **super().describe(),
+            "model": self.model_path.name,
+            "model_sha256": self.model_sha256,
+            "device": str(self.device),
+            "max_length": self.max_length,
+        }
 
 
 def _check_dimensions(names: list[str]) -> list[str]:
@@ -356,8 +388,14 @@ def build_scorer(spec: ScorerSpec) -> ToxicityScorer:
         return ProfanityCheckScorer()
     if spec.kind == "fasttext":
         return FastTextToxicityScorer(spec.model_path, dict(spec.label_dimensions) or None)
-    return HFClassifierScorer(spec.model_path, device=spec.device, batch_size=spec.batch_size, max_length=spec.max_length,
-                              dimensions=spec.dimensions or None, trust_remote_code=spec.trust_remote_code)
+    return HFClassifierScorer(
+        spec.model_path,
+        device=spec.device,
+        batch_size=spec.batch_size,
+        max_length=spec.max_length,
+        dimensions=spec.dimensions or None,
+        trust_remote_code=spec.trust_remote_code,
+    )
 
 
 # ------------------------------------------------------------------------------------- scoring
@@ -369,10 +407,13 @@ def chunk_documents(texts: pl.Series, max_chars: int) -> tuple[list[str], np.nda
     if max_chars < 1:
         raise ValueError(f"max_chunk_chars must be >= 1, got {max_chars}")
     frame = pl.DataFrame({"text": texts.cast(pl.String)}).with_row_index("doc")
-    pieces = (frame.select("doc", pl.col("text").str.extract_all(rf"[^\n]{{1,{max_chars}}}").alias("piece"))
-              .explode("piece").drop_nulls("piece")
-              .filter(pl.col("piece").str.strip_chars() != "")
-              .with_columns(pl.col("piece").str.len_chars().alias("n")))
+    pieces = (
+        frame.select("doc", pl.col("text").str.extract_all(rf"[^\n]{{1,{max_chars}}}").alias("piece"))
+        .explode("piece")
+        .drop_nulls("piece")
+        .filter(pl.col("piece").str.strip_chars() != "")
+        .with_columns(pl.col("piece").str.len_chars().alias("n"))
+    )
     pieces = pieces.with_columns(((pl.col("n").cum_sum().over("doc") - pl.col("n")) // max_chars).alias("chunk"))
     chunks = pieces.group_by("doc", "chunk", maintain_order=True).agg(pl.col("piece").str.join("\n"))
     return chunks["piece"].to_list(), chunks["doc"].to_numpy().astype(np.int64)
@@ -414,8 +455,9 @@ class ToxicityPolicy:
         given = dict(self.thresholds)
         unknown = sorted(set(given) - set(dimensions) - {ALL_DIMENSIONS})
         if unknown:
-            raise ValueError(f"toxicity thresholds name {unknown}, which the scorer does not give "
-                             f"(its dimensions: {list(dimensions)})")
+            raise ValueError(
+                f"toxicity thresholds name {unknown}, which the scorer does not give (its dimensions: {list(dimensions)})"
+            )
         default = given.get(ALL_DIMENSIONS)
         return {d: float(given.get(d, default)) for d in dimensions if d in given or default is not None}
 

@@ -529,8 +529,11 @@ class _RecordFramer:
         if available < MAX_HEADER_BYTES and unit.state != OK:
             damage = self._unit_failure(start, None, None, head)
         else:
-            within = f"within {MAX_HEADER_BYTES} bytes" if available >= MAX_HEADER_BYTES else (
-                f"before the end of the {self._where()}")
+            within = (
+                f"within {MAX_HEADER_BYTES} bytes"
+                if available >= MAX_HEADER_BYTES
+                else (f"before the end of the {self._where()}")
+            )
             detail = f"WARC header at offset {self._offset(start)} has no blank line {within}"
             damage = Damage(self._offset(start), R.CORRUPT_WARC, detail, head=head)
         unit.advance(1)

@@ -25,9 +25,7 @@ from dataplatform.core.warc_framing import Damage, FramedRecord, iter_framed_rec
 PAYLOAD_HEAD_BYTES = 256
 INT64_MAX = 2**63 - 1
 _HTML_MIME_TYPES = ("text/html", "application/xhtml+xml")
-_READ_TYPES = (
-    WarcRecordType.response | WarcRecordType.revisit | WarcRecordType.resource | WarcRecordType.conversion
-)
+_READ_TYPES = WarcRecordType.response | WarcRecordType.revisit | WarcRecordType.resource | WarcRecordType.conversion
 _READ_TYPE_NAMES = frozenset({"response", "revisit", "resource", "conversion"})
 
 
@@ -102,17 +100,34 @@ class _RowWriter:
         self.pages = _Batcher(RAW_PAGES)
         self.quarantined = _Batcher(QUARANTINE)
 
-    def quarantine(self, reason: str, detail: str, *, offset: int | None, record_id: str | None = None,
-                   wtype: str | None = None, url: str | None = None, payload: bytes | None = None,
-                   payload_bytes: int | None = None) -> None:
+    def quarantine(
+        self,
+        reason: str,
+        detail: str,
+        *,
+        offset: int | None,
+        record_id: str | None = None,
+        wtype: str | None = None,
+        url: str | None = None,
+        payload: bytes | None = None,
+        payload_bytes: int | None = None,
+    ) -> None:
         self.stats.quarantined[reason] = self.stats.quarantined.get(reason, 0) + 1
-        self.quarantined.add({
-            "snapshot": self.snapshot, "warc_file": self.warc_file, "warc_offset": offset,
-            "warc_record_id": record_id, "warc_type": wtype, "url": url, "reason": reason, "detail": detail,
-            # A declared length can exceed int64 (Content-Length: 2**64-1); the column is int64.
-            "payload_bytes": None if payload_bytes is None else min(payload_bytes, INT64_MAX),
-            "payload_head": payload[:PAYLOAD_HEAD_BYTES] if payload else None,
-        })
+        self.quarantined.add(
+            {
+                "snapshot": self.snapshot,
+                "warc_file": self.warc_file,
+                "warc_offset": offset,
+                "warc_record_id": record_id,
+                "warc_type": wtype,
+                "url": url,
+                "reason": reason,
+                "detail": detail,
+                # A declared length can exceed int64 (Content-Length: 2**64-1); the column is int64.
+                "payload_bytes": None if payload_bytes is None else min(payload_bytes, INT64_MAX),
+                "payload_head": payload[:PAYLOAD_HEAD_BYTES] if payload else None,
+            }
+        )
 
     def skip(self, kind: str) -> None:
         self.stats.skipped[kind] = self.stats.skipped.get(kind, 0) + 1
@@ -120,13 +135,21 @@ class _RowWriter:
     def add_damage(self, damage: Damage) -> None:
         header = damage.header
         if header is None:
-            self.quarantine(damage.reason, damage.detail, offset=damage.offset, payload=damage.head,
-                            payload_bytes=damage.present_bytes)
+            self.quarantine(
+                damage.reason, damage.detail, offset=damage.offset, payload=damage.head, payload_bytes=damage.present_bytes
+            )
             return
         self.stats.records += 1
-        self.quarantine(damage.reason, damage.detail, offset=damage.offset, record_id=header.get("WARC-Record-ID"),
-                        wtype=header.record_type, url=header.get("WARC-Target-URI"), payload=damage.head,
-                        payload_bytes=damage.present_bytes)
+        self.quarantine(
+            damage.reason,
+            damage.detail,
+            offset=damage.offset,
+            record_id=header.get("WARC-Record-ID"),
+            wtype=header.record_type,
+            url=header.get("WARC-Target-URI"),
+            payload=damage.head,
+            payload_bytes=damage.present_bytes,
+        )
 
     def add_record(self, framed: FramedRecord) -> None:
         self.stats.records += 1
@@ -138,8 +161,16 @@ class _RowWriter:
             try:
                 record = WarcRecord.from_bytes(framed.raw)
             except OSError as exc:
-                self.add_damage(Damage(framed.offset, R.CORRUPT_RECORD, f"fastwarc cannot parse the record: {exc}",
-                                       framed.header, framed.block_length, framed.block[:PAYLOAD_HEAD_BYTES]))
+                self.add_damage(
+                    Damage(
+                        framed.offset,
+                        R.CORRUPT_RECORD,
+                        f"fastwarc cannot parse the record: {exc}",
+                        framed.header,
+                        framed.block_length,
+                        framed.block[:PAYLOAD_HEAD_BYTES],
+                    )
+                )
                 self.stats.records -= 1  # counted once, above
                 return
             self._add_parsed(record, framed.offset)
@@ -147,15 +178,23 @@ class _RowWriter:
     def _add_unread(self, framed: FramedRecord) -> None:
         """A record whose block is over ``max_payload_bytes``: it was streamed past, never read."""
         header = framed.header
-        common = {"offset": framed.offset, "record_id": header.get("WARC-Record-ID"), "wtype": header.record_type,
-                  "url": header.get("WARC-Target-URI")}
+        common = {
+            "offset": framed.offset,
+            "record_id": header.get("WARC-Record-ID"),
+            "wtype": header.record_type,
+            "url": header.get("WARC-Target-URI"),
+        }
         if header.record_type == "revisit":
             self.quarantine(R.REVISIT, header.get("WARC-Profile") or "revisit record", **common)
         elif not common["url"] or not common["record_id"]:
             self.quarantine(R.MISSING_URL, "record lacks WARC-Target-URI or WARC-Record-ID", **common)
         else:
-            self.quarantine(R.OVERSIZED_PAYLOAD, f"block of {framed.block_length} bytes > max_payload_bytes="
-                            f"{self.options.max_payload_bytes}", payload_bytes=framed.block_length, **common)
+            self.quarantine(
+                R.OVERSIZED_PAYLOAD,
+                f"block of {framed.block_length} bytes > max_payload_bytes={self.options.max_payload_bytes}",
+                payload_bytes=framed.block_length,
+                **common,
+            )
 
     def _add_parsed(self, record: WarcRecord, offset: int) -> None:
         rtype = record.record_type
@@ -163,15 +202,23 @@ class _RowWriter:
             self.skip(str(rtype))
             return
         headers = record.headers
-        common = {"offset": offset, "record_id": headers.get("WARC-Record-ID"), "wtype": str(rtype),
-                  "url": headers.get("WARC-Target-URI")}
+        common = {
+            "offset": offset,
+            "record_id": headers.get("WARC-Record-ID"),
+            "wtype": str(rtype),
+            "url": headers.get("WARC-Target-URI"),
+        }
         if rtype == WarcRecordType.revisit:
             self.quarantine(R.REVISIT, headers.get("WARC-Profile", "revisit record"), **common)
         elif not common["url"] or not common["record_id"]:
             self.quarantine(R.MISSING_URL, "record lacks WARC-Target-URI or WARC-Record-ID", **common)
         elif self.options.verify_digests and "WARC-Block-Digest" in headers and not record.verify_block_digest():
-            self.quarantine(R.DIGEST_MISMATCH, f"WARC-Block-Digest {headers.get('WARC-Block-Digest')} "
-                            "does not match the block", payload_bytes=record.content_length, **common)
+            self.quarantine(
+                R.DIGEST_MISMATCH,
+                f"WARC-Block-Digest {headers.get('WARC-Block-Digest')} does not match the block",
+                payload_bytes=record.content_length,
+                **common,
+            )
         else:
             self._add_http(record, common)
 
@@ -180,33 +227,41 @@ class _RowWriter:
         http = record.http_headers
         payload = record.reader.read()
         if http is None or not record.is_http_parsed or not http.status_code:
-            self.quarantine(R.NON_HTTP, f"{common['wtype']} record is not an HTTP message (Content-Type: "
-                            f"{record.headers.get('Content-Type')})", payload=payload, payload_bytes=len(payload),
-                            **common)
+            self.quarantine(
+                R.NON_HTTP,
+                f"{common['wtype']} record is not an HTTP message (Content-Type: {record.headers.get('Content-Type')})",
+                payload=payload,
+                payload_bytes=len(payload),
+                **common,
+            )
             return
         status, content_type = http.status_code, http.get("Content-Type")
         mime = (content_type or "").split(";", 1)[0].strip().lower()
         if status != 200:
-            self.quarantine(R.HTTP_STATUS, f"HTTP status {status}", payload=payload, payload_bytes=len(payload),
-                            **common)
+            self.quarantine(R.HTTP_STATUS, f"HTTP status {status}", payload=payload, payload_bytes=len(payload), **common)
         elif not payload:
             self.quarantine(R.EMPTY_PAYLOAD, "HTTP 200 with an empty body", payload_bytes=0, **common)
         elif mime and mime not in _HTML_MIME_TYPES:
-            self.quarantine(R.NON_HTML, f"Content-Type {content_type}", payload=payload,
-                            payload_bytes=len(payload), **common)
+            self.quarantine(R.NON_HTML, f"Content-Type {content_type}", payload=payload, payload_bytes=len(payload), **common)
         else:
             self._add_page(record, common, status, content_type, http, payload)
 
-    def _add_page(self, record: WarcRecord, common: dict, status: int, content_type: str | None, http,
-                  payload: bytes) -> None:
+    def _add_page(self, record: WarcRecord, common: dict, status: int, content_type: str | None, http, payload: bytes) -> None:
         self.stats.pages += 1
         self.stats.payload_bytes += len(payload)
         self.pages.add(
             {
-                "warc_record_id": common["record_id"], "url": common["url"], "snapshot": self.snapshot,
-                "warc_file": self.warc_file, "warc_offset": common["offset"],
-                "fetch_time": _as_utc(record.record_date), "http_status": status, "content_type": content_type,
-                "http_headers": _header_block(http), "payload": payload, "payload_bytes": len(payload),
+                "warc_record_id": common["record_id"],
+                "url": common["url"],
+                "snapshot": self.snapshot,
+                "warc_file": self.warc_file,
+                "warc_offset": common["offset"],
+                "fetch_time": _as_utc(record.record_date),
+                "http_status": status,
+                "content_type": content_type,
+                "http_headers": _header_block(http),
+                "payload": payload,
+                "payload_bytes": len(payload),
             },
             nbytes=len(payload),
         )
@@ -271,6 +326,5 @@ def iter_raw_page_batches(
         if last_offset is None:
             rows.quarantine(R.CORRUPT_WARC, f"cannot read the WARC file: {exc}", offset=None)
         else:
-            rows.quarantine(R.TRUNCATED_WARC, f"WARC stream unreadable after offset {last_offset}: {exc}",
-                            offset=last_offset)
+            rows.quarantine(R.TRUNCATED_WARC, f"WARC stream unreadable after offset {last_offset}: {exc}", offset=last_offset)
     yield from rows.last_batches()

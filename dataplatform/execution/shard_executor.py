@@ -85,8 +85,9 @@ class ProcessPoolShardExecutor(ShardExecutor):
             yield from InlineExecutor().map(fn, tasks)
             return
         ctx = multiprocessing.get_context(self.start_method)
-        with cf.ProcessPoolExecutor(max_workers=min(self.max_workers, len(tasks)), mp_context=ctx,
-                                    initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+        with cf.ProcessPoolExecutor(
+            max_workers=min(self.max_workers, len(tasks)), mp_context=ctx, initializer=_die_with_parent, initargs=(os.getpid(),)
+        ) as pool:
             futures = [pool.submit(fn, task) for task in tasks]
             try:
                 for task, future in zip(tasks, futures):

@@ -65,10 +65,15 @@ PARQUET_COMPRESSION = "zstd"
 ROW_GROUP_ROWS = 10_000
 VERSION_TIME_FORMAT = "%Y%m%dT%H%M%S"
 
-SHARD_INDEX_SCHEMA = pa.schema([
-    pa.field("table", pa.string()), pa.field("path", pa.string()), pa.field("rows", pa.int64()),
-    pa.field("bytes", pa.int64()), pa.field("sha256", pa.string()),
-])
+SHARD_INDEX_SCHEMA = pa.schema(
+    [
+        pa.field("table", pa.string()),
+        pa.field("path", pa.string()),
+        pa.field("rows", pa.int64()),
+        pa.field("bytes", pa.int64()),
+        pa.field("sha256", pa.string()),
+    ]
+)
 
 
 class PartitionNotFound(LookupError):
@@ -130,7 +135,7 @@ def default_run_id() -> str:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _new_version() -> str:
@@ -139,7 +144,7 @@ def _new_version() -> str:
 
 def _version_time(version: str) -> float | None:
     try:
-        return dt.datetime.strptime(version.split("-", 1)[0], VERSION_TIME_FORMAT).replace(tzinfo=dt.timezone.utc).timestamp()
+        return dt.datetime.strptime(version.split("-", 1)[0], VERSION_TIME_FORMAT).replace(tzinfo=dt.UTC).timestamp()
     except ValueError:
         return None
 
@@ -162,7 +167,7 @@ class ShardSink:
         self.rows = 0
         self.info: ShardInfo | None = None
 
-    def __enter__(self) -> "ShardSink":
+    def __enter__(self) -> ShardSink:
         self._store = open_store(self.location)
         self._path_cm = self._store.writable_path(self.key)
         self._path = self._path_cm.__enter__()
@@ -202,7 +207,9 @@ def write_parquet_shard(
     return sink.info
 
 
-def iter_shard_batches(location: StoreLocation, key: str, batch_rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+def iter_shard_batches(
+    location: StoreLocation, key: str, batch_rows: int, columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
     """Read one shard back in bounded batches (downloads it first when the store is remote)."""
     store = open_store(location)
     with store.readable_path(key) as path:
@@ -212,10 +219,16 @@ def iter_shard_batches(location: StoreLocation, key: str, batch_rows: int, colum
 
 def _shard_index_bytes(shards: list[ShardInfo]) -> bytes:
     rows = sorted(shards, key=lambda s: (s.table, s.key))
-    table = pa.table({
-        "table": [s.table for s in rows], "path": [s.key for s in rows], "rows": [s.rows for s in rows],
-        "bytes": [s.bytes for s in rows], "sha256": [s.sha256 for s in rows],
-    }, schema=SHARD_INDEX_SCHEMA)
+    table = pa.table(
+        {
+            "table": [s.table for s in rows],
+            "path": [s.key for s in rows],
+            "rows": [s.rows for s in rows],
+            "bytes": [s.bytes for s in rows],
+            "sha256": [s.sha256 for s in rows],
+        },
+        schema=SHARD_INDEX_SCHEMA,
+    )
     buffer = io.BytesIO()
     pq.write_table(table, buffer, compression=PARQUET_COMPRESSION)
     return buffer.getvalue()
@@ -226,8 +239,9 @@ class PartitionWriter:
     """One materialization of ``asset``/``partition``: shards in a private version prefix,
     completion records for resume, and a conditional manifest commit."""
 
-    def __init__(self, store: "DatasetStore", asset: str, partition: str, *, fingerprint: str | None = None,
-                 run_id: str | None = None) -> None:
+    def __init__(
+        self, store: DatasetStore, asset: str, partition: str, *, fingerprint: str | None = None, run_id: str | None = None
+    ) -> None:
         self.store = store
         self.asset = asset
         self.partition = partition
@@ -292,8 +306,12 @@ class PartitionWriter:
         """Write a whole (small) table as one shard from this process."""
         self.declare_table(table_name, data.schema)
         info = write_parquet_shard(
-            self.store.location, self.shard_key(index, table_name), data.to_batches(ROW_GROUP_ROWS) or [data],
-            data.schema, table_name, self.prefix,
+            self.store.location,
+            self.shard_key(index, table_name),
+            data.to_batches(ROW_GROUP_ROWS) or [data],
+            data.schema,
+            table_name,
+            self.prefix,
         )
         self.add(info)
         return info
@@ -309,8 +327,10 @@ class PartitionWriter:
 
     # -- commit -------------------------------------------------------------------------------
     def _tables(self) -> dict[str, dict[str, Any]]:
-        tables = {name: {"schema": schema.to_string(show_schema_metadata=False), "rows": 0, "bytes": 0, "shards": 0}
-                  for name, schema in self.schemas.items()}
+        tables = {
+            name: {"schema": schema.to_string(show_schema_metadata=False), "rows": 0, "bytes": 0, "shards": 0}
+            for name, schema in self.schemas.items()
+        }
         for shard in self.shards:
             entry = tables.setdefault(shard.table, {"schema": None, "rows": 0, "bytes": 0, "shards": 0})
             entry["rows"] += shard.rows
@@ -323,16 +343,22 @@ class PartitionWriter:
         missing = [s.key for s in self.shards if f"{self.prefix}/{s.key}" not in present]
         missing += [f["path"] for f in self.files.values() if f"{self.prefix}/{f['path']}" not in present]
         if missing:
-            raise IncompleteVersion(f"{self.prefix}: version {self.version} lacks {len(missing)} file(s) it would publish "
-                                    f"(first: {missing[0]}); nothing was committed")
+            raise IncompleteVersion(
+                f"{self.prefix}: version {self.version} lacks {len(missing)} file(s) it would publish "
+                f"(first: {missing[0]}); nothing was committed"
+            )
 
     def _history(self, now: dt.datetime) -> list[dict[str, Any]]:
         if self.base is None:
             return []
         on_disk = set(self.store.object_store.list_children(self.prefix))
-        previous = {"version": self.base["version"], "generation": self.base.get("generation", 0),
-                    "committed_at": self.base.get("committed_at"), "superseded_at": now.isoformat(),
-                    "run_id": self.base.get("run_id")}
+        previous = {
+            "version": self.base["version"],
+            "generation": self.base.get("generation", 0),
+            "committed_at": self.base.get("committed_at"),
+            "superseded_at": now.isoformat(),
+            "run_id": self.base.get("run_id"),
+        }
         older = [h for h in self.base.get("history", []) if f"v{h['version']}" in on_disk]
         return [previous, *older]
 
@@ -394,11 +420,15 @@ def _conflict_message(writer: PartitionWriter, current: dict[str, Any] | None) -
     if current is None:
         winner = "its manifest was removed"
     else:
-        winner = (f"run {current.get('run_id', '?')} committed version {current.get('version')} "
-                  f"(generation {current.get('generation')}) at {current.get('committed_at')}")
-    return (f"{writer.prefix} was committed concurrently: {winner} after this run ({writer.run_id}) started from "
-            f"generation {base_generation}. This run's output (version {writer.version}) was not published and the "
-            f"committed data is untouched; re-run to rebuild on top of it.")
+        winner = (
+            f"run {current.get('run_id', '?')} committed version {current.get('version')} "
+            f"(generation {current.get('generation')}) at {current.get('committed_at')}"
+        )
+    return (
+        f"{writer.prefix} was committed concurrently: {winner} after this run ({writer.run_id}) started from "
+        f"generation {base_generation}. This run's output (version {writer.version}) was not published and the "
+        f"committed data is untouched; re-run to rebuild on top of it."
+    )
 
 
 # ---------------------------------------------------------------------------------------- the store
@@ -410,18 +440,25 @@ class DatasetStore:
         self._shard_cache: dict[tuple[str, str, str], list[ShardInfo]] = {}
 
     @classmethod
-    def local(cls, root: str | Path, retention: RetentionPolicy | None = None) -> "DatasetStore":
+    def local(cls, root: str | Path, retention: RetentionPolicy | None = None) -> DatasetStore:
         return cls(LocalLocation(str(Path(root).resolve())), retention)
 
     @classmethod
-    def s3(cls, bucket: str, prefix: str = "", endpoint_url: str | None = None, region_name: str | None = None,
-           retention: RetentionPolicy | None = None) -> "DatasetStore":
+    def s3(
+        cls,
+        bucket: str,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        region_name: str | None = None,
+        retention: RetentionPolicy | None = None,
+    ) -> DatasetStore:
         return cls(S3Location(bucket, prefix, endpoint_url, region_name), retention)
 
     # ------------------------------------------------------------------------------ writing
     @contextlib.contextmanager
-    def write_partition(self, asset: str, partition: str, *, fingerprint: str | None = None,
-                        run_id: str | None = None) -> Iterator[PartitionWriter]:
+    def write_partition(
+        self, asset: str, partition: str, *, fingerprint: str | None = None, run_id: str | None = None
+    ) -> Iterator[PartitionWriter]:
         """Open a materialization of ``asset``/``partition``; the caller commits explicitly
         (``writer.commit(metadata)``) once it knows the metadata.
 
@@ -441,8 +478,7 @@ class DatasetStore:
         if writer.committed is None:
             writer.abort()
 
-    def find_resumable_version(self, asset: str, partition: str, fingerprint: str,
-                               current: dict[str, Any] | None) -> str | None:
+    def find_resumable_version(self, asset: str, partition: str, fingerprint: str, current: dict[str, Any] | None) -> str | None:
         """The newest unfinished attempt at ``asset``/``partition`` with ``fingerprint``, if any."""
         published = _published_versions(current)
         candidates = []
@@ -504,17 +540,19 @@ class DatasetStore:
     def require_manifest(self, asset: str, partition: str) -> dict[str, Any]:
         manifest = self.manifest(asset, partition)
         if manifest is None:
-            raise PartitionNotFound(
-                f"{asset}/{partition} has not been materialized in {self.describe()} (no {MANIFEST_NAME})"
-            )
+            raise PartitionNotFound(f"{asset}/{partition} has not been materialized in {self.describe()} (no {MANIFEST_NAME})")
         return manifest
 
     def partitions(self, asset: str) -> list[str]:
-        return [p for p in self.object_store.list_children(asset)
-                if self.object_store.get_bytes(f"{asset}/{p}/{MANIFEST_NAME}") is not None]
+        return [
+            p
+            for p in self.object_store.list_children(asset)
+            if self.object_store.get_bytes(f"{asset}/{p}/{MANIFEST_NAME}") is not None
+        ]
 
-    def shards(self, asset: str, partition: str, table: str = DEFAULT_TABLE,
-               manifest: dict[str, Any] | None = None) -> list[ShardInfo]:
+    def shards(
+        self, asset: str, partition: str, table: str = DEFAULT_TABLE, manifest: dict[str, Any] | None = None
+    ) -> list[ShardInfo]:
         """The committed shards of one table, in shard order (from the version's shard index)."""
         manifest = manifest or self.require_manifest(asset, partition)
         entry = manifest["tables"].get(table)
@@ -558,7 +596,9 @@ class DatasetStore:
             return pa.table({})
         return pa.concat_tables(parts)
 
-    def read_frame(self, asset: str, partition: str, table: str = DEFAULT_TABLE, columns: list[str] | None = None) -> pl.DataFrame:
+    def read_frame(
+        self, asset: str, partition: str, table: str = DEFAULT_TABLE, columns: list[str] | None = None
+    ) -> pl.DataFrame:
         return pl.from_arrow(self.read_table(asset, partition, table, columns))
 
     def scan(self, asset: str, partition: str, table: str = DEFAULT_TABLE) -> pl.LazyFrame:

@@ -109,7 +109,7 @@ class ObjectStore(abc.ABC):
 class LocalLocation:
     root: str
 
-    def open(self) -> "LocalObjectStore":
+    def open(self) -> LocalObjectStore:
         return LocalObjectStore(self.root)
 
 
@@ -231,7 +231,7 @@ class S3Location:
     endpoint_url: str | None = None
     region_name: str | None = None
 
-    def open(self) -> "S3ObjectStore":
+    def open(self) -> S3ObjectStore:
         return S3ObjectStore(self)
 
 

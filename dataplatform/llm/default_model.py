@@ -99,7 +99,9 @@ def converted_model(cache_dir: str | Path) -> Path:
         # transformers' GGUF reader draws a bare tqdm bar on stderr; this runs once per machine
         with quiet_loading(), contextlib.redirect_stderr(io.StringIO()):
             tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf_file, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=gguf_file, dtype=torch.float32, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(
+                str(folder), gguf_file=gguf_file, dtype=torch.float32, local_files_only=True
+            )
         model.hf_quantizer = None  # the weights are plain float32 now; transformers refuses to save "quantized" models
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config

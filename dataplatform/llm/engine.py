@@ -107,7 +107,9 @@ class Generation:
     finish_reason: FinishReason
 
 
-def plan_batches(lengths: Sequence[int], max_batch_size: int, max_batch_tokens: int | None = None, extra_tokens: int = 0) -> list[list[int]]:
+def plan_batches(
+    lengths: Sequence[int], max_batch_size: int, max_batch_tokens: int | None = None, extra_tokens: int = 0
+) -> list[list[int]]:
     """Group item indices into batches of similar length.
 
     Items are sorted by length, longest first (a batch that does not fit fails on the first
@@ -249,9 +251,7 @@ class LLMEngine(abc.ABC):
                 results[i] = np.asarray(a, dtype=np.float32)
         return results
 
-    def score_continuations(
-        self, prompts: Sequence[str], continuations: Sequence[str], response_prefix: str = ""
-    ) -> np.ndarray:
+    def score_continuations(self, prompts: Sequence[str], continuations: Sequence[str], response_prefix: str = "") -> np.ndarray:
         """``(len(prompts), len(continuations))`` array: log p(continuation | rendered prompt).
 
         Each continuation is tokenized on its own (no special tokens) and appended to the prompt's
@@ -278,8 +278,10 @@ class LLMEngine(abc.ABC):
         """Summed log-probs of each continuation after each prompt (every sequence fits the context).
         Generic: score every prompt + continuation sequence; backends may share the prompt's work."""
         sequences = [p + c for p in prompt_ids for c in cont_ids]
-        sums = [float(np.asarray(lp, dtype=np.float64)[-len(sequences[k]) + len(prompt_ids[k // len(cont_ids)]):].sum())
-                for k, lp in enumerate(self._prompt_logprobs_ids(sequences))]
+        sums = [
+            float(np.asarray(lp, dtype=np.float64)[-len(sequences[k]) + len(prompt_ids[k // len(cont_ids)]) :].sum())
+            for k, lp in enumerate(self._prompt_logprobs_ids(sequences))
+        ]
         return np.asarray(sums, dtype=np.float64).reshape(len(prompt_ids), len(cont_ids))
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
@@ -291,7 +293,7 @@ class LLMEngine(abc.ABC):
     def describe(self) -> dict[str, Any]:
         return {"backend": self.backend, "model_id": self.model_id, "max_model_len": self.max_model_len}
 
-    def close(self) -> None:  # pragma: no cover - overridden where there is something to free
+    def close(self) -> None:  # noqa: B027 - a no-op by default, overridden where there is something to free
         pass
 
 
@@ -480,7 +482,9 @@ class TransformersEngine(LLMEngine):
                     cache = first["cache"] if "cache" in first else first["past_key_values"]
                     cache.batch_repeat_interleave(len(cont_ids))
                     mask = torch.cat([torch.ones((len(cont_ids), len(p)), dtype=torch.long), cont_mask], dim=1)
-                    rest = self.model(input_ids=cont.to(self.device), attention_mask=mask.to(self.device), **{self._cache_kwarg: cache})
+                    rest = self.model(
+                        input_ids=cont.to(self.device), attention_mask=mask.to(self.device), **{self._cache_kwarg: cache}
+                    )
                     logp = torch.log_softmax(rest.logits[:, :-1].float(), dim=-1).cpu()
                     picked = logp.gather(-1, cont[:, 1:].unsqueeze(-1)).squeeze(-1).double()
                     scores = scores + (picked * cont_mask[:, 1:]).sum(dim=1)
@@ -653,8 +657,7 @@ class VLLMEngine(LLMEngine):
             chunk = prompt_ids[start : start + self.chunk_size]
             # Requests whose prompt leaves less room than max_tokens get their own, smaller limit.
             params = [
-                self.sampling_params(sampling, max(1, min(sampling.max_tokens, self.max_model_len - len(ids))))
-                for ids in chunk
+                self.sampling_params(sampling, max(1, min(sampling.max_tokens, self.max_model_len - len(ids)))) for ids in chunk
             ]
             same = all(p.max_tokens == sampling.max_tokens for p in params)
             outputs = self.llm.generate(

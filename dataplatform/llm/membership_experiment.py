@@ -21,13 +21,45 @@ import numpy as np
 
 __all__ = ["MembershipExperiment", "run_membership_experiment", "synthetic_texts", "train_causal_lm"]
 
-_SUBJECTS = ("the committee", "a local baker", "the river survey", "our volunteers", "the new library", "a small farm",
-             "the city council", "the museum", "a research team", "the harbour office", "the school choir", "a tram driver")
+_SUBJECTS = (
+    "the committee",
+    "a local baker",
+    "the river survey",
+    "our volunteers",
+    "the new library",
+    "a small farm",
+    "the city council",
+    "the museum",
+    "a research team",
+    "the harbour office",
+    "the school choir",
+    "a tram driver",
+)
 _VERBS = ("reported", "measured", "planted", "repaired", "counted", "painted", "recorded", "moved", "tested", "sold")
-_OBJECTS = ("apple trees", "old bridges", "blue boats", "stone walls", "copper pipes", "wild flowers", "wooden benches",
-            "street lamps", "bee hives", "paper maps", "glass jars", "iron gates")
-_PLACES = ("near the station", "in the valley", "behind the market", "along the coast", "on the hill", "by the lake",
-           "in the old town", "at the harbour")
+_OBJECTS = (
+    "apple trees",
+    "old bridges",
+    "blue boats",
+    "stone walls",
+    "copper pipes",
+    "wild flowers",
+    "wooden benches",
+    "street lamps",
+    "bee hives",
+    "paper maps",
+    "glass jars",
+    "iron gates",
+)
+_PLACES = (
+    "near the station",
+    "in the valley",
+    "behind the market",
+    "along the coast",
+    "on the hill",
+    "by the lake",
+    "in the old town",
+    "at the harbour",
+)
 
 
 def synthetic_texts(n: int, seed: int = 0, sentences: int = 4) -> list[str]:
@@ -38,8 +70,10 @@ def synthetic_texts(n: int, seed: int = 0, sentences: int = 4) -> list[str]:
     while len(texts) < n:
         parts = []
         for _ in range(sentences):
-            parts.append(f"{rng.choice(_SUBJECTS).capitalize()} {rng.choice(_VERBS)} {int(rng.integers(2, 99))} "
-                         f"{rng.choice(_OBJECTS)} {rng.choice(_PLACES)} in {int(rng.integers(1900, 2030))}.")
+            parts.append(
+                f"{rng.choice(_SUBJECTS).capitalize()} {rng.choice(_VERBS)} {int(rng.integers(2, 99))} "
+                f"{rng.choice(_OBJECTS)} {rng.choice(_PLACES)} in {int(rng.integers(1900, 2030))}."
+            )
         text = " ".join(parts)
         if text not in seen:
             seen.add(text)
@@ -47,13 +81,20 @@ def synthetic_texts(n: int, seed: int = 0, sentences: int = 4) -> list[str]:
     return texts
 
 
-def train_causal_lm(model_dir: str | Path, texts: Sequence[str], *, steps: int = 150, lr: float = 3e-3, seed: int = 0,
-                    batch_size: int = 16, num_threads: int = 1) -> list[float]:
+def train_causal_lm(
+    model_dir: str | Path,
+    texts: Sequence[str],
+    *,
+    steps: int = 150,
+    lr: float = 3e-3,
+    seed: int = 0,
+    batch_size: int = 16,
+    num_threads: int = 1,
+) -> list[float]:
     """Train the causal LM in ``model_dir`` on ``texts`` for ``steps`` AdamW steps (CPU, float32,
     ``num_threads`` torch threads), save it in place and return the loss per step. Deterministic for
     a given seed."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     threads = torch.get_num_threads()
     torch.set_num_threads(num_threads)
@@ -104,8 +145,9 @@ class MembershipExperiment:
     last_loss: float
 
 
-def run_membership_experiment(workdir: str | Path, *, n_texts: int = 40, steps: int = 40, k: float = 0.2,
-                              seed: int = 0) -> MembershipExperiment:
+def run_membership_experiment(
+    workdir: str | Path, *, n_texts: int = 40, steps: int = 40, k: float = 0.2, seed: int = 0
+) -> MembershipExperiment:
     """Train the tiny model on half of :func:`synthetic_texts` and audit trained vs held-out."""
     from dataplatform.core.synthesis.min_k_prob import calibrate_membership
     from dataplatform.llm.engine import TransformersEngine
@@ -113,11 +155,26 @@ def run_membership_experiment(workdir: str | Path, *, n_texts: int = 40, steps: 
 
     texts = synthetic_texts(n_texts, seed)
     members, non_members = texts[: n_texts // 2], texts[n_texts // 2 :]
-    model_dir = build_tiny_causal_lm(Path(workdir) / "membership-lm", texts, seed=seed, vocab_size=400, hidden_size=64,
-                                     num_layers=2, max_position_embeddings=256)
+    model_dir = build_tiny_causal_lm(
+        Path(workdir) / "membership-lm",
+        texts,
+        seed=seed,
+        vocab_size=400,
+        hidden_size=64,
+        num_layers=2,
+        max_position_embeddings=256,
+    )
     losses = train_causal_lm(model_dir, members, steps=steps, seed=seed) if steps else [float("nan")]  # 0 steps: the control
     engine = TransformersEngine(str(model_dir), model_id="membership-lm", num_threads=1)
     calibration = calibrate_membership(engine.prompt_logprobs(members), engine.prompt_logprobs(non_members), k, seed=seed)
-    return MembershipExperiment(calibration.auc, calibration.auc_low, calibration.auc_high, calibration.threshold,
-                                calibration.true_positive_rate, calibration.n_members, calibration.n_non_members,
-                                losses[0], losses[-1])
+    return MembershipExperiment(
+        calibration.auc,
+        calibration.auc_low,
+        calibration.auc_high,
+        calibration.threshold,
+        calibration.true_positive_rate,
+        calibration.n_members,
+        calibration.n_non_members,
+        losses[0],
+        losses[-1],
+    )

@@ -31,16 +31,24 @@ def _engine(backend: str, model: str, **config):
 # first 32 tokens; the conditional model gets 2 fine-tuning steps on 128-token windows (the target
 # loss must still fall, which the check verifies).
 CPU_BUDGET: dict[str, tuple[int | None, int | None]] = {
-    "rewire_max_docs": (2, None), "rewire_max_new_tokens": (256, 8192), "rewire_max_doc_chars": (700, 12_000),
-    "pairs_max_docs": (4, None), "pairs_max_doc_chars": (1000, 6000),
-    "audit_max_texts": (24, 200), "audit_max_chars": (600, 2000),
-    "color_max_tokens": (32, 512), "color_max_steps": (2, None), "color_max_seq_tokens": (128, 256),
+    "rewire_max_docs": (2, None),
+    "rewire_max_new_tokens": (256, 8192),
+    "rewire_max_doc_chars": (700, 12_000),
+    "pairs_max_docs": (4, None),
+    "pairs_max_doc_chars": (1000, 6000),
+    "audit_max_texts": (24, 200),
+    "audit_max_chars": (600, 2000),
+    "color_max_tokens": (32, 512),
+    "color_max_steps": (2, None),
+    "color_max_seq_tokens": (128, 256),
 }
 
 
 class LLMResource(dg.ConfigurableResource):
     backend: Literal["transformers", "vllm"] = Field(default="transformers", description="'vllm' (GPU) or 'transformers' (CPU)")
-    model_path: str = Field(default="", description="local Hugging Face model folder; '' = the bundled SmolLM2-135M-Instruct (CPU only)")
+    model_path: str = Field(
+        default="", description="local Hugging Face model folder; '' = the bundled SmolLM2-135M-Instruct (CPU only)"
+    )
     tensor_parallel_size: int = Field(default=1, ge=1, description="vLLM: GPUs per engine")
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1, description="vLLM: share of GPU memory for the engine")
     max_model_len: int | None = Field(default=None, description="context length; None = the model's")
@@ -48,8 +56,11 @@ class LLMResource(dg.ConfigurableResource):
     seed: int = 0
     max_batch_size: int = Field(default=16, ge=1, description="transformers: prompts per forward pass")
     cpu_threads: int = Field(default=1, ge=0, description="transformers: torch threads per engine call (0 = torch's default)")
-    model_cache_dir: str = Field(default="", description="where the bundled model is kept de-quantised (made once); "
-                                 "'' = $DATAPLATFORM_MODEL_CACHE or ~/.cache/dataplatform/models")
+    model_cache_dir: str = Field(
+        default="",
+        description="where the bundled model is kept de-quantised (made once); "
+        "'' = $DATAPLATFORM_MODEL_CACHE or ~/.cache/dataplatform/models",
+    )
 
     def budget(self, name: str, value: int | None) -> int | None:
         """``value`` if set (0 = no cap), else this backend's default from :data:`CPU_BUDGET`."""
@@ -86,9 +97,16 @@ class LLMResource(dg.ConfigurableResource):
             if self.uses_default_model:
                 raise dg.DagsterInvalidConfigError(
                     "LLMResource.model_path: the vllm backend needs a model folder (DATAPLATFORM_LLM_MODEL); "
-                    "the bundled default model is for the CPU backend", [], None)
-            config = {"tensor_parallel_size": self.tensor_parallel_size, "gpu_memory_utilization": self.gpu_memory_utilization,
-                      "dtype": self.dtype, "seed": self.seed}
+                    "the bundled default model is for the CPU backend",
+                    [],
+                    None,
+                )
+            config = {
+                "tensor_parallel_size": self.tensor_parallel_size,
+                "gpu_memory_utilization": self.gpu_memory_utilization,
+                "dtype": self.dtype,
+                "seed": self.seed,
+            }
         else:
             config = {"max_batch_size": self.max_batch_size, "dtype": "float32", "num_threads": self.cpu_threads or None}
         if self.max_model_len:

@@ -32,7 +32,6 @@ from typing import Any
 import dagster as dg
 
 from dataplatform.execution.engines import ENGINES
-
 from dataplatform.resources.llm import LLMResource
 from dataplatform.resources.storage import (
     DEFAULT_DATA_ROOT,
@@ -68,8 +67,6 @@ def _backend(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-
-
 def _engine(env: Mapping[str, str]) -> str:
     value = env.get("DATAPLATFORM_ENGINE", "") or "process"
     if value not in ENGINES:
@@ -89,7 +86,8 @@ def _ray_address(env: Mapping[str, str], engine: str) -> str | None:
     if engine != "ray":
         raise dg.DagsterInvalidConfigError(
             f"DATAPLATFORM_RAY_ADDRESS is set but DATAPLATFORM_ENGINE={engine!r}; set DATAPLATFORM_ENGINE=ray",
-            [], None,
+            [],
+            None,
         )
     return value
 
@@ -118,8 +116,11 @@ def _retention(env: Mapping[str, str]) -> dict[str, Any]:
     grace = _float(env, "DATAPLATFORM_RETENTION_GRACE_HOURS", 1.0)
     keep = _int(env, "DATAPLATFORM_RETENTION_KEEP_VERSIONS", 2)
     abandon = _float(env, "DATAPLATFORM_RETENTION_ABANDON_HOURS", 7 * 24.0)
-    for name, value in (("DATAPLATFORM_RETENTION_GRACE_HOURS", grace), ("DATAPLATFORM_RETENTION_KEEP_VERSIONS", keep),
-                        ("DATAPLATFORM_RETENTION_ABANDON_HOURS", abandon)):
+    for name, value in (
+        ("DATAPLATFORM_RETENTION_GRACE_HOURS", grace),
+        ("DATAPLATFORM_RETENTION_KEEP_VERSIONS", keep),
+        ("DATAPLATFORM_RETENTION_ABANDON_HOURS", abandon),
+    ):
         if value < 0:
             raise dg.DagsterInvalidConfigError(f"{name}={value}: must be >= 0", [], None)
     return {"retention_grace_hours": grace, "retention_keep_versions": keep, "retention_abandon_hours": abandon}
@@ -128,8 +129,11 @@ def _retention(env: Mapping[str, str]) -> dict[str, Any]:
 def resources_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     from_process_env = env is None
     env = os.environ if env is None else env
-    storage_args = {"backend": _backend(env, "DATAPLATFORM_DATA_BACKEND"),
-                    "local_root": env.get("DATAPLATFORM_DATA_ROOT") or DEFAULT_DATA_ROOT, **_retention(env)}
+    storage_args = {
+        "backend": _backend(env, "DATAPLATFORM_DATA_BACKEND"),
+        "local_root": env.get("DATAPLATFORM_DATA_ROOT") or DEFAULT_DATA_ROOT,
+        **_retention(env),
+    }
     crawl_args = {"backend": _backend(env, "DATAPLATFORM_CRAWL_BACKEND"), "local_root": env.get("DATAPLATFORM_CRAWL_ROOT", "")}
     # Fail at load time, naming the variable's field, rather than at the first run.
     DatasetStorageResource(**storage_args, **_store_fields(env, "DATA", False)).location()
@@ -146,7 +150,9 @@ def resources_from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     execution = ShardExecutionResource(engine=engine, max_workers=max_workers, ray_address=ray_address)
     llm_backend = env.get("DATAPLATFORM_LLM_BACKEND") or "transformers"
     if llm_backend not in ("transformers", "vllm"):
-        raise dg.DagsterInvalidConfigError(f"DATAPLATFORM_LLM_BACKEND={llm_backend!r}: must be 'transformers' or 'vllm'", [], None)
+        raise dg.DagsterInvalidConfigError(
+            f"DATAPLATFORM_LLM_BACKEND={llm_backend!r}: must be 'transformers' or 'vllm'", [], None
+        )
     llm = LLMResource(
         backend=llm_backend,
         model_path=env.get("DATAPLATFORM_LLM_MODEL", ""),

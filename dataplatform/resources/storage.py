@@ -5,7 +5,6 @@ profile, instance role) through dagster-aws' ``S3Resource``, and worker processe
 clients from the same environment. Only the endpoint, region, bucket and prefix are config.
 """
 
-
 from typing import Literal
 
 import dagster as dg
@@ -61,8 +60,11 @@ class DatasetStorageResource(_StoreLocationResource):
     retention_abandon_hours: float = Field(default=7 * 24.0, ge=0, description="unfinished attempts kept this long for resume")
 
     def retention(self) -> RetentionPolicy:
-        return RetentionPolicy(grace_seconds=self.retention_grace_hours * 3600, keep_superseded=self.retention_keep_versions,
-                               abandon_after_seconds=self.retention_abandon_hours * 3600)
+        return RetentionPolicy(
+            grace_seconds=self.retention_grace_hours * 3600,
+            keep_superseded=self.retention_keep_versions,
+            abandon_after_seconds=self.retention_abandon_hours * 3600,
+        )
 
     def dataset_store(self) -> DatasetStore:
         location = self.location()
@@ -94,9 +96,7 @@ class ShardExecutionResource(dg.ConfigurableResource):
     """How shards of one partition are processed: a local process pool, in the run's process, or
     as Ray tasks (a local Ray instance, or a cluster at ``ray_address``)."""
 
-    engine: Literal["process", "inline", "ray"] = Field(
-        default="process", description="'process' pool, 'inline', or 'ray' tasks"
-    )
+    engine: Literal["process", "inline", "ray"] = Field(default="process", description="'process' pool, 'inline', or 'ray' tasks")
     max_workers: int = Field(
         default=0,
         description="worker processes ('process'); CPUs of a local Ray instance or this run's share of a Ray "
@@ -104,8 +104,7 @@ class ShardExecutionResource(dg.ConfigurableResource):
     )
     ray_address: str | None = Field(
         default=None,
-        description="engine='ray': 'auto', 'ray://head:10001' or host:port of a Ray cluster; None = local Ray "
-        "(or RAY_ADDRESS)",
+        description="engine='ray': 'auto', 'ray://head:10001' or host:port of a Ray cluster; None = local Ray (or RAY_ADDRESS)",
     )
 
     def executor(self):

@@ -32,7 +32,7 @@ import shutil
 import uuid
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from dataplatform.sample_data import _banks as B
@@ -41,8 +41,8 @@ from dataplatform.sample_data._benchmark_items import BENCHMARK_NAME, ITEMS
 SEED = "dataplatform-sample-crawl-v1"
 SNAPSHOTS = {
     # Common Crawl names snapshots by ISO week; records are dated inside that week.
-    "CC-SAMPLE-2026-05": datetime(2026, 1, 26, 8, 30, tzinfo=timezone.utc),
-    "CC-SAMPLE-2026-10": datetime(2026, 3, 2, 8, 30, tzinfo=timezone.utc),
+    "CC-SAMPLE-2026-05": datetime(2026, 1, 26, 8, 30, tzinfo=UTC),
+    "CC-SAMPLE-2026-10": datetime(2026, 3, 2, 8, 30, tzinfo=UTC),
 }
 FILES_PER_SNAPSHOT = 3
 MAX_ARTICLE_PAIR_JACCARD = 0.2
@@ -114,7 +114,9 @@ class Filler:
             "pct": lambda: str(r.randint(6, 84)),
             "years": lambda: str(r.randint(2, 38)),
             "minutes": lambda: str(r.randint(5, 95)),
-            "amount": lambda: r.choice(["fifty pounds", "a hundred dollars", "two hundred euros", "eighty pounds", "a few hundred kronor"]),
+            "amount": lambda: r.choice(
+                ["fifty pounds", "a hundred dollars", "two hundred euros", "eighty pounds", "a few hundred kronor"]
+            ),
             "name": lambda: f"{r.choice(B.FIRST_NAMES)} {r.choice(B.LAST_NAMES)}",
             "numword": lambda: r.choice(B.NUMWORDS),
             "weekday": lambda: r.choice(B.WEEKDAYS),
@@ -257,8 +259,13 @@ def page_html(
 ) -> str:
     name = site_name(host)
     chrome = chrome or {
-        "home": "Home", "news": "Latest", "about": "About us", "contact": "Contact",
-        "cookie": rng.choice(COOKIE_TEXTS), "accept": "Accept all", "rights": "All rights reserved.",
+        "home": "Home",
+        "news": "Latest",
+        "about": "About us",
+        "contact": "Contact",
+        "cookie": rng.choice(COOKIE_TEXTS),
+        "accept": "Accept all",
+        "rights": "All rights reserved.",
     }
     nav_html = "".join(f'<li><a href="/{slugify(n)}/">{esc(n)}</a></li>' for n in nav)
     return (
@@ -280,8 +287,14 @@ def page_html(
     )
 
 
-def article_html(host: str, art: ArticleText, rng: random.Random, published: datetime,
-                 updated: datetime | None = None, extra_para: str | None = None) -> str:
+def article_html(
+    host: str,
+    art: ArticleText,
+    rng: random.Random,
+    published: datetime,
+    updated: datetime | None = None,
+    extra_para: str | None = None,
+) -> str:
     topic = B.TOPICS[art.topic]
     f = Filler(rng, topic)
     author = f"{rng.choice(B.FIRST_NAMES)} {rng.choice(B.LAST_NAMES)}"
@@ -314,8 +327,15 @@ def article_html(host: str, art: ArticleText, rng: random.Random, published: dat
 def build_non_english(rng: random.Random, lang: str) -> tuple[str, str, str]:
     bank = B.NON_ENGLISH[lang]
     city = rng.choice(bank["cities"])
-    f = Filler(rng, extra={"city": [city], "name": [f"{a} {b}" for a in B.FIRST_NAMES[:20] for b in B.LAST_NAMES[:12]],
-                           "num": [str(n) for n in range(3, 41)], "year": [str(y) for y in range(1995, 2026)]})
+    f = Filler(
+        rng,
+        extra={
+            "city": [city],
+            "name": [f"{a} {b}" for a in B.FIRST_NAMES[:20] for b in B.LAST_NAMES[:12]],
+            "num": [str(n) for n in range(3, 41)],
+            "year": [str(y) for y in range(1995, 2026)],
+        },
+    )
     title = f.fill(rng.choice(bank["titles"]))
     sents = [f.fill(s) for s in rng.sample(bank["sentences"], rng.randint(11, 14))]
     cuts = sorted(rng.sample(range(2, len(sents) - 1), 2))
@@ -341,45 +361,62 @@ def build_boilerplate(rng: random.Random, idx: int) -> tuple[str, str]:
     if kind == "index":
         title = "Home"
         items = "".join(f'<li><a href="/articles/{slugify(t)}/">{esc(t)}</a></li>' for t in titles)
-        main = (f"<h1>{esc(site_name(host))}</h1>\n<h2>Latest stories</h2>\n<ul>{items}</ul>\n"
-                f"<h2>Popular tags</h2>\n<ul>" + "".join(f"<li><a href='/tag/{slugify(n)}/'>{esc(n)}</a></li>" for n in rng.sample(topic["nouns"], 8)) + "</ul>")
+        main = (
+            f"<h1>{esc(site_name(host))}</h1>\n<h2>Latest stories</h2>\n<ul>{items}</ul>\n"
+            f"<h2>Popular tags</h2>\n<ul>"
+            + "".join(f"<li><a href='/tag/{slugify(n)}/'>{esc(n)}</a></li>" for n in rng.sample(topic["nouns"], 8))
+            + "</ul>"
+        )
         path = "/"
     elif kind == "login":
         title = "Sign in"
-        main = ("<h1>Sign in to your account</h1>\n<form method='post' action='/login'>\n<label>Email address</label>\n"
-                "<input type='email' name='email'>\n<label>Password</label>\n<input type='password' name='password'>\n"
-                "<label><input type='checkbox'> Remember me</label>\n<button>Sign in</button>\n</form>\n"
-                "<p><a href='/forgot'>Forgot your password?</a></p>\n<p><a href='/register'>Create an account</a></p>\n"
-                "<p>Need help? <a href='/support'>Contact support</a></p>")
+        main = (
+            "<h1>Sign in to your account</h1>\n<form method='post' action='/login'>\n<label>Email address</label>\n"
+            "<input type='email' name='email'>\n<label>Password</label>\n<input type='password' name='password'>\n"
+            "<label><input type='checkbox'> Remember me</label>\n<button>Sign in</button>\n</form>\n"
+            "<p><a href='/forgot'>Forgot your password?</a></p>\n<p><a href='/register'>Create an account</a></p>\n"
+            "<p>Need help? <a href='/support'>Contact support</a></p>"
+        )
         path = f"/login?next=%2F{slugify(rng.choice(topic['nouns']))}"
     elif kind == "cookie_policy":
         title = "Cookie policy"
         cookies = rng.sample(["_ga", "_gid", "session_id", "csrftoken", "consent", "ab_test", "lang", "_fbp"], 5)
-        main = (f"<h1>Cookie policy</h1>\n<p>Last updated: {rng.randint(1, 28)} {rng.choice(B.MONTHS)} 2025</p>\n"
-                "<h2>Necessary cookies</h2>\n<ul>" + "".join(f"<li>{c}</li>" for c in cookies[:2]) + "</ul>\n"
-                "<h2>Analytics cookies</h2>\n<ul>" + "".join(f"<li>{c}</li>" for c in cookies[2:]) + "</ul>\n"
-                "<p>Manage preferences</p>\n<button>Accept all</button>\n<button>Reject all</button>\n<button>Save settings</button>")
+        main = (
+            f"<h1>Cookie policy</h1>\n<p>Last updated: {rng.randint(1, 28)} {rng.choice(B.MONTHS)} 2025</p>\n"
+            "<h2>Necessary cookies</h2>\n<ul>" + "".join(f"<li>{c}</li>" for c in cookies[:2]) + "</ul>\n"
+            "<h2>Analytics cookies</h2>\n<ul>" + "".join(f"<li>{c}</li>" for c in cookies[2:]) + "</ul>\n"
+            "<p>Manage preferences</p>\n<button>Accept all</button>\n<button>Reject all</button>\n<button>Save settings</button>"
+        )
         path = "/cookie-policy/"
     elif kind == "tag_listing":
         tag = rng.choice(topic["nouns"])
         title = f"Posts tagged {tag}"
         items = "".join(
             f'<li><a href="/articles/{slugify(t)}/">{esc(t)}</a> <span>{rng.randint(1, 28)} {rng.choice(B.MONTHS)[:3]} 2025</span></li>'
-            for t in titles)
-        main = (f"<h1>{esc(title)}</h1>\n<ul class='posts'>{items}</ul>\n"
-                "<nav class='pagination'><a href='?page=1'>1</a> <a href='?page=2'>2</a> <a href='?page=3'>3</a> <a href='?page=2'>Next</a></nav>")
+            for t in titles
+        )
+        main = (
+            f"<h1>{esc(title)}</h1>\n<ul class='posts'>{items}</ul>\n"
+            "<nav class='pagination'><a href='?page=1'>1</a> <a href='?page=2'>2</a> <a href='?page=3'>3</a> <a href='?page=2'>Next</a></nav>"
+        )
         path = f"/tag/{slugify(tag)}/"
     elif kind == "contact":
         title = "Contact us"
-        main = (f"<h1>Contact us</h1>\n<p>Customer service</p>\n<p>Phone: +00 {rng.randint(100, 999)} {rng.randint(1000, 9999)}</p>\n"
-                f"<p>Email: help@{host}</p>\n<p>Opening hours: Mon-Fri 9:00-17:00</p>\n"
-                f"<p>{rng.randint(1, 200)} {rng.choice(B.LAST_NAMES)} Street</p>\n<p>{rng.choice(B.PLACES)}</p>\n"
-                "<form><label>Name</label><input><label>Message</label><textarea></textarea><button>Send</button></form>")
+        main = (
+            f"<h1>Contact us</h1>\n<p>Customer service</p>\n<p>Phone: +00 {rng.randint(100, 999)} {rng.randint(1000, 9999)}</p>\n"
+            f"<p>Email: help@{host}</p>\n<p>Opening hours: Mon-Fri 9:00-17:00</p>\n"
+            f"<p>{rng.randint(1, 200)} {rng.choice(B.LAST_NAMES)} Street</p>\n<p>{rng.choice(B.PLACES)}</p>\n"
+            "<form><label>Name</label><input><label>Message</label><textarea></textarea><button>Send</button></form>"
+        )
         path = "/contact/"
     else:
         title = "Sitemap"
         items = "".join(f"<li><a href='/{slugify(n)}/'>{esc(n)}</a></li>" for n in topic["nav"] + topic["nouns"][:10])
-        main = f"<h1>Sitemap</h1>\n<ul>{items}</ul>\n<ul>" + "".join(f"<li><a href='/articles/{slugify(t)}/'>{esc(t)}</a></li>" for t in titles[:10]) + "</ul>"
+        main = (
+            f"<h1>Sitemap</h1>\n<ul>{items}</ul>\n<ul>"
+            + "".join(f"<li><a href='/articles/{slugify(t)}/'>{esc(t)}</a></li>" for t in titles[:10])
+            + "</ul>"
+        )
         path = "/sitemap/"
     return f"https://{host}{path}", page_html(host, title, main, topic["nav"], rng)
 
@@ -394,8 +431,20 @@ def build_spam(rng: random.Random, idx: int) -> tuple[str, str]:
         if kind == "stuffing":
             toks = []
             for _ in range(rng.randint(120, 220)):
-                toks.append(rng.choice([product, product, f"cheap {product}", f"best {product}", f"buy {product}",
-                                        f"{product} online", f"{product} sale", rng.choice(B.SPAM_PHRASES)]))
+                toks.append(
+                    rng.choice(
+                        [
+                            product,
+                            product,
+                            f"cheap {product}",
+                            f"best {product}",
+                            f"buy {product}",
+                            f"{product} online",
+                            f"{product} sale",
+                            rng.choice(B.SPAM_PHRASES),
+                        ]
+                    )
+                )
             parts.append(f"<p>{esc(' '.join(toks))}</p>")
         elif kind == "repeated":
             line = f"CLICK HERE for the BEST {up} deals!!! {rng.choice(B.SPAM_PHRASES).upper()}!!!"
@@ -405,7 +454,9 @@ def build_spam(rng: random.Random, idx: int) -> tuple[str, str]:
             links = []
             for _ in range(rng.randint(40, 70)):
                 city = rng.choice(B.PLACES)
-                links.append(f'<li><a href="https://{slugify(product)}-{slugify(city)}.example/">best {esc(product)} {esc(city)}</a></li>')
+                links.append(
+                    f'<li><a href="https://{slugify(product)}-{slugify(city)}.example/">best {esc(product)} {esc(city)}</a></li>'
+                )
             parts.append("<ul>" + "".join(links) + "</ul>")
     parts.append(f"<p>{esc(rng.choice(B.SPAM_PHRASES).upper())} {esc(rng.choice(B.SPAM_PHRASES).upper())}</p>")
     url = f"https://{host}/{slugify(product)}-{rng.choice(['cheap', 'best', 'sale'])}-{rng.randint(10, 999)}.html"
@@ -446,8 +497,10 @@ def leak_paragraph(item_idx: int) -> tuple[str, str]:
     question, choices, _ = ITEMS[item_idx]
     letters = "ABCD"
     opts = "; ".join(f"{letters[i]}) {c}" for i, c in enumerate(choices))
-    text = (f"A reader sent us a quiz question that has been circulating in study groups, quoted here exactly: "
-            f"{question} The options given were {opts}. We will come back to the answer in a later column.")
+    text = (
+        f"A reader sent us a quiz question that has been circulating in study groups, quoted here exactly: "
+        f"{question} The options given were {opts}. We will come back to the answer in a later column."
+    )
     return text, f"{BENCHMARK_NAME}-{item_idx:04d}"
 
 
@@ -499,45 +552,72 @@ def http_response_block(c: Capture) -> tuple[bytes, bytes]:
 def request_block(url: str) -> bytes:
     m = re.match(r"https?://([^/]+)(.*)", url)
     host, path = m.group(1), m.group(2) or "/"
-    return (f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
-            "User-Agent: dataplatform-sample-bot/1.0 (+https://dataplatform.example/bot)\r\n"
-            "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
-            "Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: br,gzip\r\nConnection: Keep-Alive\r\n\r\n").encode()
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
+        "User-Agent: dataplatform-sample-bot/1.0 (+https://dataplatform.example/bot)\r\n"
+        "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+        "Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: br,gzip\r\nConnection: Keep-Alive\r\n\r\n"
+    ).encode()
 
 
 def payload_type(c: Capture) -> str:
     return (c.content_type or "application/octet-stream").split(";")[0].strip()
 
 
+# long function: one data recipe whose random draws must stay in this order (the bundled WARC bytes are pinned)
 def render_capture(c: Capture, warcinfo_id: str) -> list[bytes]:
     """The gzip members (request, response/revisit) for one capture."""
     host = re.match(r"https?://([^/]+)", c.url).group(1)
     req = request_block(c.url)
-    req_rec = warc_record([
-        ("WARC-Type", "request"), ("WARC-Date", warc_date(c.date)), ("WARC-Record-ID", c.request_id),
-        ("Content-Length", str(len(req))), ("Content-Type", "application/http; msgtype=request"),
-        ("WARC-Warcinfo-ID", warcinfo_id), ("WARC-IP-Address", ip_for(host)), ("WARC-Target-URI", c.url),
-        ("WARC-Block-Digest", sha1_b32(req)),
-    ], req)
+    req_rec = warc_record(
+        [
+            ("WARC-Type", "request"),
+            ("WARC-Date", warc_date(c.date)),
+            ("WARC-Record-ID", c.request_id),
+            ("Content-Length", str(len(req))),
+            ("Content-Type", "application/http; msgtype=request"),
+            ("WARC-Warcinfo-ID", warcinfo_id),
+            ("WARC-IP-Address", ip_for(host)),
+            ("WARC-Target-URI", c.url),
+            ("WARC-Block-Digest", sha1_b32(req)),
+        ],
+        req,
+    )
     common = [("WARC-Date", warc_date(c.date)), ("WARC-Record-ID", c.record_id)]
     if c.warc_type == "revisit":
         orig = c.revisit_of
         head, _ = http_response_block(c)
         block = head
-        headers = [("WARC-Type", "revisit"), *common, ("Content-Length", str(len(block))),
-                   ("Content-Type", "application/http; msgtype=response"), ("WARC-Warcinfo-ID", warcinfo_id),
-                   ("WARC-Concurrent-To", c.request_id), ("WARC-IP-Address", ip_for(host)),
-                   ("WARC-Target-URI", c.url), ("WARC-Profile", REVISIT_PROFILE),
-                   ("WARC-Refers-To", orig.record_id), ("WARC-Refers-To-Target-URI", orig.url),
-                   ("WARC-Refers-To-Date", warc_date(orig.date)), ("WARC-Payload-Digest", orig.payload_digest),
-                   ("WARC-Block-Digest", sha1_b32(block))]
+        headers = [
+            ("WARC-Type", "revisit"),
+            *common,
+            ("Content-Length", str(len(block))),
+            ("Content-Type", "application/http; msgtype=response"),
+            ("WARC-Warcinfo-ID", warcinfo_id),
+            ("WARC-Concurrent-To", c.request_id),
+            ("WARC-IP-Address", ip_for(host)),
+            ("WARC-Target-URI", c.url),
+            ("WARC-Profile", REVISIT_PROFILE),
+            ("WARC-Refers-To", orig.record_id),
+            ("WARC-Refers-To-Target-URI", orig.url),
+            ("WARC-Refers-To-Date", warc_date(orig.date)),
+            ("WARC-Payload-Digest", orig.payload_digest),
+            ("WARC-Block-Digest", sha1_b32(block)),
+        ]
         c.payload_digest = orig.payload_digest
     elif c.raw_block is not None:
         block = c.raw_block
-        headers = [("WARC-Type", "response"), *common, ("Content-Length", str(len(block))),
-                   ("Content-Type", "application/http; msgtype=response"), ("WARC-Warcinfo-ID", warcinfo_id),
-                   ("WARC-Concurrent-To", c.request_id), ("WARC-IP-Address", ip_for(host)),
-                   ("WARC-Target-URI", c.url), ("WARC-Block-Digest", sha1_b32(block))]
+        headers = [
+            ("WARC-Type", "response"),
+            *common,
+            ("Content-Length", str(len(block))),
+            ("Content-Type", "application/http; msgtype=response"),
+            ("WARC-Warcinfo-ID", warcinfo_id),
+            ("WARC-Concurrent-To", c.request_id),
+            ("WARC-IP-Address", ip_for(host)),
+            ("WARC-Target-URI", c.url),
+            ("WARC-Block-Digest", sha1_b32(block)),
+        ]
     else:
         head, payload = http_response_block(c)
         block = head + payload
@@ -549,11 +629,19 @@ def render_capture(c: Capture, warcinfo_id: str) -> list[bytes]:
             while not chr(block[pos]).isalpha():
                 pos += 1
             block = block[:pos] + bytes([block[pos] ^ 0x01]) + block[pos + 1 :]
-        headers = [("WARC-Type", "response"), *common, ("Content-Length", str(len(block))),
-                   ("Content-Type", "application/http; msgtype=response"), ("WARC-Warcinfo-ID", warcinfo_id),
-                   ("WARC-Concurrent-To", c.request_id), ("WARC-IP-Address", ip_for(host)),
-                   ("WARC-Target-URI", c.url), ("WARC-Payload-Digest", c.payload_digest),
-                   ("WARC-Block-Digest", block_digest), ("WARC-Identified-Payload-Type", payload_type(c))]
+        headers = [
+            ("WARC-Type", "response"),
+            *common,
+            ("Content-Length", str(len(block))),
+            ("Content-Type", "application/http; msgtype=response"),
+            ("WARC-Warcinfo-ID", warcinfo_id),
+            ("WARC-Concurrent-To", c.request_id),
+            ("WARC-IP-Address", ip_for(host)),
+            ("WARC-Target-URI", c.url),
+            ("WARC-Payload-Digest", c.payload_digest),
+            ("WARC-Block-Digest", block_digest),
+            ("WARC-Identified-Payload-Type", payload_type(c)),
+        ]
     resp = gz(warc_record(headers, block))
     if c.truncate:
         resp = truncate_member(resp, warc_record(headers, block))
@@ -582,16 +670,24 @@ def warcinfo_record(snapshot: str, filename: str, date: datetime, rid: str) -> b
         "robots: checked via crawler-commons\r\n"
         "operator: dataplatform maintainers\r\n"
     ).encode()
-    return gz(warc_record([
-        ("WARC-Type", "warcinfo"), ("WARC-Date", warc_date(date)), ("WARC-Filename", filename),
-        ("WARC-Record-ID", rid), ("Content-Length", str(len(body))), ("Content-Type", "application/warc-fields"),
-        ("WARC-Block-Digest", sha1_b32(body)),
-    ], body))
+    return gz(
+        warc_record(
+            [
+                ("WARC-Type", "warcinfo"),
+                ("WARC-Date", warc_date(date)),
+                ("WARC-Filename", filename),
+                ("WARC-Record-ID", rid),
+                ("Content-Length", str(len(body))),
+                ("Content-Type", "application/warc-fields"),
+                ("WARC-Block-Digest", sha1_b32(body)),
+            ],
+            body,
+        )
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # Snapshot assembly
-
 
 
 def _give_distinct_urls(caps: list[Capture]) -> None:
@@ -604,6 +700,7 @@ def _give_distinct_urls(caps: list[Capture]) -> None:
             n += 1
             c.url = base + ("&" if "?" in base else "?") + f"page={n}"
         seen.add(c.url)
+
 
 class Generator:
     def __init__(self) -> None:
@@ -618,8 +715,9 @@ class Generator:
     def rng(self, *parts: object) -> random.Random:
         return random.Random(":".join([SEED, *map(str, parts)]))
 
-    def new_article(self, snapshot: str, i: int, category: str = "article", extra_para: str | None = None,
-                    min_words: int = 0) -> tuple[Capture, ArticleText, str]:
+    def new_article(
+        self, snapshot: str, i: int, category: str = "article", extra_para: str | None = None, min_words: int = 0
+    ) -> tuple[Capture, ArticleText, str]:
         rng = self.rng(snapshot, "article", i)
         topic = self.topics[i % len(self.topics)]
         while True:
@@ -629,7 +727,11 @@ class Generator:
         host = B.TOPICS[topic]["sites"][rng.randrange(3)]
         style = rng.randrange(3)
         slug = slugify(art.title)
-        path = [f"/articles/{slug}/", f"/{2025 - rng.randrange(3)}/{rng.randint(1, 12):02d}/{slug}.html", f"/{topic}/{slug}-{rng.randint(100, 99999)}"][style]
+        path = [
+            f"/articles/{slug}/",
+            f"/{2025 - rng.randrange(3)}/{rng.randint(1, 12):02d}/{slug}.html",
+            f"/{topic}/{slug}-{rng.randint(100, 99999)}",
+        ][style]
         url = f"https://{host}{path}"
         published = SNAPSHOTS[snapshot] - timedelta(days=rng.randint(2, 900))
         extra_text = None
@@ -641,7 +743,10 @@ class Generator:
         self.unique_english.append((url, text))
         return cap, art, host
 
-    def snapshot_captures(self, snapshot: str, n_articles: int, prev: str | None) -> tuple[list[Capture], list[Capture], list[Capture]]:
+    # long function: one data recipe whose random draws must stay in this order (the bundled WARC bytes are pinned)
+    def snapshot_captures(
+        self, snapshot: str, n_articles: int, prev: str | None
+    ) -> tuple[list[Capture], list[Capture], list[Capture]]:
         """(main captures to shuffle, within-snapshot duplicate captures, truncated-file captures)."""
         s_idx = list(SNAPSHOTS).index(snapshot)
         caps: list[Capture] = []
@@ -681,8 +786,17 @@ class Generator:
                 url = f"https://webcache-mirror.example/{cap.url.split('://', 1)[1]}"
             else:
                 url = cap.url + ("&" if "?" in cap.url else "?") + f"utm_source=newsletter&utm_medium=email&utm_campaign=week{k}"
-            dups.append(Capture(url=url, category="exact_duplicate", language="en", body=cap.body,
-                                duplicate_of=cap.url, jaccard=None, text=cap.text))
+            dups.append(
+                Capture(
+                    url=url,
+                    category="exact_duplicate",
+                    language="en",
+                    body=cap.body,
+                    duplicate_of=cap.url,
+                    jaccard=None,
+                    text=cap.text,
+                )
+            )
         for k, band in enumerate(["high", "high", "high", "hard"][: 4 - s_idx]):
             cap, art, host = originals[4 + k]
             erng = self.rng(snapshot, "near", k)
@@ -691,23 +805,51 @@ class Generator:
             other = [s for s in topic["sites"] if s != host][erng.randrange(2)]
             url = f"https://{other}/syndicated/{slugify(new.title)}-{erng.randint(100, 999)}"
             page = article_html(other, new, erng, SNAPSHOTS[snapshot] - timedelta(days=erng.randint(1, 30)))
-            dups.append(Capture(url=url, category="near_duplicate", language="en", body=page.encode(),
-                                duplicate_of=cap.url, jaccard=jac, text=new.text()))
+            dups.append(
+                Capture(
+                    url=url,
+                    category="near_duplicate",
+                    language="en",
+                    body=page.encode(),
+                    duplicate_of=cap.url,
+                    jaccard=jac,
+                    text=new.text(),
+                )
+            )
         if prev is not None:
             # cross-snapshot: same URLs re-crawled, identical or lightly edited
             prev_articles = self.article_pool[prev][30:60]
             for k in range(5):
                 cap, art, host = prev_articles[k]
-                caps.append(Capture(url=cap.url, category="exact_duplicate", language="en", body=cap.body,
-                                    duplicate_of=cap.url, text=cap.text, kind="recrawl"))
+                caps.append(
+                    Capture(
+                        url=cap.url,
+                        category="exact_duplicate",
+                        language="en",
+                        body=cap.body,
+                        duplicate_of=cap.url,
+                        text=cap.text,
+                        kind="recrawl",
+                    )
+                )
             for k, band in enumerate(["high", "high", "high", "high", "hard"]):
                 cap, art, host = prev_articles[5 + k]
                 erng = self.rng(snapshot, "cross-near", k)
                 new, jac = edit_article(erng, art, band)
                 published = SNAPSHOTS[prev] - timedelta(days=erng.randint(30, 300))
                 page = article_html(host, new, erng, published, updated=SNAPSHOTS[snapshot] - timedelta(days=erng.randint(1, 20)))
-                caps.append(Capture(url=cap.url, category="near_duplicate", language="en", body=page.encode(),
-                                    duplicate_of=cap.url, jaccard=jac, text=new.text(), kind="recrawl"))
+                caps.append(
+                    Capture(
+                        url=cap.url,
+                        category="near_duplicate",
+                        language="en",
+                        body=page.encode(),
+                        duplicate_of=cap.url,
+                        jaccard=jac,
+                        text=new.text(),
+                        kind="recrawl",
+                    )
+                )
         # the extra, truncated file: three fine articles, then a record cut mid-block
         trunc = [self.new_article(snapshot, 20_000 + k)[0] for k in range(3)]
         cut, _, _ = self.new_article(snapshot, 20_003, category="malformed", min_words=700)
@@ -716,6 +858,7 @@ class Generator:
         self.article_pool[snapshot] = articles
         return caps, dups, trunc
 
+    # long function: one data recipe whose random draws must stay in this order (the bundled WARC bytes are pinned)
     def malformed(self, snapshot: str, s_idx: int, articles: list) -> list[Capture]:
         rng = self.rng(snapshot, "malformed")
         out: list[Capture] = []
@@ -725,39 +868,100 @@ class Generator:
             return f"{base[i % len(base)]}{s_idx + 1}.example"
 
         # non-HTTP block in a response record
-        out.append(Capture(url=f"https://{host(0)}/raw/page-{rng.randint(100, 999)}", category="malformed", language=None,
-                           raw_block=b"<html><body><p>Raw page content stored without any HTTP status line or headers.</p></body></html>\n",
-                           expected_quarantine=NON_HTTP))
+        out.append(
+            Capture(
+                url=f"https://{host(0)}/raw/page-{rng.randint(100, 999)}",
+                category="malformed",
+                language=None,
+                raw_block=b"<html><body><p>Raw page content stored without any HTTP status line or headers.</p></body></html>\n",
+                expected_quarantine=NON_HTTP,
+            )
+        )
         # revisit (identical payload digest); filled in with its original at placement time
-        out.append(Capture(url="", category="malformed", language=None, warc_type="revisit", kind="revisit",
-                           expected_quarantine=REVISIT))
+        out.append(
+            Capture(url="", category="malformed", language=None, warc_type="revisit", kind="revisit", expected_quarantine=REVISIT)
+        )
         # empty payload
-        out.append(Capture(url=f"https://{host(1)}/threads/{rng.randint(1000, 9999)}", category="malformed", language=None,
-                           body=b"", expected_quarantine=EMPTY_PAYLOAD))
+        out.append(
+            Capture(
+                url=f"https://{host(1)}/threads/{rng.randint(1000, 9999)}",
+                category="malformed",
+                language=None,
+                body=b"",
+                expected_quarantine=EMPTY_PAYLOAD,
+            )
+        )
         # HTTP status
         redirect = [(301, "Moved Permanently"), (302, "Found")][s_idx]
         target = f"https://{host(1)}/new-location/{rng.randint(10, 99)}"
-        out.append(Capture(url=f"https://{host(1)}/old-location/{rng.randint(10, 99)}", category="malformed", language=None,
-                           status=redirect[0], reason=redirect[1], extra_headers=[("Location", target)],
-                           body=f'<html><head><title>{redirect[0]} {redirect[1]}</title></head><body><h1>{redirect[1]}</h1><p>The document has moved <a href="{target}">here</a>.</p></body></html>\n'.encode(),
-                           expected_quarantine=HTTP_STATUS))
+        out.append(
+            Capture(
+                url=f"https://{host(1)}/old-location/{rng.randint(10, 99)}",
+                category="malformed",
+                language=None,
+                status=redirect[0],
+                reason=redirect[1],
+                extra_headers=[("Location", target)],
+                body=f'<html><head><title>{redirect[0]} {redirect[1]}</title></head><body><h1>{redirect[1]}</h1><p>The document has moved <a href="{target}">here</a>.</p></body></html>\n'.encode(),
+                expected_quarantine=HTTP_STATUS,
+            )
+        )
         err = [(404, "Not Found"), (500, "Internal Server Error")][s_idx]
-        out.append(Capture(url=f"https://{host(0)}/missing/{rng.randint(100, 999)}.html", category="malformed", language=None,
-                           status=err[0], reason=err[1],
-                           body=page_html(host(0), f"{err[0]} {err[1]}", f"<h1>{err[0]} {err[1]}</h1>\n<p>Sorry, something went wrong.</p>", ["Help"], rng).encode(),
-                           expected_quarantine=HTTP_STATUS))
+        out.append(
+            Capture(
+                url=f"https://{host(0)}/missing/{rng.randint(100, 999)}.html",
+                category="malformed",
+                language=None,
+                status=err[0],
+                reason=err[1],
+                body=page_html(
+                    host(0),
+                    f"{err[0]} {err[1]}",
+                    f"<h1>{err[0]} {err[1]}</h1>\n<p>Sorry, something went wrong.</p>",
+                    ["Help"],
+                    rng,
+                ).encode(),
+                expected_quarantine=HTTP_STATUS,
+            )
+        )
         # non-HTML payloads
         if s_idx == 0:
-            pdf = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n"
-                   b"trailer<</Root 1 0 R>>\n%%EOF\n")
-            out.append(Capture(url=f"https://{host(2)}/reports/annual-{rng.randint(2010, 2025)}.pdf", category="malformed", language=None,
-                               body=pdf, content_type="application/pdf", expected_quarantine=NON_HTML))
+            pdf = (
+                b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\n"
+                b"trailer<</Root 1 0 R>>\n%%EOF\n"
+            )
+            out.append(
+                Capture(
+                    url=f"https://{host(2)}/reports/annual-{rng.randint(2010, 2025)}.pdf",
+                    category="malformed",
+                    language=None,
+                    body=pdf,
+                    content_type="application/pdf",
+                    expected_quarantine=NON_HTML,
+                )
+            )
         else:
-            out.append(Capture(url=f"https://{host(2)}/api/v1/items?page={rng.randint(2, 9)}", category="malformed", language=None,
-                               body=b'{"items": [], "next": null}\n', content_type="application/json", expected_quarantine=NON_HTML))
+            out.append(
+                Capture(
+                    url=f"https://{host(2)}/api/v1/items?page={rng.randint(2, 9)}",
+                    category="malformed",
+                    language=None,
+                    body=b'{"items": [], "next": null}\n',
+                    content_type="application/json",
+                    expected_quarantine=NON_HTML,
+                )
+            )
         png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
-        out.append(Capture(url=f"https://{host(3)}/img/logo-{rng.randint(10, 99)}.png", category="malformed", language=None,
-                           body=png, content_type="image/png", expected_quarantine=NON_HTML))
+        out.append(
+            Capture(
+                url=f"https://{host(3)}/img/logo-{rng.randint(10, 99)}.png",
+                category="malformed",
+                language=None,
+                body=png,
+                content_type="image/png",
+                expected_quarantine=NON_HTML,
+            )
+        )
         # undecodable charsets
         invalid = bytes(list(range(0x80, 0xC2)) + list(range(0xF5, 0x100)))  # never valid UTF-8 on their own
 
@@ -767,14 +971,41 @@ class Generator:
                 out_b.append(rng.choice(invalid) if ch != 0x20 and rng.random() < frac else ch)
             return bytes(out_b)
 
-        seed_text = " ".join(rng.choice(B.GENERIC_TEMPLATES).replace("{", "").replace("}", "").replace("[", "").replace("]", "") for _ in range(6))
-        klingon = (b'<html><head><meta charset="x-klingon"><title>' + garble("tlhIngan Hol Dajatlh'a'", 0.5) + b"</title></head><body><p>"
-                   + garble(seed_text, 0.35) + b"</p></body></html>\n")
-        out.append(Capture(url=f"https://{host(1)}/qep/{rng.randint(100, 999)}", category="malformed", language=None,
-                           body=klingon, content_type="text/html; charset=x-klingon", expected_quarantine=UNDECODABLE))
-        bad_utf8 = b'<html><head><meta charset="utf-8"><title>Notes</title></head><body><p>' + garble(seed_text, 0.9) + b"</p></body></html>\n"
-        out.append(Capture(url=f"https://{host(0)}/notes/{rng.randint(100, 999)}", category="malformed", language=None,
-                           body=bad_utf8, content_type="text/html; charset=utf-8", expected_quarantine=UNDECODABLE))
+        seed_text = " ".join(
+            rng.choice(B.GENERIC_TEMPLATES).replace("{", "").replace("}", "").replace("[", "").replace("]", "") for _ in range(6)
+        )
+        klingon = (
+            b'<html><head><meta charset="x-klingon"><title>'
+            + garble("tlhIngan Hol Dajatlh'a'", 0.5)
+            + b"</title></head><body><p>"
+            + garble(seed_text, 0.35)
+            + b"</p></body></html>\n"
+        )
+        out.append(
+            Capture(
+                url=f"https://{host(1)}/qep/{rng.randint(100, 999)}",
+                category="malformed",
+                language=None,
+                body=klingon,
+                content_type="text/html; charset=x-klingon",
+                expected_quarantine=UNDECODABLE,
+            )
+        )
+        bad_utf8 = (
+            b'<html><head><meta charset="utf-8"><title>Notes</title></head><body><p>'
+            + garble(seed_text, 0.9)
+            + b"</p></body></html>\n"
+        )
+        out.append(
+            Capture(
+                url=f"https://{host(0)}/notes/{rng.randint(100, 999)}",
+                category="malformed",
+                language=None,
+                body=bad_utf8,
+                content_type="text/html; charset=utf-8",
+                expected_quarantine=UNDECODABLE,
+            )
+        )
         for c in out[-2:]:
             try:
                 c.body.decode("utf-8")
@@ -911,7 +1142,9 @@ def check_similarity(gen: Generator) -> dict:
 def write_benchmark(out: Path) -> None:
     d = out / "benchmarks"
     d.mkdir(parents=True, exist_ok=True)
-    rows = [{"id": f"{BENCHMARK_NAME}-{i:04d}", "question": q, "choices": ch, "answer": ch[a]} for i, (q, ch, a) in enumerate(ITEMS)]
+    rows = [
+        {"id": f"{BENCHMARK_NAME}-{i:04d}", "question": q, "choices": ch, "answer": ch[a]} for i, (q, ch, a) in enumerate(ITEMS)
+    ]
     (d / f"{BENCHMARK_NAME}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
@@ -941,8 +1174,12 @@ def generate(out: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
-                        help="output folder (default: the dataplatform/sample_data package folder)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent,
+        help="output folder (default: the dataplatform/sample_data package folder)",
+    )
     args = parser.parse_args(argv)
     stats = generate(args.out)
     print(json.dumps(stats))

@@ -59,19 +59,21 @@ from dataplatform.stages.runner import (
 BELOW_CUT = "color:below_cut"
 SELECTED, NOT_SELECTED = "selected", "below_cut"
 
-COLOR_SCORES_SCHEMA = pa.schema([
-    pa.field("doc_id", pa.string(), nullable=False),
-    pa.field("url", pa.string()),
-    pa.field("snapshot", pa.string()),
-    pa.field("text", pa.large_string()),
-    pa.field("source_table", pa.string()),  # the candidate's table in the source asset
-    pa.field("quality_score", pa.float32()),
-    pa.field("loss_prior", pa.float32()),
-    pa.field("loss_conditional", pa.float32()),
-    pa.field("color_score", pa.float32()),  # loss_prior - loss_conditional; null when no token was scored
-    pa.field("n_tokens_scored", pa.int64()),
-    pa.field("drop_reason", pa.string()),
-])
+COLOR_SCORES_SCHEMA = pa.schema(
+    [
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("url", pa.string()),
+        pa.field("snapshot", pa.string()),
+        pa.field("text", pa.large_string()),
+        pa.field("source_table", pa.string()),  # the candidate's table in the source asset
+        pa.field("quality_score", pa.float32()),
+        pa.field("loss_prior", pa.float32()),
+        pa.field("loss_conditional", pa.float32()),
+        pa.field("color_score", pa.float32()),  # loss_prior - loss_conditional; null when no token was scored
+        pa.field("n_tokens_scored", pa.int64()),
+        pa.field("drop_reason", pa.string()),
+    ]
+)
 
 
 # ------------------------------------------------------------------------ the conditional model
@@ -83,13 +85,15 @@ class ConditionalModelOptions:
     num_threads: int | None = None
 
 
-def materialize_color_conditional_model(store: DatasetStore, options: ConditionalModelOptions = ConditionalModelOptions(),
-                                        progress: ProgressSink | None = None) -> StageReport:
+def materialize_color_conditional_model(
+    store: DatasetStore, options: ConditionalModelOptions = ConditionalModelOptions(), progress: ProgressSink | None = None
+) -> StageReport:
     base = cf.resolve_base_model(options.base_model)
     texts = cf.read_target_texts(options.target_path) if options.target_path else cf.default_target_texts()
     training_hash = cf.training_hash(base, texts, options.fine_tune)
-    with StageRun(store, names.COLOR_CONDITIONAL_MODEL, names.UNPARTITIONED, config={"training_hash": training_hash},
-                  progress=progress) as run:
+    with StageRun(
+        store, names.COLOR_CONDITIONAL_MODEL, names.UNPARTITIONED, config={"training_hash": training_hash}, progress=progress
+    ) as run:
         if run.up_to_date:
             return run.report
         if progress:
@@ -101,17 +105,19 @@ def materialize_color_conditional_model(store: DatasetStore, options: Conditiona
             for path in files:
                 run.writer.add_file(path)
         run.report.rows_in = run.report.rows_out = len(texts)
-        return run.commit({
-            "training_hash": training_hash,
-            "base_model": base.name,
-            "base_model_ref": options.base_model,  # None: the default (resolved again where it is scored)
-            "base_model_sha256": base.sha256,
-            "target": options.target_path or "bundled:color_target",
-            "target_documents": len(texts),
-            "fine_tune": dataclasses.asdict(options.fine_tune),
-            "result": result.to_dict(),
-            "model_files": [p.name for p in files],
-        })
+        return run.commit(
+            {
+                "training_hash": training_hash,
+                "base_model": base.name,
+                "base_model_ref": options.base_model,  # None: the default (resolved again where it is scored)
+                "base_model_sha256": base.sha256,
+                "target": options.target_path or "bundled:color_target",
+                "target_documents": len(texts),
+                "fine_tune": dataclasses.asdict(options.fine_tune),
+                "result": result.to_dict(),
+                "model_files": [p.name for p in files],
+            }
+        )
 
 
 # ------------------------------------------------------------------------------- model handles
@@ -142,9 +148,11 @@ def local_model_folder(model: ModelRef, cache_dir: str | None) -> Path:
     if model.role == "prior":
         base = cf.resolve_base_model(model.base_ref)
         if base.sha256 != model.base_sha256:
-            raise ValueError(f"color prior {base.name}: its bytes changed since the conditional model was trained "
-                             f"(sha256 {base.sha256[:12]} != {model.base_sha256[:12]}); re-materialize "
-                             f"{names.COLOR_CONDITIONAL_MODEL}")
+            raise ValueError(
+                f"color prior {base.name}: its bytes changed since the conditional model was trained "
+                f"(sha256 {base.sha256[:12]} != {model.base_sha256[:12]}); re-materialize "
+                f"{names.COLOR_CONDITIONAL_MODEL}"
+            )
         return cf.ensure_hf_folder(base, root)
     folder = root / f"color-conditional-{model.version[:16]}"
     if not (folder / "config.json").is_file():
@@ -231,14 +239,17 @@ def run_loss_task(task: LossTask) -> TaskResult:
         key = f"{task.units_prefix}/unit-{unit:05d}.parquet"
         raw = store.get_bytes(key)
         if raw is None:
-            losses, counts = cf.document_losses(cached_engine(task.engine, task.model), batch.column("text").to_pylist(),
-                                                task.max_tokens)
+            losses, counts = cf.document_losses(
+                cached_engine(task.engine, task.model), batch.column("text").to_pylist(), task.max_tokens
+            )
             table = pa.table({"loss": pa.array(losses, pa.float32()), "n_tokens": pa.array(counts, pa.int64())})
             store.put_bytes(key, _parquet(table))
         else:
             table = pq.read_table(io.BytesIO(raw))
         parts.append(table)
-    losses = pa.concat_tables(parts) if parts else pa.table({"loss": pa.array([], pa.float32()), "n_tokens": pa.array([], pa.int64())})
+    losses = (
+        pa.concat_tables(parts) if parts else pa.table({"loss": pa.array([], pa.float32()), "n_tokens": pa.array([], pa.int64())})
+    )
     n_tokens = int(pa.compute.sum(losses.column("n_tokens")).as_py() or 0)
     payload: dict[str, Any] = {"tokens": n_tokens}
     if task.prior_key is not None:
@@ -246,9 +257,14 @@ def run_loss_task(task: LossTask) -> TaskResult:
         score = cf.color_scores(prior, losses.column("loss").to_numpy(zero_copy_only=False))
         losses = losses.append_column("color_score", pa.array(score, pa.float32()))
         valid = score[~np.isnan(score)]
-        payload.update({"high_buckets": rs.sparse_histogram(rs.score_keys(score) >> np.uint32(rs.HIGH_BITS)),
-                        "scored": int(valid.size), "score_sum": float(valid.sum()),
-                        "histogram": np.histogram(np.clip(valid, -1.0, 1.0), bins=20, range=(-1.0, 1.0))[0].tolist()})
+        payload.update(
+            {
+                "high_buckets": rs.sparse_histogram(rs.score_keys(score) >> np.uint32(rs.HIGH_BITS)),
+                "scored": int(valid.size),
+                "score_sum": float(valid.sum()),
+                "histogram": np.histogram(np.clip(valid, -1.0, 1.0), bins=20, range=(-1.0, 1.0))[0].tolist(),
+            }
+        )
     store.put_bytes(task.losses_key, _parquet(losses))
     return TaskResult(rows_in=losses.num_rows, counters={"tokens_scored": n_tokens}, payload=payload)
 
@@ -277,11 +293,19 @@ def locate_top_cut(run: StageRun, tasks: list[LossTask], results: list[TaskResul
         return None
     offsets = np.cumsum([0] + [r.rows_in for r in results])[:-1].tolist()
     first = rs.locate(rs.merge_histograms(r.payload["high_buckets"] for r in results), k - 1)
-    inside = run.map("cut-bucket", run_cut_task, [CutTask(t.index, t.source, t.losses_key, off, bucket=first.bucket)
-                                                  for t, off in zip(tasks, offsets)], collect=False)
+    inside = run.map(
+        "cut-bucket",
+        run_cut_task,
+        [CutTask(t.index, t.source, t.losses_key, off, bucket=first.bucket) for t, off in zip(tasks, offsets)],
+        collect=False,
+    )
     exact = rs.locate(rs.merge_histograms(r.payload["histogram"] for r in inside), first.offset)
-    tied = run.map("cut-ties", run_cut_task, [CutTask(t.index, t.source, t.losses_key, off, exact_key=exact.bucket)
-                                              for t, off in zip(tasks, offsets)], collect=False)
+    tied = run.map(
+        "cut-ties",
+        run_cut_task,
+        [CutTask(t.index, t.source, t.losses_key, off, exact_key=exact.bucket) for t, off in zip(tasks, offsets)],
+        collect=False,
+    )
     return rs.cut_from_ties(exact.bucket, exact.offset, [row for r in tied for row in r.payload["rows"]], k - 1)
 
 
@@ -312,8 +336,10 @@ def run_split_task(task: SplitTask) -> TaskResult:
     rows = np.arange(len(keys)) + task.row_offset
     selected = task.cut.at_or_above(keys, rows) if task.cut is not None else np.zeros(len(keys), bool)
     offset = 0
-    with ShardSink(task.out, task.data_key, COLOR_SCORES_SCHEMA, names.DATA, task.partition_prefix) as data, ShardSink(
-            task.out, task.dropped_key, COLOR_SCORES_SCHEMA, names.DROPPED, task.partition_prefix) as dropped:
+    with (
+        ShardSink(task.out, task.data_key, COLOR_SCORES_SCHEMA, names.DATA, task.partition_prefix) as data,
+        ShardSink(task.out, task.dropped_key, COLOR_SCORES_SCHEMA, names.DROPPED, task.partition_prefix) as dropped,
+    ):
         for batch in iter_shard_batches(task.source, task.shard_key, 5000):
             n = batch.num_rows
             window = slice(offset, offset + n)
@@ -328,8 +354,12 @@ def run_split_task(task: SplitTask) -> TaskResult:
             dropped.write(conform(frame.filter(~keep).to_arrow(), COLOR_SCORES_SCHEMA))
             offset += n
     n_selected = int(selected.sum())
-    return TaskResult(shards=[data.info, dropped.info], rows_in=len(keys), rows_out=n_selected,
-                      drop_counts={BELOW_CUT: len(keys) - n_selected} if len(keys) > n_selected else {})
+    return TaskResult(
+        shards=[data.info, dropped.info],
+        rows_in=len(keys),
+        rows_out=n_selected,
+        drop_counts={BELOW_CUT: len(keys) - n_selected} if len(keys) > n_selected else {},
+    )
 
 
 def _rank_count(fraction: float, n: int) -> int:
@@ -341,55 +371,84 @@ def _summary(results: list[TaskResult]) -> dict[str, Any]:
     scored = sum(r.payload["scored"] for r in results)
     histogram = np.sum([r.payload["histogram"] for r in results], axis=0) if results else np.zeros(20, int)
     edges = np.linspace(-1.0, 1.0, 21)
-    return {"color_score_mean": round(sum(r.payload["score_sum"] for r in results) / scored, 5) if scored else None,
-            "unscored": sum(r.rows_in for r in results) - scored,
-            "color_score_histogram": {f"{edges[i]:+.1f}..{edges[i + 1]:+.1f}": int(c) for i, c in enumerate(histogram)}}
+    return {
+        "color_score_mean": round(sum(r.payload["score_sum"] for r in results) / scored, 5) if scored else None,
+        "unscored": sum(r.rows_in for r in results) - scored,
+        "color_score_histogram": {f"{edges[i]:+.1f}..{edges[i + 1]:+.1f}": int(c) for i, c in enumerate(histogram)},
+    }
 
 
-def materialize_color_scores(store: DatasetStore, snapshot: str, options: ColorScoringOptions = ColorScoringOptions(),
-                             executor: ShardExecutor | None = None, progress: ProgressSink | None = None) -> StageReport:
+def _prior_loss_tasks(run: StageRun, store: DatasetStore, options: ColorScoringOptions, prior, inputs: list) -> list[LossTask]:
+    """One prior-model loss task per input shard (the conditional pass reuses them with its model)."""
+    return [
+        LossTask(i, store.location, key, options.engine, prior, options.max_tokens, options.unit_docs,
+                 run.work_key(f"units/prior/part-{i:05d}"), run.work_key(f"losses/prior/part-{i:05d}.parquet"))
+        for i, (_, key) in enumerate(inputs)
+    ]  # fmt: skip
+
+
+def materialize_color_scores(
+    store: DatasetStore,
+    snapshot: str,
+    options: ColorScoringOptions = ColorScoringOptions(),
+    executor: ShardExecutor | None = None,
+    progress: ProgressSink | None = None,
+) -> StageReport:
     """Score ``options.source_asset``/``snapshot`` with CoLoR-Filter and keep the top fraction (see the
     module docstring). ``executor`` defaults to in-process: one engine per process, as on a GPU worker."""
     prior, conditional, model_meta = committed_models(store)
     upstream = upstream_versions(store, [(options.source_asset, snapshot), (names.COLOR_CONDITIONAL_MODEL, names.UNPARTITIONED)])
     config = dataclasses.replace(options, engine=dataclasses.replace(options.engine, cache_dir=None))
-    with StageRun(store, names.COLOR_SCORES, snapshot, executor or InlineExecutor(), config=config, upstream=upstream,
-                  progress=progress) as run:
+    with StageRun(
+        store, names.COLOR_SCORES, snapshot, executor or InlineExecutor(), config=config, upstream=upstream, progress=progress
+    ) as run:
         if run.up_to_date:
             return run.report
         run.declare(names.DATA, COLOR_SCORES_SCHEMA)
         run.declare(names.DROPPED, COLOR_SCORES_SCHEMA)
-        inputs = [pair for group in shards_by_index(store, options.source_asset, snapshot, options.source_tables).values()
-                  for pair in group]
-        prior_tasks = [LossTask(i, store.location, key, options.engine, prior, options.max_tokens, options.unit_docs,
-                                run.work_key(f"units/prior/part-{i:05d}"), run.work_key(f"losses/prior/part-{i:05d}.parquet"))
-                       for i, (_, key) in enumerate(inputs)]
+        inputs = [
+            pair
+            for group in shards_by_index(store, options.source_asset, snapshot, options.source_tables).values()
+            for pair in group
+        ]
+        prior_tasks = _prior_loss_tasks(run, store, options, prior, inputs)
         started = time.perf_counter()
         prior_results = run.map("prior", run_loss_task, prior_tasks, collect=False)
-        cond_tasks = [dataclasses.replace(t, model=conditional, units_prefix=run.work_key(f"units/conditional/part-{t.index:05d}"),
-                                          losses_key=run.work_key(f"losses/conditional/part-{t.index:05d}.parquet"),
-                                          prior_key=t.losses_key) for t in prior_tasks]
+        cond_tasks = [
+            dataclasses.replace(
+                t,
+                model=conditional,
+                units_prefix=run.work_key(f"units/conditional/part-{t.index:05d}"),
+                losses_key=run.work_key(f"losses/conditional/part-{t.index:05d}.parquet"),
+                prior_key=t.losses_key,
+            )
+            for t in prior_tasks
+        ]
         cond_results = run.map("conditional", run_loss_task, cond_tasks, collect=False)
         scoring_seconds = time.perf_counter() - started
         n = sum(r.rows_in for r in cond_results)
         cut = locate_top_cut(run, cond_tasks, cond_results, _rank_count(options.top_fraction, n))
         offsets = np.cumsum([0] + [r.rows_in for r in cond_results])[:-1].tolist()
-        run.map("split", run_split_task, [
+        split_tasks = [
             SplitTask(t.index, store.location, t.shard_key, table, t.prior_key, t.losses_key, off, cut, store.location,
                       run.prefix, run.shard_key(t.index), run.shard_key(t.index, names.DROPPED))
-            for t, (table, _), off in zip(cond_tasks, inputs, offsets)])
+            for t, (table, _), off in zip(cond_tasks, inputs, offsets)
+        ]  # fmt: skip
+        run.map("split", run_split_task, split_tasks)
         run.report.bytes_in = sum(store.table_bytes(options.source_asset, snapshot, t) for t in options.source_tables)
         tokens = sum(r.counters.get("tokens_scored", 0) for r in prior_results + cond_results)
-        return run.commit({
-            "top_fraction": options.top_fraction,
-            "selected": run.report.rows_out,
-            "cut_score": round(cut.score, 5) if cut else None,
-            "tokens_scored": tokens,
-            "tokens_per_s": round(tokens / max(scoring_seconds, 1e-9), 1),
-            "max_tokens_per_doc": options.max_tokens,
-            "source": f"{options.source_asset}/{'+'.join(options.source_tables)}",
-            "backend": options.engine.backend,
-            "base_model": model_meta["base_model"],
-            "conditional_training_hash": model_meta["training_hash"],
-            **_summary(cond_results),
-        })
+        return run.commit(
+            {
+                "top_fraction": options.top_fraction,
+                "selected": run.report.rows_out,
+                "cut_score": round(cut.score, 5) if cut else None,
+                "tokens_scored": tokens,
+                "tokens_per_s": round(tokens / max(scoring_seconds, 1e-9), 1),
+                "max_tokens_per_doc": options.max_tokens,
+                "source": f"{options.source_asset}/{'+'.join(options.source_tables)}",
+                "backend": options.engine.backend,
+                "base_model": model_meta["base_model"],
+                "conditional_training_hash": model_meta["training_hash"],
+                **_summary(cond_results),
+            }
+        )

@@ -31,14 +31,17 @@ DecontaminationMode = Literal["drop", "cut"]
 _SHARD_INDEX = re.compile(r"part-(\d+)\.parquet$")
 
 
-def build_benchmark_index(files: list[Path], n: int = 13, text_fields: tuple[str, ...] | None = None) -> tuple[pl.DataFrame, BenchmarkNgramIndex]:
+def build_benchmark_index(
+    files: list[Path], n: int = 13, text_fields: tuple[str, ...] | None = None
+) -> tuple[pl.DataFrame, BenchmarkNgramIndex]:
     kwargs = {"text_fields": text_fields} if text_fields else {}
     items = load_benchmark_items(files, **kwargs)
     return items, BenchmarkNgramIndex.build(items, n=n)
 
 
-def materialize_eval_benchmarks(store: DatasetStore, path: str | Path, n: int = 13,
-                                text_fields: tuple[str, ...] | None = None) -> StageReport:
+def materialize_eval_benchmarks(
+    store: DatasetStore, path: str | Path, n: int = 13, text_fields: tuple[str, ...] | None = None
+) -> StageReport:
     files = find_benchmark_files(path)
     config = {"n": n, "text_fields": text_fields, "files": [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files]}
     with StageRun(store, names.EVAL_BENCHMARKS, names.UNPARTITIONED, config=config) as run:
@@ -48,9 +51,16 @@ def materialize_eval_benchmarks(store: DatasetStore, path: str | Path, n: int = 
         run.write_table(names.ITEMS, items.to_arrow())
         run.write_table(names.NGRAM_INDEX, index.to_arrow())
         run.report.rows_in = run.report.rows_out = items.height
-        return run.commit({"items": items.height, "items_per_benchmark": dict(sorted(items["benchmark"].value_counts().iter_rows())),
-                           "ngram_n": n, "ngrams": int(len(index.hashes)), "short_items": index.short_items,
-                           "files": [p.name for p in files]})
+        return run.commit(
+            {
+                "items": items.height,
+                "items_per_benchmark": dict(sorted(items["benchmark"].value_counts().iter_rows())),
+                "ngram_n": n,
+                "ngrams": int(len(index.hashes)),
+                "short_items": index.short_items,
+                "files": [p.name for p in files],
+            }
+        )
 
 
 def ngram_index_location(store: DatasetStore) -> tuple[StoreLocation, str]:
@@ -82,8 +92,9 @@ class DecontaminateTask(ShardTask):
     outputs: tuple[tuple[str, str], ...]  # (table, shard key): data, rewrite_pool, dropped
 
 
-def _decontaminate_table(frame: pl.DataFrame, index: BenchmarkNgramIndex, mode: str, result: TaskResult,
-                         table: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _decontaminate_table(
+    frame: pl.DataFrame, index: BenchmarkNgramIndex, mode: str, result: TaskResult, table: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     decontaminated = decontaminate(frame, index, mode=mode)
     newly = decontaminated["drop_reason"].is_not_null() & decontaminated["contamination_benchmark"].is_not_null()
     hits = decontaminated.filter(pl.col("contamination_benchmark").is_not_null())["contamination_benchmark"]
@@ -130,26 +141,43 @@ def shards_by_index(store: DatasetStore, asset: str, partition: str, tables: Seq
     return dict(sorted(grouped.items()))
 
 
-def decontaminate_partition(store: DatasetStore, snapshot: str, executor: ShardExecutor, source_asset: str = names.DEDUPLICATED,
-                            mode: DecontaminationMode = "drop", progress: ProgressSink | None = None) -> StageReport:
+def decontaminate_partition(
+    store: DatasetStore,
+    snapshot: str,
+    executor: ShardExecutor,
+    source_asset: str = names.DEDUPLICATED,
+    mode: DecontaminationMode = "drop",
+    progress: ProgressSink | None = None,
+) -> StageReport:
     """Decontaminate the kept documents and the REWIRE pool of ``source_asset``/``snapshot`` against
     the committed ``eval_benchmarks`` index."""
     if mode not in ("drop", "cut"):
         raise ValueError(f"mode must be 'drop' or 'cut', got {mode!r}")
     index = ngram_index_location(store)
     upstream = upstream_versions(store, [(source_asset, snapshot), (names.EVAL_BENCHMARKS, names.UNPARTITIONED)])
-    with StageRun(store, names.DECONTAMINATED, snapshot, executor, config={"mode": mode}, upstream=upstream,
-                  progress=progress) as run:
+    with StageRun(
+        store, names.DECONTAMINATED, snapshot, executor, config={"mode": mode}, upstream=upstream, progress=progress
+    ) as run:
         if run.up_to_date:
             return run.report
         outputs = (names.DATA, names.REWRITE_POOL, names.DROPPED)
         for table in outputs:
             run.declare(table, DECONTAMINATED)
         groups = shards_by_index(store, source_asset, snapshot, (names.DATA, names.REWRITE_POOL))
-        tasks = [DecontaminateTask(i, store.location, tuple(inputs), index, mode, store.location, run.prefix,
-                                   tuple((t, run.shard_key(i, t)) for t in outputs)) for i, inputs in groups.items()]
+        tasks = [
+            DecontaminateTask(
+                i,
+                store.location,
+                tuple(inputs),
+                index,
+                mode,
+                store.location,
+                run.prefix,
+                tuple((t, run.shard_key(i, t)) for t in outputs),
+            )
+            for i, inputs in groups.items()
+        ]
         run.map("decontaminate", run_decontaminate_task, tasks)
         run.report.bytes_in = store.table_bytes(source_asset, snapshot)
         benchmarks = load_benchmark_index(store)
         return run.commit({"mode": mode, "ngram_n": benchmarks.n, "benchmarks": list(benchmarks.benchmarks)})
-

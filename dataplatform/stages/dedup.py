@@ -197,8 +197,10 @@ Wrote = dict[str, dict[int, list[int]]]  # work kind -> bucket partition -> inpu
 
 
 def save_plan(store: ObjectStore, work: WorkArea, partitions: int, wrote: Wrote) -> None:
-    body = {"partitions": partitions,
-            "wrote": {kind: {str(p): shards for p, shards in sorted(parts.items())} for kind, parts in sorted(wrote.items())}}
+    body = {
+        "partitions": partitions,
+        "wrote": {kind: {str(p): shards for p, shards in sorted(parts.items())} for kind, parts in sorted(wrote.items())},
+    }
     store.put_bytes(work.plan_key(), json.dumps(body, sort_keys=True).encode())
 
 
@@ -238,8 +240,9 @@ def _read_all(store: ObjectStore, keys: Sequence[str], schema: pa.Schema, column
     return empty.select(columns) if columns else empty
 
 
-def _stream_matching(store: ObjectStore, key: str, keep, columns: list[str] | None = None,
-                     prefilter: pl.Expr | None = None) -> Iterator[pl.DataFrame]:
+def _stream_matching(
+    store: ObjectStore, key: str, keep, columns: list[str] | None = None, prefilter: pl.Expr | None = None
+) -> Iterator[pl.DataFrame]:
     """The rows of a file that ``keep(frame) -> frame`` retains, one row group at a time (read by
     Polars: converting from Arrow costs a worker ~5 MB of retained heap per file). With a
     ``prefilter`` the reader evaluates it first and decodes the other columns of matching rows
@@ -263,7 +266,9 @@ def _stream_matching(store: ObjectStore, key: str, keep, columns: list[str] | No
                 yield part
 
 
-def _route(store: ObjectStore, work: WorkArea, kind: str, source: int, frame: pl.DataFrame, by: str, partitions: int) -> list[int]:
+def _route(
+    store: ObjectStore, work: WorkArea, kind: str, source: int, frame: pl.DataFrame, by: str, partitions: int
+) -> list[int]:
     """Write ``frame`` split by the partition of its bucket column ``by``; returns the partitions written."""
     parts = frame.with_columns(_partition=pl.Series(partition_of(frame[by].to_numpy(), partitions)))
     written = []
@@ -313,8 +318,11 @@ class PriorParts:
         return [key for p, key in self.keys if p in wanted]
 
     def overlapping(self, lo: int, hi: int) -> PriorParts:
-        keep = tuple((p, k) for p, k in self.keys if max(partition_range(p, self.partitions)[0], lo)
-                     < min(partition_range(p, self.partitions)[1], hi))
+        keep = tuple(
+            (p, k)
+            for p, k in self.keys
+            if max(partition_range(p, self.partitions)[0], lo) < min(partition_range(p, self.partitions)[1], hi)
+        )
         return dataclasses.replace(self, keys=keep)
 
 
@@ -336,7 +344,8 @@ def prior_index_parts(store: DatasetStore, snapshot: str, config: DedupConfig) -
             changed = sorted(k for k in wanted if (found or {}).get(k) != wanted[k])
             raise IncompatibleSignatureIndex(
                 f"dedup_signature_index/{s} was built with {found} but this run uses {wanted} (differs in {changed}): "
-                f"re-materialize deduplicated for {earlier} first, oldest first, or use the same settings")
+                f"re-materialize deduplicated for {earlier} first, oldest first, or use the same settings"
+            )
         for table in INDEX_TABLES:
             keys = tuple((int(_PART.search(k).group(1)), k) for k in store.shard_keys(SIGNATURE_INDEX_ASSET, s, table))
             parts[table].append(PriorParts(s, int(meta["partitions"]), keys))
@@ -348,24 +357,31 @@ def check_index_matches_deduplicated(store: DatasetStore, snapshot: str, index_m
     """Every earlier snapshot with a committed ``deduplicated`` has an index segment built from
     that very version (``index_metadata``: the segments' manifest metadata by snapshot). A
     segment without a ``deduplicated`` partition (copied on its own) has nothing to disagree with."""
-    committed = {s: store.require_manifest(DEDUPLICATED_ASSET, s)["version"]
-                 for s in store.partitions(DEDUPLICATED_ASSET) if s < snapshot}
+    committed = {
+        s: store.require_manifest(DEDUPLICATED_ASSET, s)["version"] for s in store.partitions(DEDUPLICATED_ASSET) if s < snapshot
+    }
     missing = sorted(set(committed) - set(index_metadata))
-    stale = sorted(s for s, meta in index_metadata.items()
-                   if s in committed and meta.get("deduplicated_version") != committed[s])
+    stale = sorted(s for s, meta in index_metadata.items() if s in committed and meta.get("deduplicated_version") != committed[s])
     if missing or stale:
         raise StaleSignatureIndex(
             f"dedup of {snapshot} compares with earlier snapshots through dedup_signature_index, but "
-            + "; ".join([f"deduplicated/{s} is committed without its index segment" for s in missing]
-                        + [f"dedup_signature_index/{s} was built from deduplicated version "
-                           f"{index_metadata[s].get('deduplicated_version') or '(unrecorded)'}, deduplicated/{s} is "
-                           f"version {committed[s]}" for s in stale])
+            + "; ".join(
+                [f"deduplicated/{s} is committed without its index segment" for s in missing]
+                + [
+                    f"dedup_signature_index/{s} was built from deduplicated version "
+                    f"{index_metadata[s].get('deduplicated_version') or '(unrecorded)'}, deduplicated/{s} is "
+                    f"version {committed[s]}"
+                    for s in stale
+                ]
+            )
             + f" (a run stopped between the two commits?): re-materialize deduplicated for {missing + stale} first "
-              "(with unchanged settings only the index is rebuilt)")
+            "(with unchanged settings only the index is rebuilt)"
+        )
 
 
-def _prior_rows(store: ObjectStore, priors: Sequence[PriorParts], buckets: np.ndarray, keep,
-                prefilter=None) -> tuple[pl.DataFrame | None, dict]:
+def _prior_rows(
+    store: ObjectStore, priors: Sequence[PriorParts], buckets: np.ndarray, keep, prefilter=None
+) -> tuple[pl.DataFrame | None, dict]:
     """Rows of the earlier snapshots' parts holding ``buckets`` that ``keep`` retains, streamed
     part by part (``prefilter(snapshot) -> expression``: see :func:`_stream_matching`); and what
     was read."""
@@ -428,9 +444,13 @@ def run_exact_task(task: ExactTask) -> TaskResult:
     store = task.work.location.open()
     batch = _read_all(store, [task.work.key("exact", task.index, s) for s in task.shards], EXACT_ROWS)
     hashes = batch.select("content_hash").unique()
-    prior, read = _prior_rows(store, task.prior, batch["bucket"].to_numpy(),
-                              lambda f: f.join(hashes, on="content_hash", how="semi"),
-                              lambda _: pl.col("content_hash").is_in(hashes["content_hash"].implode()))
+    prior, read = _prior_rows(
+        store,
+        task.prior,
+        batch["bucket"].to_numpy(),
+        lambda f: f.join(hashes, on="content_hash", how="semi"),
+        lambda _: pl.col("content_hash").is_in(hashes["content_hash"].implode()),
+    )
     verdicts = exact_duplicates(batch, prior, task.config)
     _write(store, task.work.key("exact_verdicts", task.index), verdicts.to_arrow())
     return TaskResult(counters={"exact_copies": verdicts.height, **read})
@@ -505,8 +525,9 @@ class AttachTask(ShardTask):
     config: DedupConfig
 
 
-def _payload_of(store: ObjectStore, work: WorkArea, partition: int, shards: Sequence[int], wanted: pl.DataFrame,
-                side: str, fingerprints: bool) -> pl.DataFrame:
+def _payload_of(
+    store: ObjectStore, work: WorkArea, partition: int, shards: Sequence[int], wanted: pl.DataFrame, side: str, fingerprints: bool
+) -> pl.DataFrame:
     """Signature (and fingerprints) of the batch documents ``wanted`` (``shard``, ``row``), as
     ``<side>_shard``, ``<side>_row``, ``<side>_signature``, ``<side>_fingerprints``."""
     columns = ["shard", "row", "signature"] + (["fingerprints"] if fingerprints else [])
@@ -535,17 +556,24 @@ def run_attach_task(task: AttachTask) -> TaskResult:
     prior_docs = prior_u.select(snapshot=pl.col("u_snapshot").cast(pl.Utf8), doc_id=pl.col("u_doc_id").cast(pl.Utf8)).unique()
     priors = [p for p in task.prior if p.snapshot in set(prior_docs["snapshot"].to_list())]
     ids_of = {snap: part["doc_id"] for (snap,), part in prior_docs.partition_by("snapshot", as_dict=True).items()}
-    sigs, read = _prior_rows(store, priors, prior_u["u_bucket"].to_numpy(),
-                             lambda f: f.with_columns(pl.col("snapshot", "doc_id").cast(pl.Utf8)).join(
-                                 prior_docs, on=["snapshot", "doc_id"], how="semi"),
-                             lambda snap: pl.col("doc_id").is_in(ids_of[snap].implode()))
+    sigs, read = _prior_rows(
+        store,
+        priors,
+        prior_u["u_bucket"].to_numpy(),
+        lambda f: f.with_columns(pl.col("snapshot", "doc_id").cast(pl.Utf8)).join(
+            prior_docs, on=["snapshot", "doc_id"], how="semi"
+        ),
+        lambda snap: pl.col("doc_id").is_in(ids_of[snap].implode()),
+    )
     if sigs is None:
         sigs = pl.DataFrame(schema={"snapshot": pl.Utf8, "doc_id": pl.Utf8, "signature": pl.Binary, "fingerprints": pl.Binary})
     if task.config.verify != "exact" or "fingerprints" not in sigs.columns:
         sigs = sigs.with_columns(fingerprints=pl.lit(None, pl.Binary))
     prior_u = prior_u.with_columns(pl.col("u_snapshot", "u_doc_id").cast(pl.Utf8)).join(
         sigs.select(u_snapshot="snapshot", u_doc_id="doc_id", u_signature="signature", u_fingerprints="fingerprints"),
-        on=["u_snapshot", "u_doc_id"], how="left")
+        on=["u_snapshot", "u_doc_id"],
+        how="left",
+    )
     attached = pl.concat([batch_u, prior_u.select(batch_u.columns)], how="vertical_relaxed")
     routes = _route(store, task.work, "pairs_u", task.index, attached, "v_bucket", task.partitions)
     return TaskResult(counters={"candidate_pairs": pairs.height, **read}, payload={"routes": routes})
@@ -564,8 +592,7 @@ class VerifyTask(ShardTask):
 def run_verify_task(task: VerifyTask) -> TaskResult:
     """The verified edges among the pairs whose second document's payload lives here."""
     store = task.work.location.open()
-    pairs = pl.concat([_read(store, task.work.key("pairs_u", task.index, s)) for s in task.sources],
-                      how="vertical_relaxed")
+    pairs = pl.concat([_read(store, task.work.key("pairs_u", task.index, s)) for s in task.sources], how="vertical_relaxed")
     wanted = pairs.select(shard="v_shard", row="v_row").unique()
     payload = _payload_of(store, task.work, task.index, task.shards, wanted, "v", task.config.verify == "exact")
     pairs = pairs.join(payload, on=["v_shard", "v_row"], how="left")
@@ -598,23 +625,35 @@ def run_apply_task(task: ApplyTask) -> TaskResult:
     """Write one input shard's rows to ``data`` / ``rewrite_pool`` (kept) or ``dropped`` (with
     ``drop_reason`` and ``duplicate_of``)."""
     store = task.work.location.open()
-    verdicts = (_read(store, task.work.key("verdicts", task.index), ["row", "duplicate_of", "drop_reason"])
-                if task.has_verdicts else pl.DataFrame(schema={"row": pl.Int64, "duplicate_of": pl.Utf8, "drop_reason": pl.Utf8}))
+    verdicts = (
+        _read(store, task.work.key("verdicts", task.index), ["row", "duplicate_of", "drop_reason"])
+        if task.has_verdicts
+        else pl.DataFrame(schema={"row": pl.Int64, "duplicate_of": pl.Utf8, "drop_reason": pl.Utf8})
+    )
     verdicts = verdicts.rename({"drop_reason": "_verdict"})
     result = TaskResult(routed={REWRITE_POOL_TABLE: 0})
     first = 0
-    with ShardSink(task.out, task.data_key, DEDUPLICATED, "data", task.partition_prefix) as data, \
-            ShardSink(task.out, task.pool_key, DEDUPLICATED, REWRITE_POOL_TABLE, task.partition_prefix) as pool, \
-            ShardSink(task.out, task.dropped_key, DEDUPLICATED, DROPPED_TABLE, task.partition_prefix) as dropped:
+    with (
+        ShardSink(task.out, task.data_key, DEDUPLICATED, "data", task.partition_prefix) as data,
+        ShardSink(task.out, task.pool_key, DEDUPLICATED, REWRITE_POOL_TABLE, task.partition_prefix) as pool,
+        ShardSink(task.out, task.dropped_key, DEDUPLICATED, DROPPED_TABLE, task.partition_prefix) as dropped,
+    ):
         for batch in iter_shard_batches(task.source, task.input_key, task.batch_rows):
-            frame = (pl.from_arrow(pa.Table.from_batches([batch]))
-                     .with_columns(row=pl.int_range(first, first + batch.num_rows, dtype=pl.Int64))
-                     .join(verdicts, on="row", how="left", maintain_order="left")
-                     .with_columns(drop_reason=pl.coalesce("drop_reason", "_verdict")).drop("row", "_verdict"))
+            frame = (
+                pl.from_arrow(pa.Table.from_batches([batch]))
+                .with_columns(row=pl.int_range(first, first + batch.num_rows, dtype=pl.Int64))
+                .join(verdicts, on="row", how="left", maintain_order="left")
+                .with_columns(drop_reason=pl.coalesce("drop_reason", "_verdict"))
+                .drop("row", "_verdict")
+            )
             first += batch.num_rows
             kept = frame["drop_reason"].is_null()
             to_pool = kept & (frame["quality_label"] == "rewrite_candidate").fill_null(False)
-            for sink, part in ((data, frame.filter(kept & ~to_pool)), (pool, frame.filter(to_pool)), (dropped, frame.filter(~kept))):
+            for sink, part in (
+                (data, frame.filter(kept & ~to_pool)),
+                (pool, frame.filter(to_pool)),
+                (dropped, frame.filter(~kept)),
+            ):
                 sink.write(conform(part.to_arrow(), DEDUPLICATED))
             result.rows_in += frame.height
             result.rows_out += int((kept & ~to_pool).sum())
@@ -656,8 +695,11 @@ def run_index_task(task: IndexTask) -> TaskResult:
         def kept(f: pl.DataFrame, columns: list[str] = columns) -> pl.DataFrame:
             return f.filter(pl.Series(~dropped(f["shard"].to_numpy(), f["row"].to_numpy()))).select(columns)
 
-        parts = (part for s in shards.get(kind, ())
-                 for part in _stream_matching(store, task.work.key(kind, task.index, s), kept, columns + ["shard", "row"]))
+        parts = (
+            part
+            for s in shards.get(kind, ())
+            for part in _stream_matching(store, task.work.key(kind, task.index, s), kept, columns + ["shard", "row"])
+        )
         first = next(parts, None)
         rows[table] = 0
         if first is None:
@@ -667,8 +709,9 @@ def run_index_task(task: IndexTask) -> TaskResult:
                 sink.write(conform(part.to_arrow(), INDEX_TABLES[table]))
                 rows[table] += part.height
         infos.append(sink.info)
-    return TaskResult(shards=infos, rows_in=rows.get(names.INDEX_EXACT, 0), rows_out=rows.get(names.INDEX_EXACT, 0),
-                      payload={"rows": rows})
+    return TaskResult(
+        shards=infos, rows_in=rows.get(names.INDEX_EXACT, 0), rows_out=rows.get(names.INDEX_EXACT, 0), payload={"rows": rows}
+    )
 
 
 # ------------------------------------------------------------------------------- orchestration
@@ -743,8 +786,10 @@ def _routes(tasks: Sequence[ShardTask], results: Sequence[TaskResult], key: str 
 
 
 def _phase_signatures(run: _Run) -> None:
-    tasks = [SignatureTask(i, run.store.location, key, run.work, run.partitions, run.config, run.plan.options.batch_rows)
-             for i, key in enumerate(run.plan.inputs)]
+    tasks = [
+        SignatureTask(i, run.store.location, key, run.work, run.partitions, run.config, run.plan.options.batch_rows)
+        for i, key in enumerate(run.plan.inputs)
+    ]
     results = run.stage.map("signatures", run_signature_task, tasks, collect=False)
     run.count(results, "considered")
     run.wrote = {kind: {} for kind in ("exact", "bands", "payload")}
@@ -760,13 +805,19 @@ def _phase_signatures(run: _Run) -> None:
 def _phase_exact(run: _Run) -> tuple[list[int], str]:
     """Exact verdicts per partition; returns the partitions that wrote them and the bitmap of the
     exact copies (left out of LSH)."""
-    tasks = [ExactTask(p, run.work, tuple(shards), run.prior_for("exact", p), run.config)
-             for p, shards in sorted(run.wrote["exact"].items())]
+    tasks = [
+        ExactTask(p, run.work, tuple(shards), run.prior_for("exact", p), run.config)
+        for p, shards in sorted(run.wrote["exact"].items())
+    ]
     run.count(run.stage.map("exact", run_exact_task, tasks, collect=False), "prior_files_read", "prior_rows_matched")
     parts = [t.index for t in tasks]
     store = run.store.object_store
-    copies = _read_all(store, [run.work.key("exact_verdicts", p) for p in parts], pa.schema(
-        [pa.field("shard", pa.int32()), pa.field("row", pa.int64())]), ["shard", "row"])
+    copies = _read_all(
+        store,
+        [run.work.key("exact_verdicts", p) for p in parts],
+        pa.schema([pa.field("shard", pa.int32()), pa.field("row", pa.int64())]),
+        ["shard", "row"],
+    )
     excluded = run.work.bitmap_key("exact_copies")
     _save_bitmap(store, excluded, run.row_offsets, copies["shard"].to_numpy(), copies["row"].to_numpy())
     return parts, excluded
@@ -774,8 +825,10 @@ def _phase_exact(run: _Run) -> tuple[list[int], str]:
 
 def _phase_buckets(run: _Run, excluded: str | None) -> dict[int, list[int]]:
     """Candidate pairs per bucket partition; returns destination -> source partitions."""
-    tasks = [BucketTask(p, run.work, tuple(shards), run.prior_for("bands", p), excluded, run.partitions, run.config)
-             for p, shards in sorted(run.wrote["bands"].items())]
+    tasks = [
+        BucketTask(p, run.work, tuple(shards), run.prior_for("bands", p), excluded, run.partitions, run.config)
+        for p, shards in sorted(run.wrote["bands"].items())
+    ]
     results = run.stage.map("buckets", run_bucket_task, tasks, collect=False)
     run.count(results, "prior_files_read", "prior_rows_matched")
     return _routes(tasks, results)
@@ -784,8 +837,10 @@ def _phase_buckets(run: _Run, excluded: str | None) -> dict[int, list[int]]:
 def _phase_verify(run: _Run, routes: dict[int, list[int]]) -> list[str]:
     """Attach both payloads to the candidate pairs and verify them; returns the edge files."""
     payload = run.wrote["payload"]
-    attach = [AttachTask(p, run.work, tuple(src), tuple(payload.get(p, ())), run.prior_for("signatures", p),
-                         run.partitions, run.config) for p, src in sorted(routes.items())]
+    attach = [
+        AttachTask(p, run.work, tuple(src), tuple(payload.get(p, ())), run.prior_for("signatures", p), run.partitions, run.config)
+        for p, src in sorted(routes.items())
+    ]
     results = run.stage.map("attach", run_attach_task, attach, collect=False)
     run.count(results, "candidate_pairs", "prior_files_read", "prior_rows_matched")
     second = _routes(attach, results)
@@ -804,8 +859,12 @@ def _edges(run: _Run, edge_keys: list[str], pair_routes: dict[int, list[int]]) -
     else:
         edges = pl.concat([_read(store, k) for k in edge_keys], how="vertical_relaxed") if edge_keys else None
     if edges is None:
-        edges = pl.DataFrame(schema={c: pl.Int8 if c == "u_kind" else pl.Int32 if c.endswith("shard") else
-                                     pl.Int64 if c.endswith("row") else pl.Utf8 for c in _EDGE_COLUMNS})
+        edges = pl.DataFrame(
+            schema={
+                c: pl.Int8 if c == "u_kind" else pl.Int32 if c.endswith("shard") else pl.Int64 if c.endswith("row") else pl.Utf8
+                for c in _EDGE_COLUMNS
+            }
+        )
     return edges.select(_EDGE_COLUMNS)
 
 
@@ -816,9 +875,20 @@ def _phase_clusters(run: _Run, exact_parts: list[int], edge_keys: list[str], pai
     store = run.store.object_store
     edges = _edges(run, edge_keys, pair_routes)
     exact = [_read(store, run.work.key("exact_verdicts", p)) for p in exact_parts]
-    exact = pl.concat(exact) if exact else pl.DataFrame(schema={
-        "shard": pl.Int32, "row": pl.Int64, "keeper_prior": pl.Boolean, "keeper_doc_id": pl.Utf8,
-        "keeper_shard": pl.Int32, "keeper_row": pl.Int64})
+    exact = (
+        pl.concat(exact)
+        if exact
+        else pl.DataFrame(
+            schema={
+                "shard": pl.Int32,
+                "row": pl.Int64,
+                "keeper_prior": pl.Boolean,
+                "keeper_doc_id": pl.Utf8,
+                "keeper_shard": pl.Int32,
+                "keeper_row": pl.Int64,
+            }
+        )
+    )
     verdicts = cluster_verdicts(edges, exact, run.config)
     run.stats["cross_snapshot"] = int(verdicts["cross_snapshot"].sum())
     for (shard,), part in verdicts.partition_by("shard", as_dict=True).items():
@@ -830,9 +900,22 @@ def _phase_clusters(run: _Run, exact_parts: list[int], edge_keys: list[str], pai
 
 def _phase_apply(run: _Run, with_verdicts: set[int]) -> None:
     stage, out = run.stage, run.store.location
-    tasks = [ApplyTask(i, out, key, run.work, i in with_verdicts, out, stage.prefix, stage.shard_key(i, names.DATA),
-                       stage.shard_key(i, REWRITE_POOL_TABLE), stage.shard_key(i, DROPPED_TABLE), run.plan.options.batch_rows)
-             for i, key in enumerate(run.plan.inputs)]
+    tasks = [
+        ApplyTask(
+            i,
+            out,
+            key,
+            run.work,
+            i in with_verdicts,
+            out,
+            stage.prefix,
+            stage.shard_key(i, names.DATA),
+            stage.shard_key(i, REWRITE_POOL_TABLE),
+            stage.shard_key(i, DROPPED_TABLE),
+            run.plan.options.batch_rows,
+        )
+        for i, key in enumerate(run.plan.inputs)
+    ]
     stage.map("apply", run_apply_task, tasks)
 
 
@@ -883,8 +966,15 @@ def _summary(run: _Run, seconds: dict[str, float]) -> dict[str, Any]:
 def _index_stage(plan: _Plan, dedup_version: str) -> StageRun:
     """The runner of ``dedup_signature_index/<snapshot>`` describing ``deduplicated`` version
     ``dedup_version`` (building it has no side effect; entering it opens the materialization)."""
-    return StageRun(plan.store, SIGNATURE_INDEX_ASSET, plan.snapshot, plan.executor, config=plan.identity,
-                    upstream={f"{DEDUPLICATED_ASSET}/{plan.snapshot}": dedup_version}, progress=plan.progress)
+    return StageRun(
+        plan.store,
+        SIGNATURE_INDEX_ASSET,
+        plan.snapshot,
+        plan.executor,
+        config=plan.identity,
+        upstream={f"{DEDUPLICATED_ASSET}/{plan.snapshot}": dedup_version},
+        progress=plan.progress,
+    )
 
 
 def _index_is_current(plan: _Plan, stage: StageRun) -> bool:
@@ -899,13 +989,29 @@ def _index_tasks(plan: _Plan, stage: StageRun, work: WorkArea, wrote: Wrote) -> 
     for table in tables:
         stage.declare(table, INDEX_TABLES[table])
     parts = sorted({p for kind in kinds for p in wrote.get(kind, {})})
-    return [IndexTask(p, work, tuple((k, tuple(wrote[k].get(p, ()))) for k in kinds), work.bitmap_key("dropped"),
-                      plan.store.location, stage.prefix, tuple((t, stage.shard_key(p, t)) for t in tables),
-                      plan.config.verify == "exact") for p in parts]
+    return [
+        IndexTask(
+            p,
+            work,
+            tuple((k, tuple(wrote[k].get(p, ()))) for k in kinds),
+            work.bitmap_key("dropped"),
+            plan.store.location,
+            stage.prefix,
+            tuple((t, stage.shard_key(p, t)) for t in tables),
+            plan.config.verify == "exact",
+        )
+        for p in parts
+    ]
 
 
-def _commit_index(plan: _Plan, dedup_version: str, work: WorkArea, layout: tuple[int, Wrote] | None,
-                  prior_rows: int, stage: StageRun | None = None) -> dict[str, Any]:
+def _commit_index(
+    plan: _Plan,
+    dedup_version: str,
+    work: WorkArea,
+    layout: tuple[int, Wrote] | None,
+    prior_rows: int,
+    stage: StageRun | None = None,
+) -> dict[str, Any]:
     """Phase 8 and the commit of the index of ``deduplicated`` version ``dedup_version`` (or its
     committed metadata when it is up to date); ``layout``: the ``(partitions, wrote)`` of the run
     whose work files it reads."""
@@ -919,10 +1025,18 @@ def _commit_index(plan: _Plan, dedup_version: str, work: WorkArea, layout: tuple
         for result in results:
             add_counts(rows, result.payload["rows"])
         stage.report.bytes_out = sum(s.bytes for r in results for s in r.shards)
-        stage.commit({"rows": rows.get(names.INDEX_EXACT, 0) + rows.get(names.INDEX_BANDS, 0),
-                      "documents": rows.get(names.INDEX_EXACT, 0), "table_rows": {t: rows.get(t, 0) for t in sorted(rows)},
-                      "prior_index_rows": prior_rows, "partitions": partitions, "signature": signature_params(plan.config),
-                      "deduplicated_version": dedup_version, "phases_resumed": dict(stage.phases_resumed)})
+        stage.commit(
+            {
+                "rows": rows.get(names.INDEX_EXACT, 0) + rows.get(names.INDEX_BANDS, 0),
+                "documents": rows.get(names.INDEX_EXACT, 0),
+                "table_rows": {t: rows.get(t, 0) for t in sorted(rows)},
+                "prior_index_rows": prior_rows,
+                "partitions": partitions,
+                "signature": signature_params(plan.config),
+                "deduplicated_version": dedup_version,
+                "phases_resumed": dict(stage.phases_resumed),
+            }
+        )
         return stage.writer.committed["metadata"]
 
 
@@ -939,13 +1053,20 @@ def _input_shards(store: DatasetStore, snapshot: str) -> tuple[list[str], int, i
     return keys, rows, size
 
 
-def _plan(store: DatasetStore, snapshot: str, executor: ShardExecutor, config: DedupConfig, options: DedupRunOptions,
-          progress: ProgressSink | None) -> _Plan:
-    if not isinstance(executor, ShardExecutor) or not isinstance(config, DedupConfig) \
-            or not isinstance(options, DedupRunOptions):
-        raise TypeError("materialize_deduplicated(store, snapshot, executor, config, run_options): "
-                        f"got executor={type(executor).__name__}, config={type(config).__name__}, "
-                        f"run_options={type(options).__name__}")
+def _plan(
+    store: DatasetStore,
+    snapshot: str,
+    executor: ShardExecutor,
+    config: DedupConfig,
+    options: DedupRunOptions,
+    progress: ProgressSink | None,
+) -> _Plan:
+    if not isinstance(executor, ShardExecutor) or not isinstance(config, DedupConfig) or not isinstance(options, DedupRunOptions):
+        raise TypeError(
+            "materialize_deduplicated(store, snapshot, executor, config, run_options): "
+            f"got executor={type(executor).__name__}, config={type(config).__name__}, "
+            f"run_options={type(options).__name__}"
+        )
     if config.snapshot_order is not None and snapshot not in config.snapshot_order:
         raise ValueError(f"DedupConfig.snapshot_order: snapshot(s) {[snapshot]} not listed")
     prior, earlier = prior_index_parts(store, snapshot, config)
@@ -965,8 +1086,9 @@ def _deduplicate(plan: _Plan, stage: StageRun) -> tuple[StageReport, dict[str, A
     stage.report.bytes_in = plan.bytes_in
     report = stage.commit(_summary(run, seconds))
     started = time.perf_counter()
-    index_info = _commit_index(plan, stage.writer.version, run.work, (run.partitions, run.wrote),
-                               run.stats.get("prior_rows_matched", 0))
+    index_info = _commit_index(
+        plan, stage.writer.version, run.work, (run.partitions, run.wrote), run.stats.get("prior_rows_matched", 0)
+    )
     # The returned report also times phase 8 (it ran after the commit, under the index's own report).
     report.extra["phase_seconds"] = {**seconds, "index": round(time.perf_counter() - started, 3)}
     delete_work(plan.store.object_store, run.work)
@@ -1013,8 +1135,16 @@ def materialize_deduplicated(
 
 
 def _materialize(plan: _Plan, rebuild: bool | None = None) -> tuple[StageReport, dict[str, Any]] | None:
-    with StageRun(plan.store, DEDUPLICATED_ASSET, plan.snapshot, plan.executor, config=plan.identity,
-                  upstream=plan.upstream, progress=plan.progress, rebuild=rebuild) as stage:
+    with StageRun(
+        plan.store,
+        DEDUPLICATED_ASSET,
+        plan.snapshot,
+        plan.executor,
+        config=plan.identity,
+        upstream=plan.upstream,
+        progress=plan.progress,
+        rebuild=rebuild,
+    ) as stage:
         if stage.up_to_date:
             return _index_of_committed(plan, stage.report)
         return _deduplicate(plan, stage)
@@ -1025,18 +1155,39 @@ def read_signature_index(store: DatasetStore, snapshot: str) -> pa.Table:
     with their signatures, then band rows), for inspection and for
     :func:`dataplatform.core.dedup.deduplicate`. Reads the whole segment: not for stage use."""
     manifest = store.require_manifest(SIGNATURE_INDEX_ASSET, snapshot)
-    tables = {t: pl.from_arrow(store.read_table(SIGNATURE_INDEX_ASSET, snapshot, t)) if t in manifest["tables"] else None
-              for t in INDEX_TABLES}
+    tables = {
+        t: pl.from_arrow(store.read_table(SIGNATURE_INDEX_ASSET, snapshot, t)) if t in manifest["tables"] else None
+        for t in INDEX_TABLES
+    }
     exact = tables["exact"].with_columns(pl.col("doc_id", "snapshot").cast(pl.Utf8))
     sigs = tables["signatures"]
     if sigs is not None and sigs.height:
-        exact = exact.join(sigs.select(pl.col("doc_id", "snapshot").cast(pl.Utf8), "signature", "fingerprints"),
-                           on=["doc_id", "snapshot"], how="left", maintain_order="left")
+        exact = exact.join(
+            sigs.select(pl.col("doc_id", "snapshot").cast(pl.Utf8), "signature", "fingerprints"),
+            on=["doc_id", "snapshot"],
+            how="left",
+            maintain_order="left",
+        )
     else:
         exact = exact.with_columns(signature=pl.lit(None, pl.Binary), fingerprints=pl.lit(None, pl.Binary))
-    parts = [exact.select(band=pl.lit(EXACT_BAND, pl.Int16), band_hash="content_hash", doc_id="doc_id",
-                          snapshot="snapshot", signature="signature", fingerprints="fingerprints")]
+    parts = [
+        exact.select(
+            band=pl.lit(EXACT_BAND, pl.Int16),
+            band_hash="content_hash",
+            doc_id="doc_id",
+            snapshot="snapshot",
+            signature="signature",
+            fingerprints="fingerprints",
+        )
+    ]
     if tables["bands"] is not None and tables["bands"].height:
-        parts.append(tables["bands"].select("band", "band_hash", pl.col("doc_id", "snapshot").cast(pl.Utf8),
-                                            signature=pl.lit(None, pl.Binary), fingerprints=pl.lit(None, pl.Binary)))
+        parts.append(
+            tables["bands"].select(
+                "band",
+                "band_hash",
+                pl.col("doc_id", "snapshot").cast(pl.Utf8),
+                signature=pl.lit(None, pl.Binary),
+                fingerprints=pl.lit(None, pl.Binary),
+            )
+        )
     return conform(pl.concat(parts, how="vertical_relaxed").to_arrow(), INDEX_SCHEMA)

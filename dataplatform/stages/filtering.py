@@ -81,22 +81,25 @@ def _add_examples(examples: dict[str, list[dict]], dropped: pl.DataFrame) -> Non
 def _count_batch(result: TaskResult, filtered: pl.DataFrame, kept: pl.DataFrame, dropped: pl.DataFrame) -> None:
     result.rows_in += filtered.height
     result.rows_out += kept.height
-    add_counts(result.counters, {
-        "pii_replacements": int(kept["pii_count"].sum() or 0),
-        "chars_kept": int(kept["n_chars"].sum() or 0),
-        "words_kept": int(kept["text"].str.count_matches(r"\S+").sum() or 0),
-    })
+    add_counts(
+        result.counters,
+        {
+            "pii_replacements": int(kept["pii_count"].sum() or 0),
+            "chars_kept": int(kept["n_chars"].sum() or 0),
+            "words_kept": int(kept["text"].str.count_matches(r"\S+").sum() or 0),
+        },
+    )
     add_counts(result.drop_counts, dict(dropped["drop_reason"].value_counts().iter_rows()))
     add_counts(result.tallies.setdefault("rule_family_failures", {}), {f: int((~filtered[f]).sum()) for f in FILTER_FLAGS})
     _add_examples(result.examples, dropped)
 
 
 def run_filter_task(task: FilterTask) -> TaskResult:
-    result = TaskResult(counters={"pii_replacements": 0, "chars_kept": 0, "words_kept": 0},
-                        tallies={"rule_family_failures": {}})
-    with ShardSink(task.out, task.kept_key, FILTERED, names.DATA, task.partition_prefix) as kept_sink, ShardSink(
-        task.out, task.dropped_key, FILTERED, names.DROPPED, task.partition_prefix
-    ) as dropped_sink:
+    result = TaskResult(counters={"pii_replacements": 0, "chars_kept": 0, "words_kept": 0}, tallies={"rule_family_failures": {}})
+    with (
+        ShardSink(task.out, task.kept_key, FILTERED, names.DATA, task.partition_prefix) as kept_sink,
+        ShardSink(task.out, task.dropped_key, FILTERED, names.DROPPED, task.partition_prefix) as dropped_sink,
+    ):
         for batch in iter_shard_batches(task.source, task.documents_key, task.options.batch_rows):
             frame = pl.from_arrow(pa.Table.from_batches([batch]))
             frame = frame.filter(pl.col("drop_reason").is_null())  # earlier stages' drops stay there
@@ -112,16 +115,25 @@ def run_filter_task(task: FilterTask) -> TaskResult:
     return result
 
 
-def materialize_filtered(store: DatasetStore, snapshot: str, executor: ShardExecutor, options: FilterOptions = FilterOptions(),
-                         progress: ProgressSink | None = None) -> StageReport:
+def materialize_filtered(
+    store: DatasetStore,
+    snapshot: str,
+    executor: ShardExecutor,
+    options: FilterOptions = FilterOptions(),
+    progress: ProgressSink | None = None,
+) -> StageReport:
     upstream = upstream_versions(store, [(names.DOCUMENTS, snapshot)])
     with StageRun(store, names.FILTERED, snapshot, executor, config=options, upstream=upstream, progress=progress) as run:
         if run.up_to_date:
             return run.report
         run.declare(names.DATA, FILTERED)
         run.declare(names.DROPPED, FILTERED)
-        tasks = [FilterTask(i, store.location, key, store.location, run.prefix, run.shard_key(i), run.shard_key(i, names.DROPPED),
-                            options) for i, key in enumerate(store.shard_keys(names.DOCUMENTS, snapshot))]
+        tasks = [
+            FilterTask(
+                i, store.location, key, store.location, run.prefix, run.shard_key(i), run.shard_key(i, names.DROPPED), options
+            )
+            for i, key in enumerate(store.shard_keys(names.DOCUMENTS, snapshot))
+        ]
         run.map("filter", run_filter_task, tasks)
         run.report.bytes_in = store.table_bytes(names.DOCUMENTS, snapshot)
         return run.commit()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 from collections.abc import Iterator, Sequence
+
 import pyarrow as pa
 
 from dataplatform import names
@@ -72,8 +73,9 @@ class _PageReader:
         if self.batch_rows:
             options = dataclasses.replace(options, batch_rows=min(options.batch_rows, self.batch_rows))
         with crawl_store.readable_path(source.warc_key) as local_warc:
-            for kind, batch in iter_raw_page_batches(str(local_warc), snapshot=source.snapshot, warc_file=source.warc_key,
-                                                     options=options, stats=self.stats):
+            for kind, batch in iter_raw_page_batches(
+                str(local_warc), snapshot=source.snapshot, warc_file=source.warc_key, options=options, stats=self.stats
+            ):
                 if kind == "pages":
                     yield batch
                 else:
@@ -139,8 +141,16 @@ def materialize_raw_pages(
             return run.report
         run.declare(names.DATA, RAW_PAGES)
         run.declare(names.QUARANTINE, QUARANTINE)
-        tasks = [RawPagesTask(i, WarcSource(crawl.location, f.key, snapshot, options, run.shard_key(i, names.QUARANTINE)),
-                              store.location, run.prefix, run.shard_key(i)) for i, f in enumerate(files)]
+        tasks = [
+            RawPagesTask(
+                i,
+                WarcSource(crawl.location, f.key, snapshot, options, run.shard_key(i, names.QUARANTINE)),
+                store.location,
+                run.prefix,
+                run.shard_key(i),
+            )
+            for i, f in enumerate(files)
+        ]
         run.map("read", run_raw_pages_task, tasks)
         return run.commit({"warc_files": len(files)})
 
@@ -203,9 +213,18 @@ def materialize_documents(
         if run.up_to_date:
             return run.report
         run.declare(names.DATA, DOCUMENTS)
-        tasks = [DocumentsTask(i, RawPagesShard(store.location, key), store.location, run.prefix, run.shard_key(i),
-                               language_model_path, extraction)
-                 for i, key in enumerate(store.shard_keys(names.RAW_PAGES, snapshot))]
+        tasks = [
+            DocumentsTask(
+                i,
+                RawPagesShard(store.location, key),
+                store.location,
+                run.prefix,
+                run.shard_key(i),
+                language_model_path,
+                extraction,
+            )
+            for i, key in enumerate(store.shard_keys(names.RAW_PAGES, snapshot))
+        ]
         run.map("extract", run_documents_task, tasks)
         run.report.bytes_in = store.table_bytes(names.RAW_PAGES, snapshot)
         _languages_by_count(run.report)
@@ -232,9 +251,18 @@ def materialize_documents_from_warcs(
             return run.report
         run.declare(names.DATA, DOCUMENTS)
         run.declare(names.QUARANTINE, QUARANTINE)
-        tasks = [DocumentsTask(i, WarcSource(crawl.location, key, snapshot, options, run.shard_key(i, names.QUARANTINE)),
-                               store.location, run.prefix, run.shard_key(i), language_model_path, extraction)
-                 for i, key in enumerate(warc_keys)]
+        tasks = [
+            DocumentsTask(
+                i,
+                WarcSource(crawl.location, key, snapshot, options, run.shard_key(i, names.QUARANTINE)),
+                store.location,
+                run.prefix,
+                run.shard_key(i),
+                language_model_path,
+                extraction,
+            )
+            for i, key in enumerate(warc_keys)
+        ]
         run.map("extract", run_documents_task, tasks)
         _languages_by_count(run.report)
         return run.commit({"warc_files": len(warc_keys)})

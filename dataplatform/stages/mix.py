@@ -77,8 +77,16 @@ def assign_splits(curated: pl.DataFrame, options: SplitOptions, snapshots: Seque
 
 def run_split_task(task: SplitTask) -> TaskResult:
     batches = list(iter_shard_batches(task.source, task.curated_key, 10_000, columns=CURATED_COLUMNS))
-    curated = pl.from_arrow(pa.Table.from_batches(batches)) if batches else pl.DataFrame(schema=dict.fromkeys(CURATED_COLUMNS, pl.String))
-    split = assign_splits(curated, task.options, task.snapshots) if curated.height else curated.with_columns(pl.lit("").alias("split"))
+    curated = (
+        pl.from_arrow(pa.Table.from_batches(batches))
+        if batches
+        else pl.DataFrame(schema=dict.fromkeys(CURATED_COLUMNS, pl.String))
+    )
+    split = (
+        assign_splits(curated, task.options, task.snapshots)
+        if curated.height
+        else curated.with_columns(pl.lit("").alias("split"))
+    )
     counts = {}
     shards = []
     for name, key in task.outputs:
@@ -89,36 +97,69 @@ def run_split_task(task: SplitTask) -> TaskResult:
         counts[name] = rows.height
     routed = {name: n for name, n in counts.items() if name != "train"}
     snapshot_counts = dict(curated["snapshot"].value_counts().iter_rows()) if curated.height else {}
-    return TaskResult(shards=shards, rows_in=curated.height, rows_out=counts.get("train", 0), routed=routed,
-                      tallies={"snapshot_documents": snapshot_counts})
+    return TaskResult(
+        shards=shards,
+        rows_in=curated.height,
+        rows_out=counts.get("train", 0),
+        routed=routed,
+        tallies={"snapshot_documents": snapshot_counts},
+    )
 
 
 def _upstream_snapshots(store: DatasetStore) -> dict[str, str]:
     return upstream_versions(store, [(names.DECONTAMINATED, s) for s in store.partitions(names.DECONTAMINATED)])
 
 
-def materialize_eval_splits(store: DatasetStore, executor: ShardExecutor, options: SplitOptions = SplitOptions(),
-                            progress: ProgressSink | None = None) -> StageReport:
+def materialize_eval_splits(
+    store: DatasetStore, executor: ShardExecutor, options: SplitOptions = SplitOptions(), progress: ProgressSink | None = None
+) -> StageReport:
     """train / validation / test tables of every curated document, split shard by shard."""
     if options.mode not in ("hash", "temporal"):
         raise ValueError(f"eval_splits mode must be 'hash' or 'temporal', got {options.mode!r}")
     snapshots = tuple(store.partitions(names.DECONTAMINATED))
-    with StageRun(store, names.EVAL_SPLITS, names.UNPARTITIONED, executor, config=options,
-                  upstream=_upstream_snapshots(store), progress=progress) as run:
+    with StageRun(
+        store,
+        names.EVAL_SPLITS,
+        names.UNPARTITIONED,
+        executor,
+        config=options,
+        upstream=_upstream_snapshots(store),
+        progress=progress,
+    ) as run:
         if run.up_to_date:
             return run.report
         for name in names.SPLITS:
             run.declare(name, SPLIT_SCHEMA)
         keys = [key for s in snapshots for key in store.shard_keys(names.DECONTAMINATED, s)]
-        run.map("split", run_split_task, [
-            SplitTask(i, store.location, key, options, snapshots, store.location, run.prefix,
-                      tuple((name, run.shard_key(i, name)) for name in names.SPLITS)) for i, key in enumerate(keys)],
-            output_table="train")
+        run.map(
+            "split",
+            run_split_task,
+            [
+                SplitTask(
+                    i,
+                    store.location,
+                    key,
+                    options,
+                    snapshots,
+                    store.location,
+                    run.prefix,
+                    tuple((name, run.shard_key(i, name)) for name in names.SPLITS),
+                )
+                for i, key in enumerate(keys)
+            ],
+            output_table="train",
+        )
         counts = {name: run.report.routed.get(name, 0) for name in names.SPLITS}
         counts["train"] = run.report.rows_out
-        return run.commit({"mode": options.mode, "counts": counts,
-                           "snapshots": sorted(s for s, n in run.report.tallies.get("snapshot_documents", {}).items() if n),
-                           "salt": options.salt, "fractions": dict(options.fractions)})
+        return run.commit(
+            {
+                "mode": options.mode,
+                "counts": counts,
+                "snapshots": sorted(s for s, n in run.report.tallies.get("snapshot_documents", {}).items() if n),
+                "salt": options.salt,
+                "fractions": dict(options.fractions),
+            }
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,8 +179,13 @@ def _all_partitions(store: DatasetStore, asset: str, columns: list[str]) -> pl.D
 
 def held_out_doc_ids(store: DatasetStore) -> pl.Series:
     """doc_ids of the eval validation and test splits."""
-    return pl.concat([store.read_frame(names.EVAL_SPLITS, names.UNPARTITIONED, split, columns=["doc_id"])["doc_id"]
-                      for split in names.SPLITS if split != "train"])
+    return pl.concat(
+        [
+            store.read_frame(names.EVAL_SPLITS, names.UNPARTITIONED, split, columns=["doc_id"])["doc_id"]
+            for split in names.SPLITS
+            if split != "train"
+        ]
+    )
 
 
 def mix_sources(store: DatasetStore) -> dict[str, pl.DataFrame]:
@@ -155,8 +201,11 @@ def mix_sources(store: DatasetStore) -> dict[str, pl.DataFrame]:
     pairs = _all_partitions(store, names.INSTRUCTION_PAIRS, ["pair_id", "source_doc_id", "snapshot", "instruction", "answer"])
     if pairs is not None:
         sources["instructions"] = pairs.filter(not_held_out).select(
-            pl.col("pair_id").alias("doc_id"), "source_doc_id", "snapshot",
-            (pl.col("instruction") + "\n\n" + pl.col("answer")).alias("text"))
+            pl.col("pair_id").alias("doc_id"),
+            "source_doc_id",
+            "snapshot",
+            (pl.col("instruction") + "\n\n" + pl.col("answer")).alias("text"),
+        )
     return sources
 
 
@@ -170,10 +219,12 @@ def color_selected_source(store: DatasetStore, exclude_curated: bool) -> pl.Data
     if color is None:
         return None
     splits = [t for t in names.SPLITS if t != "train" or exclude_curated]
-    excluded = pl.concat([store.read_frame(names.EVAL_SPLITS, names.UNPARTITIONED, t, columns=["doc_id"])["doc_id"]
-                          for t in splits])
+    excluded = pl.concat(
+        [store.read_frame(names.EVAL_SPLITS, names.UNPARTITIONED, t, columns=["doc_id"])["doc_id"] for t in splits]
+    )
     return color.filter(~pl.col("doc_id").is_in(excluded.implode())).select(
-        "doc_id", pl.col("doc_id").alias("source_doc_id"), "snapshot", "text")
+        "doc_id", pl.col("doc_id").alias("source_doc_id"), "snapshot", "text"
+    )
 
 
 def _mix_upstream(store: DatasetStore, with_color: bool = False) -> dict[str, str]:
@@ -188,24 +239,39 @@ def materialize_training_mix(store: DatasetStore, options: MixOptions = MixOptio
     tokenizer_path = options.tokenizer_path or default_tokenizer_path()
     proportions = dict(options.proportions)
     with_color = names.COLOR_SELECTED in proportions
-    with StageRun(store, names.TRAINING_MIX, names.UNPARTITIONED, config=options,
-                  upstream=_mix_upstream(store, with_color)) as run:
+    with StageRun(
+        store, names.TRAINING_MIX, names.UNPARTITIONED, config=options, upstream=_mix_upstream(store, with_color)
+    ) as run:
         if run.up_to_date:
             return run.report
         tokenizer = load_tokenizer(tokenizer_path)
         candidates = mix_sources(store)
         if with_color and (color := color_selected_source(store, proportions.get("curated_raw", 0) > 0)) is not None:
             candidates[names.COLOR_SELECTED] = color
-        sources = {name: frame.with_columns(pl.Series("n_tokens", count_tokens(frame["text"], tokenizer), dtype=pl.Int64))
-                   for name, frame in candidates.items()}
-        plan = plan_mix(sources, {k: v for k, v in proportions.items() if k in sources or options.on_missing == "redistribute"},
-                        total_tokens=options.total_tokens, seed=options.seed, on_missing=options.on_missing)
+        sources = {
+            name: frame.with_columns(pl.Series("n_tokens", count_tokens(frame["text"], tokenizer), dtype=pl.Int64))
+            for name, frame in candidates.items()
+        }
+        plan = plan_mix(
+            sources,
+            {k: v for k, v in proportions.items() if k in sources or options.on_missing == "redistribute"},
+            total_tokens=options.total_tokens,
+            seed=options.seed,
+            on_missing=options.on_missing,
+        )
         mix = plan.to_frame()  # sources that were missing contribute no rows
         overlaps = count_overlaps(mix, load_benchmark_index(store))
-        config = {"proportions": proportions, "total_tokens": options.total_tokens, "seed": options.seed,
-                  "on_missing": options.on_missing, "tokenizer": Path(tokenizer_path).name}
+        config = {
+            "proportions": proportions,
+            "total_tokens": options.total_tokens,
+            "seed": options.seed,
+            "on_missing": options.on_missing,
+            "tokenizer": Path(tokenizer_path).name,
+        }
         info = run.write_table(names.DATA, conform(mix.to_arrow(), MIX))
-        manifest = build_manifest(plan, config=config, shard_hashes=[info.sha256], tokenizer_hash=tokenizer_sha256(tokenizer_path))
+        manifest = build_manifest(
+            plan, config=config, shard_hashes=[info.sha256], tokenizer_hash=tokenizer_sha256(tokenizer_path)
+        )
         with tempfile.TemporaryDirectory() as tmp:
             file = Path(tmp) / names.MIX_MANIFEST
             file.write_bytes(manifest)
@@ -213,13 +279,15 @@ def materialize_training_mix(store: DatasetStore, options: MixOptions = MixOptio
         available = sum(frame.height for frame in sources.values())
         run.report.rows_in, run.report.rows_out = available, mix.height
         run.report.routed = {"not_selected": available - mix.height}
-        return run.commit({
-            "rows": mix.height,
-            "tokens": int(mix["n_tokens"].sum() or 0),
-            "tokens_per_source": {k: v.tokens for k, v in plan.sources.items()},
-            "docs_per_source": {k: v.docs for k, v in plan.sources.items()},
-            "achieved_proportions": {k: round(v, 4) for k, v in plan.achieved_proportions.items()},
-            "redistributed": list(plan.redistributed),
-            "benchmark_overlaps": overlaps,
-            "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
-        })
+        return run.commit(
+            {
+                "rows": mix.height,
+                "tokens": int(mix["n_tokens"].sum() or 0),
+                "tokens_per_source": {k: v.tokens for k, v in plan.sources.items()},
+                "docs_per_source": {k: v.docs for k, v in plan.sources.items()},
+                "achieved_proportions": {k: round(v, 4) for k, v in plan.achieved_proportions.items()},
+                "redistributed": list(plan.redistributed),
+                "benchmark_overlaps": overlaps,
+                "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
+            }
+        )

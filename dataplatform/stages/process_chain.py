@@ -39,7 +39,6 @@ from dataplatform.stages.scoring import (
 )
 from dataplatform.stages.toxicity import ToxicityOptions, materialize_toxicity
 
-
 DEFAULT_MODEL = "default"  # --quality-model default: the classifier shipped with the package
 
 
@@ -104,21 +103,31 @@ def _color_scores(ctx: ChainContext) -> StageReport:
 
 # What `dataplatform process` runs for each asset it can build; the order comes from the asset graph.
 STEPS: dict[str, Callable[[ChainContext], StageReport | None]] = {
-    names.EVAL_BENCHMARKS: lambda c: materialize_eval_benchmarks(c.store, c.options.benchmarks_path)
-    if c.options.benchmarks_path else None,
+    names.EVAL_BENCHMARKS: lambda c: (
+        materialize_eval_benchmarks(c.store, c.options.benchmarks_path) if c.options.benchmarks_path else None
+    ),
     names.RAW_PAGES: lambda c: None,  # fused into documents
     names.DOCUMENTS: lambda c: materialize_documents_from_warcs(
-        c.crawl, c.warc_keys, c.store, c.snapshot, c.executor, language_model_path=c.options.language_model_path,
-        progress=c.progress),
+        c.crawl,
+        c.warc_keys,
+        c.store,
+        c.snapshot,
+        c.executor,
+        language_model_path=c.options.language_model_path,
+        progress=c.progress,
+    ),
     names.FILTERED: lambda c: materialize_filtered(c.store, c.snapshot, c.executor, progress=c.progress),
     names.QUALITY_CLASSIFIER: _classifier,
-    names.TOXICITY: lambda c: materialize_toxicity(c.store, c.snapshot, c.executor, c.options.toxicity, c.progress)
-    if c.options.toxicity else None,
-    names.SCORED: lambda c: materialize_scored(c.store, c.snapshot, c.executor, progress=c.progress,
-                                               source=names.TOXICITY if c.options.toxicity else names.FILTERED),
+    names.TOXICITY: lambda c: (
+        materialize_toxicity(c.store, c.snapshot, c.executor, c.options.toxicity, c.progress) if c.options.toxicity else None
+    ),
+    names.SCORED: lambda c: materialize_scored(
+        c.store, c.snapshot, c.executor, progress=c.progress, source=names.TOXICITY if c.options.toxicity else names.FILTERED
+    ),
     names.DEDUPLICATED: lambda c: materialize_deduplicated(c.store, c.snapshot, c.executor, progress=c.progress)[0],
-    names.DECONTAMINATED: lambda c: decontaminate_partition(c.store, c.snapshot, c.executor, progress=c.progress)
-    if c.options.benchmarks_path else None,
+    names.DECONTAMINATED: lambda c: (
+        decontaminate_partition(c.store, c.snapshot, c.executor, progress=c.progress) if c.options.benchmarks_path else None
+    ),
     names.COLOR_CONDITIONAL_MODEL: lambda c: _color_conditional_model(c) if c.options.color_target else None,
     names.COLOR_SCORES: lambda c: _color_scores(c) if c.options.color_target else None,
 }
@@ -136,9 +145,15 @@ def chain_order() -> list[str]:
     return [name for name in order if name in STEPS]
 
 
-def run_process_chain(crawl: CrawlSource, warc_keys: Sequence[str], store: DatasetStore, snapshot: str,
-                      executor: ShardExecutor, options: ProcessOptions = ProcessOptions(),
-                      progress: ProgressSink | None = None) -> list[StageReport]:
+def run_process_chain(
+    crawl: CrawlSource,
+    warc_keys: Sequence[str],
+    store: DatasetStore,
+    snapshot: str,
+    executor: ShardExecutor,
+    options: ProcessOptions = ProcessOptions(),
+    progress: ProgressSink | None = None,
+) -> list[StageReport]:
     ctx = ChainContext(crawl, warc_keys, store, snapshot, executor, options, progress)
     reports = [report for name in chain_order() if (report := STEPS[name](ctx)) is not None]
     set_aside = ((names.TOXICITY, (names.DROPPED,)),) if options.toxicity else ()
@@ -189,9 +204,13 @@ def _final_tables(store: DatasetStore, snapshot: str) -> list[tuple[str, tuple[s
     return [*SET_ASIDE, (names.DEDUPLICATED, (names.DROPPED,)), final]
 
 
-def assemble_processed(store: DatasetStore, snapshot: str, executor: ShardExecutor,
-                       progress: ProgressSink | None = None,
-                       set_aside: tuple[tuple[str, tuple[str, ...]], ...] = ()) -> StageReport:
+def assemble_processed(
+    store: DatasetStore,
+    snapshot: str,
+    executor: ShardExecutor,
+    progress: ProgressSink | None = None,
+    set_aside: tuple[tuple[str, tuple[str, ...]], ...] = (),
+) -> StageReport:
     """Union, shard by shard, the tables where each page ended up into ``processed/<snapshot>``;
     ``set_aside`` adds tables of optional steps that ran (the toxicity step's ``dropped``)."""
     sources = [*_final_tables(store, snapshot), *set_aside]
@@ -204,9 +223,14 @@ def assemble_processed(store: DatasetStore, snapshot: str, executor: ShardExecut
         if run.up_to_date:
             return run.report
         run.declare(names.DATA, PROCESSED)
-        run.map("assemble", run_assemble_task, [
-            AssembleTask(i, store.location, tuple(inputs), store.location, run.prefix, run.shard_key(i))
-            for i, inputs in groups.items()])
+        run.map(
+            "assemble",
+            run_assemble_task,
+            [
+                AssembleTask(i, store.location, tuple(inputs), store.location, run.prefix, run.shard_key(i))
+                for i, inputs in groups.items()
+            ],
+        )
         run.report.rows_in = run.report.rows_out + run.report.dropped
         return run.commit({"rows": run.report.rows_in, "kept": run.report.rows_out})
 

@@ -91,7 +91,7 @@ class TaskResult:
         return json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes | Mapping[str, Any]) -> "TaskResult":
+    def from_json(cls, raw: bytes | Mapping[str, Any]) -> TaskResult:
         data = dict(json.loads(raw) if isinstance(raw, bytes) else raw)
         data["shards"] = [ShardInfo(**s) for s in data.get("shards", [])]
         return cls(**data)
@@ -162,17 +162,38 @@ class StageReport:
             bucket.extend(items[: EXAMPLES_PER_REASON - len(bucket)])
 
     @classmethod
-    def from_metadata(cls, stage: str, partition: str, metadata: Mapping[str, Any]) -> "StageReport":
+    def from_metadata(cls, stage: str, partition: str, metadata: Mapping[str, Any]) -> StageReport:
         """The report of a committed materialization, from its manifest metadata."""
-        known = {"rows_in", "rows_out", "rows_dropped", "rows_routed", "bytes_in", "bytes_out", "shards",
-                 "shards_resumed", "wall_seconds", "task_cpu_seconds", "drop_counts", "drop_examples"}
-        return cls(stage, partition, rows_in=metadata.get("rows_in", 0), rows_out=metadata.get("rows_out", 0),
-                   bytes_in=metadata.get("bytes_in", 0), bytes_out=metadata.get("bytes_out", 0),
-                   shards=metadata.get("shards", 0), wall_seconds=metadata.get("wall_seconds", 0.0),
-                   drop_counts=dict(metadata.get("drop_counts", {})), routed=dict(metadata.get("rows_routed", {})),
-                   examples=dict(metadata.get("drop_examples", {})), tasks_resumed=metadata.get("shards_resumed", 0),
-                   task_cpu_seconds=metadata.get("task_cpu_seconds", 0.0),
-                   extra={k: v for k, v in metadata.items() if k not in known})
+        known = {
+            "rows_in",
+            "rows_out",
+            "rows_dropped",
+            "rows_routed",
+            "bytes_in",
+            "bytes_out",
+            "shards",
+            "shards_resumed",
+            "wall_seconds",
+            "task_cpu_seconds",
+            "drop_counts",
+            "drop_examples",
+        }
+        return cls(
+            stage,
+            partition,
+            rows_in=metadata.get("rows_in", 0),
+            rows_out=metadata.get("rows_out", 0),
+            bytes_in=metadata.get("bytes_in", 0),
+            bytes_out=metadata.get("bytes_out", 0),
+            shards=metadata.get("shards", 0),
+            wall_seconds=metadata.get("wall_seconds", 0.0),
+            drop_counts=dict(metadata.get("drop_counts", {})),
+            routed=dict(metadata.get("rows_routed", {})),
+            examples=dict(metadata.get("drop_examples", {})),
+            tasks_resumed=metadata.get("shards_resumed", 0),
+            task_cpu_seconds=metadata.get("task_cpu_seconds", 0.0),
+            extra={k: v for k, v in metadata.items() if k not in known},
+        )
 
     def as_metadata(self) -> dict[str, Any]:
         metadata = {
@@ -230,9 +251,19 @@ def upstream_versions(store: DatasetStore, inputs: Iterable[tuple[str, str]]) ->
 class StageRun:
     """One materialization of one stage's partition. See the module docstring."""
 
-    def __init__(self, store: DatasetStore, asset: str, partition: str, executor: ShardExecutor | None = None, *,
-                 config: Any = None, upstream: Mapping[str, str] | None = None, progress: ProgressSink | None = None,
-                 stage: str | None = None, rebuild: bool | None = None) -> None:
+    def __init__(
+        self,
+        store: DatasetStore,
+        asset: str,
+        partition: str,
+        executor: ShardExecutor | None = None,
+        *,
+        config: Any = None,
+        upstream: Mapping[str, str] | None = None,
+        progress: ProgressSink | None = None,
+        stage: str | None = None,
+        rebuild: bool | None = None,
+    ) -> None:
         self.store, self.asset, self.partition, self.executor = store, asset, partition, executor
         self.fingerprint = fingerprint(asset=asset, partition=partition, config=config, upstream=dict(upstream or {}))
         self.progress = progress
@@ -244,7 +275,7 @@ class StageRun:
         self._context = None
         self.writer: PartitionWriter
 
-    def __enter__(self) -> "StageRun":
+    def __enter__(self) -> StageRun:
         """Open the materialization; when the committed version already has this fingerprint (same
         stage, configuration and inputs) nothing is opened and ``up_to_date`` is set: the stage
         returns ``report`` (the committed one) instead of redoing finished work."""
@@ -283,8 +314,15 @@ class StageRun:
     def work_key(self, name: str) -> str:
         return self.writer.work_key(name)
 
-    def map(self, phase: str, fn: Callable[[Any], TaskResult], tasks: Sequence[ShardTask], *,
-            collect: bool = True, output_table: str = names.DATA) -> list[TaskResult]:
+    def map(
+        self,
+        phase: str,
+        fn: Callable[[Any], TaskResult],
+        tasks: Sequence[ShardTask],
+        *,
+        collect: bool = True,
+        output_table: str = names.DATA,
+    ) -> list[TaskResult]:
         """Run ``fn`` over ``tasks`` (skipping those recorded as done), in task order.
 
         With ``collect`` the results' shards join the partition and their counts the report;

@@ -112,21 +112,27 @@ def sample_negatives(run: StageRun, snapshots: Sequence[str], max_rows: int, see
     keys = [k for s in snapshots for k in store.shard_keys(names.FILTERED, s)]
     total = sum(store.require_manifest(names.FILTERED, s)["tables"].get(names.DATA, {}).get("rows", 0) for s in snapshots)
     below = 2**64 if total <= max_rows else min(2**64, int(2**64 * min(1.0, 2.0 * max_rows / total)))
-    tasks = [NegativesTask(i, store.location, key, seed, below, store.location, run.work_key(f"negatives/part-{i:05d}.parquet"))
-             for i, key in enumerate(keys)]
+    tasks = [
+        NegativesTask(i, store.location, key, seed, below, store.location, run.work_key(f"negatives/part-{i:05d}.parquet"))
+        for i, key in enumerate(keys)
+    ]
     results = run.map("sample", run_negatives_task, tasks, collect=False)
     frames = [pl.read_parquet(io.BytesIO(store.object_store.get_bytes(r.payload["key"]))) for r in results]
     chosen = pl.concat(frames) if frames else pl.DataFrame(schema={"doc_id": pl.String, "text": pl.String, "key": pl.UInt64})
     return chosen.sort("key").head(max_rows).sort("doc_id")["text"].to_list()
 
 
-def materialize_quality_classifier(store: DatasetStore, executor: ShardExecutor,
-                                   options: ClassifierTrainingOptions = ClassifierTrainingOptions(),
-                                   progress: ProgressSink | None = None) -> StageReport:
+def materialize_quality_classifier(
+    store: DatasetStore,
+    executor: ShardExecutor,
+    options: ClassifierTrainingOptions = ClassifierTrainingOptions(),
+    progress: ProgressSink | None = None,
+) -> StageReport:
     snapshots = store.partitions(names.FILTERED)
     upstream = upstream_versions(store, [(names.FILTERED, s) for s in snapshots])
-    with StageRun(store, names.QUALITY_CLASSIFIER, names.UNPARTITIONED, executor, config=options, upstream=upstream,
-                  progress=progress) as run:
+    with StageRun(
+        store, names.QUALITY_CLASSIFIER, names.UNPARTITIONED, executor, config=options, upstream=upstream, progress=progress
+    ) as run:
         if run.up_to_date:
             return run.report
         negatives = sample_negatives(run, snapshots, options.max_negatives, options.seed)
@@ -136,10 +142,10 @@ def materialize_quality_classifier(store: DatasetStore, executor: ShardExecutor,
                 raise ValueError(f"quality_classifier: {too_few}; materialize `filtered` for more snapshots first")
             return commit_default_classifier(run, too_few)
         positives = read_positives(options.positives_path)
-        model = train_quality_classifier(positives, negatives, seed=options.seed, epoch=options.epoch, lr=options.lr,
-                                         word_ngrams=options.word_ngrams)
-        return commit_classifier(run, model, {"snapshots": snapshots, "positives": len(positives),
-                                              "negatives": len(negatives)})
+        model = train_quality_classifier(
+            positives, negatives, seed=options.seed, epoch=options.epoch, lr=options.lr, word_ngrams=options.word_ngrams
+        )
+        return commit_classifier(run, model, {"snapshots": snapshots, "positives": len(positives), "negatives": len(negatives)})
 
 
 def commit_classifier(run: StageRun, model: TrainedQualityClassifier, info: dict[str, Any]) -> StageReport:
@@ -150,9 +156,15 @@ def commit_classifier(run: StageRun, model: TrainedQualityClassifier, info: dict
         run.writer.add_file(bin_path.with_suffix(".json"))
     run.report.rows_in = info.get("positives", 0) + info.get("negatives", 0)
     run.report.rows_out = run.report.rows_in
-    return run.commit({"model_file": bin_path.name, "training_hash": model.training_hash,
-                       "metrics": model.metrics.to_dict() if model.metrics else {},
-                       "hyperparameters": model.hyperparameters, **info})
+    return run.commit(
+        {
+            "model_file": bin_path.name,
+            "training_hash": model.training_hash,
+            "metrics": model.metrics.to_dict() if model.metrics else {},
+            "hyperparameters": model.hyperparameters,
+            **info,
+        }
+    )
 
 
 def commit_default_classifier(run: StageRun, reason: str) -> StageReport:
@@ -161,9 +173,19 @@ def commit_default_classifier(run: StageRun, reason: str) -> StageReport:
     model = load_default_quality_classifier()
     run.writer.add_file(bin_path)
     run.writer.add_file(bin_path.with_suffix(".json"))
-    return run.commit({"model_file": bin_path.name, "training_hash": model.training_hash, "source": "default",
-                       "default_reason": reason, "metrics": model.metrics.to_dict() if model.metrics else {},
-                       "hyperparameters": model.hyperparameters, "snapshots": [], "positives": None, "negatives": None})
+    return run.commit(
+        {
+            "model_file": bin_path.name,
+            "training_hash": model.training_hash,
+            "source": "default",
+            "default_reason": reason,
+            "metrics": model.metrics.to_dict() if model.metrics else {},
+            "hyperparameters": model.hyperparameters,
+            "snapshots": [],
+            "positives": None,
+            "negatives": None,
+        }
+    )
 
 
 @functools.lru_cache(maxsize=2)
@@ -181,8 +203,11 @@ def committed_classifier(store: DatasetStore) -> tuple[StoreLocation, str, str]:
     """(location, model key, sidecar key) of the committed classifier: what workers load."""
     manifest = store.require_manifest(names.QUALITY_CLASSIFIER, names.UNPARTITIONED)
     name = manifest["metadata"]["model_file"]
-    return (store.location, store.file_key(names.QUALITY_CLASSIFIER, names.UNPARTITIONED, name),
-            store.file_key(names.QUALITY_CLASSIFIER, names.UNPARTITIONED, name.removesuffix(".bin") + ".json"))
+    return (
+        store.location,
+        store.file_key(names.QUALITY_CLASSIFIER, names.UNPARTITIONED, name),
+        store.file_key(names.QUALITY_CLASSIFIER, names.UNPARTITIONED, name.removesuffix(".bin") + ".json"),
+    )
 
 
 # -------------------------------------------------------------------------------------- scoring
@@ -212,16 +237,23 @@ class ScoreTask(ShardTask):
 def run_score_task(task: ScoreTask) -> TaskResult:
     """Score one shard; scores go to a work file, their key histogram and moments come back."""
     model = cached_classifier(*task.model)
-    parts = [model.score(pl.from_arrow(pa.Table.from_batches([b]))["text"])
-             for b in iter_shard_batches(task.source, task.filtered_key, task.batch_rows, columns=["text"])]
+    parts = [
+        model.score(pl.from_arrow(pa.Table.from_batches([b]))["text"])
+        for b in iter_shard_batches(task.source, task.filtered_key, task.batch_rows, columns=["text"])
+    ]
     scores = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, dtype=np.float32)
     _write_scores(task.source, task.scores_key, scores)
     valid = scores[~np.isnan(scores)].astype(np.float64)
     histogram, _ = np.histogram(valid, bins=10, range=(0.0, 1.0))
-    return TaskResult(rows_in=len(scores), payload={
-        "high_buckets": rs.sparse_histogram(rs.score_keys(scores) >> np.uint32(rs.HIGH_BITS)),
-        "sum": float(valid.sum()), "valid": int(valid.size), "histogram": histogram.tolist(),
-    })
+    return TaskResult(
+        rows_in=len(scores),
+        payload={
+            "high_buckets": rs.sparse_histogram(rs.score_keys(scores) >> np.uint32(rs.HIGH_BITS)),
+            "sum": float(valid.sum()),
+            "valid": int(valid.size),
+            "histogram": histogram.tolist(),
+        },
+    )
 
 
 def _write_scores(location: StoreLocation, key: str, scores: np.ndarray) -> None:
@@ -262,8 +294,9 @@ def _rank_count(fraction: float, n: int) -> int:
     return min(n, int(np.floor(fraction * n + 0.5 + 1e-9)))
 
 
-def locate_cuts(run: StageRun, score_results: list[TaskResult], score_tasks: list[ScoreTask],
-                ranks: Sequence[int]) -> dict[int, rs.Cut | None]:
+def locate_cuts(
+    run: StageRun, score_results: list[TaskResult], score_tasks: list[ScoreTask], ranks: Sequence[int]
+) -> dict[int, rs.Cut | None]:
     """The exact cut (score key and row) at each rank in ``ranks`` (counts of rows above the cut)."""
     offsets = np.cumsum([0] + [r.rows_in for r in score_results])[:-1].tolist()
     wanted = sorted({k for k in ranks if k > 0})
@@ -278,8 +311,9 @@ def locate_cuts(run: StageRun, score_results: list[TaskResult], score_tasks: lis
 
     buckets = tuple(sorted({loc.bucket for loc in first}))
     inside = refine("cut-buckets", high_buckets=buckets)
-    exact = [rs.locate(rs.merge_histograms(r.payload.get(f"bucket:{loc.bucket}", {}) for r in inside), loc.offset)
-             for loc in first]
+    exact = [
+        rs.locate(rs.merge_histograms(r.payload.get(f"bucket:{loc.bucket}", {}) for r in inside), loc.offset) for loc in first
+    ]
     tied = refine("cut-ties", exact_keys=tuple(sorted({loc.bucket for loc in exact})))
     for k, loc in zip(wanted, exact):
         rows = [row for r in tied for row in r.payload.get(f"key:{loc.bucket}", [])]
@@ -312,12 +346,16 @@ def run_split_task(task: SplitTask) -> TaskResult:
         for batch in iter_shard_batches(task.source, task.filtered_key, task.batch_rows):
             n = batch.num_rows
             frame = pl.from_arrow(pa.Table.from_batches([batch])).with_columns(
-                pl.Series("quality_score", scores[offset: offset + n], dtype=pl.Float32, nan_to_null=True),
-                pl.Series("quality_label", labels[offset: offset + n].tolist(), dtype=pl.Utf8),
+                pl.Series("quality_score", scores[offset : offset + n], dtype=pl.Float32, nan_to_null=True),
+                pl.Series("quality_label", labels[offset : offset + n].tolist(), dtype=pl.Utf8),
             )
             offset += n
-            frame = frame.with_columns(pl.when(pl.col("quality_label") == names.LOW_QUALITY).then(pl.lit(BELOW_THRESHOLD))
-                                       .otherwise(pl.col("drop_reason")).alias("drop_reason"))
+            frame = frame.with_columns(
+                pl.when(pl.col("quality_label") == names.LOW_QUALITY)
+                .then(pl.lit(BELOW_THRESHOLD))
+                .otherwise(pl.col("drop_reason"))
+                .alias("drop_reason")
+            )
             for label, table in tables.items():
                 sinks[table].write(conform(frame.filter(pl.col("quality_label") == label).to_arrow(), SCORED))
     result.shards = [sinks[t].info for t in tables.values()]
@@ -338,8 +376,14 @@ def _score_summary(score_results: list[TaskResult]) -> dict[str, Any]:
     }
 
 
-def materialize_scored(store: DatasetStore, snapshot: str, executor: ShardExecutor, options: ScoringOptions = ScoringOptions(),
-                       progress: ProgressSink | None = None, source: str = names.FILTERED) -> StageReport:
+def materialize_scored(
+    store: DatasetStore,
+    snapshot: str,
+    executor: ShardExecutor,
+    options: ScoringOptions = ScoringOptions(),
+    progress: ProgressSink | None = None,
+    source: str = names.FILTERED,
+) -> StageReport:
     """Score ``source``'s kept documents: ``filtered``, or ``toxicity`` (the same documents with
     toxicity scores, minus those its policy dropped)."""
     model = committed_classifier(store)
@@ -350,8 +394,10 @@ def materialize_scored(store: DatasetStore, snapshot: str, executor: ShardExecut
         for table in (names.DATA, names.REWRITE_CANDIDATES, names.DROPPED):
             run.declare(table, SCORED)
         keys = store.shard_keys(source, snapshot)
-        score_tasks = [ScoreTask(i, store.location, k, model, options.batch_rows, run.work_key(f"scores/part-{i:05d}.parquet"))
-                       for i, k in enumerate(keys)]
+        score_tasks = [
+            ScoreTask(i, store.location, k, model, options.batch_rows, run.work_key(f"scores/part-{i:05d}.parquet"))
+            for i, k in enumerate(keys)
+        ]
         score_results = run.map("score", run_score_task, score_tasks, collect=False)
         n = sum(r.rows_in for r in score_results)
         lo, hi = options.rewrite_band
@@ -359,16 +405,33 @@ def materialize_scored(store: DatasetStore, snapshot: str, executor: ShardExecut
         cuts = locate_cuts(run, score_results, score_tasks, (k_high, k_lo, k_hi))
         offsets = np.cumsum([0] + [r.rows_in for r in score_results])[:-1].tolist()
         tables = (names.DATA, names.REWRITE_CANDIDATES, names.DROPPED)
-        run.map("split", run_split_task, [
-            SplitTask(t.index, store.location, t.filtered_key, t.scores_key, off, (cuts[k_high], cuts[k_lo], cuts[k_hi]),
-                      store.location, run.prefix, tuple((tb, run.shard_key(t.index, tb)) for tb in tables), options.batch_rows)
-            for t, off in zip(score_tasks, offsets)])
+        run.map(
+            "split",
+            run_split_task,
+            [
+                SplitTask(
+                    t.index,
+                    store.location,
+                    t.filtered_key,
+                    t.scores_key,
+                    off,
+                    (cuts[k_high], cuts[k_lo], cuts[k_hi]),
+                    store.location,
+                    run.prefix,
+                    tuple((tb, run.shard_key(t.index, tb)) for tb in tables),
+                    options.batch_rows,
+                )
+                for t, off in zip(score_tasks, offsets)
+            ],
+        )
         run.report.bytes_in = store.table_bytes(source, snapshot)
         rewrite_cut = cuts[k_hi] if k_hi > max(k_lo, k_high) else None
-        return run.commit({
-            "rewrite_candidates": run.report.routed.get(names.REWRITE_CANDIDATES, 0),
-            "high_quality_threshold": round(cuts[k_high].score, 4) if cuts[k_high] else None,
-            "rewrite_threshold": round(rewrite_cut.score, 4) if rewrite_cut else None,
-            **_score_summary(score_results),
-            "classifier": Path(model[1]).name,
-        })
+        return run.commit(
+            {
+                "rewrite_candidates": run.report.routed.get(names.REWRITE_CANDIDATES, 0),
+                "high_quality_threshold": round(cuts[k_high].score, 4) if cuts[k_high] else None,
+                "rewrite_threshold": round(rewrite_cut.score, 4) if rewrite_cut else None,
+                **_score_summary(score_results),
+                "classifier": Path(model[1]).name,
+            }
+        )

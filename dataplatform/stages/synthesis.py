@@ -30,12 +30,15 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from dataplatform import names
 from dataplatform.core.decontamination import decontaminate
 from dataplatform.core.dedup import INDEX_SCHEMA, DedupConfig, deduplicate
 from dataplatform.core.eval_splits import stable_id_hash
 from dataplatform.core.quality_classifier import default_positives, train_quality_classifier
 from dataplatform.core.synthesis.fineinstructions import (
     FAILURES_SCHEMA as PAIR_FAILURES_SCHEMA,
+)
+from dataplatform.core.synthesis.fineinstructions import (
     PAIRS_SCHEMA,
     FineInstructionsConfig,
     TemplateIndex,
@@ -48,7 +51,6 @@ from dataplatform.core.synthesis.min_k_prob import calibrate_membership, flag_me
 from dataplatform.core.synthesis.query_templates import load_query_log, templates_from_queries
 from dataplatform.core.synthesis.resume import done_marker_name, output_shard_name, plan_resume, work_fingerprint
 from dataplatform.core.synthesis.rewire import FAILURES_SCHEMA, REWRITTEN_SCHEMA, RewireConfig, rewrite_documents, top_by_rank
-from dataplatform import names
 from dataplatform.io.datasets import DatasetStore
 from dataplatform.stages.decontamination import load_benchmark_index
 from dataplatform.stages.dedup import read_signature_index
@@ -100,7 +102,12 @@ def stable_sample(frame: pl.DataFrame, n: int | None, salt: str) -> pl.DataFrame
 
 
 def run_units(
-    store: DatasetStore, asset: str, snapshot: str, frame: pl.DataFrame, run_key: str, unit_docs: int,
+    store: DatasetStore,
+    asset: str,
+    snapshot: str,
+    frame: pl.DataFrame,
+    run_key: str,
+    unit_docs: int,
     work: Callable[[pl.DataFrame], dict[str, pl.DataFrame]],
 ) -> tuple[dict[str, pl.DataFrame], dict[str, int]]:
     """Run ``work`` over units of ``frame`` (sorted by doc_id), resuming finished units."""
@@ -162,7 +169,9 @@ def _low_quality_band(store: DatasetStore, snapshot: str) -> tuple[pl.DataFrame,
     deduped = deduplicate(low, index=index, config=config).frame
     mode = store.require_manifest(DECONTAMINATED_ASSET, snapshot)["metadata"].get("mode", "drop")
     checked = decontaminate(deduped, load_benchmark_index(store), mode=mode)
-    counts = {str(k): int(v) for k, v in checked.filter(pl.col("drop_reason").is_not_null())["drop_reason"].value_counts().iter_rows()}
+    counts = {
+        str(k): int(v) for k, v in checked.filter(pl.col("drop_reason").is_not_null())["drop_reason"].value_counts().iter_rows()
+    }
     return checked.filter(pl.col("drop_reason").is_null()).select(list(POOL_SCHEMA)), counts
 
 
@@ -199,14 +208,23 @@ class RewireOptions:
     unit_docs: int = 64
 
 
-def materialize_rewire_outputs(store: DatasetStore, snapshot: str, engine, options: RewireOptions = RewireOptions()) -> StageReport:
+def materialize_rewire_outputs(
+    store: DatasetStore, snapshot: str, engine, options: RewireOptions = RewireOptions()
+) -> StageReport:
     started = time.perf_counter()
     report = StageReport(REWIRE_OUTPUTS_ASSET, snapshot)
     pool, pool_info = rewire_pool(store, snapshot, options.pool)
     chosen = stable_sample(pool, options.max_docs, f"rewire:{snapshot}")
     upstream = store.require_manifest(DECONTAMINATED_ASSET, snapshot)["version"]
-    run_key = work_fingerprint(stage="rewire", upstream=upstream, model=engine.model_id, config=repr(options.rewire),
-                               pool=options.pool, docs=chosen["doc_id"].sort().to_list(), unit=options.unit_docs)
+    run_key = work_fingerprint(
+        stage="rewire",
+        upstream=upstream,
+        model=engine.model_id,
+        config=repr(options.rewire),
+        pool=options.pool,
+        docs=chosen["doc_id"].sort().to_list(),
+        unit=options.unit_docs,
+    )
 
     def work(unit: pl.DataFrame) -> dict[str, pl.DataFrame]:
         rewritten, failures = rewrite_documents(unit.select("doc_id", "text"), engine, options.rewire)
@@ -228,11 +246,18 @@ def materialize_rewire_outputs(store: DatasetStore, snapshot: str, engine, optio
         report.wall_seconds = time.perf_counter() - started
         report.shards = progress["units"]
         report.extra = {
-            **progress, **pool_info, "pool": options.pool, "pool_size": pool.height, "attempted": chosen.height,
-            "max_docs": options.max_docs, "acceptance_rate": round(rewrites.height / chosen.height, 4) if chosen.height else None,
-            "tokens_generated": tokens, "tokens_per_s": _throughput(tokens, generation_seconds) if progress["computed_units"] else None,
+            **progress,
+            **pool_info,
+            "pool": options.pool,
+            "pool_size": pool.height,
+            "attempted": chosen.height,
+            "max_docs": options.max_docs,
+            "acceptance_rate": round(rewrites.height / chosen.height, 4) if chosen.height else None,
+            "tokens_generated": tokens,
+            "tokens_per_s": _throughput(tokens, generation_seconds) if progress["computed_units"] else None,
             "rewrites_per_band": dict(sorted(rewrites["band"].value_counts().iter_rows())) if rewrites.height else {},
-            "model": engine.model_id, "prompt_version": options.rewire.prompt_version,
+            "model": engine.model_id,
+            "prompt_version": options.rewire.prompt_version,
             "sampling": dataclasses.asdict(options.rewire.sampling),
             "examples": _examples(rewrites, ("source_doc_id", "text")),
         }
@@ -248,26 +273,39 @@ class RewriteClassifierOptions:
     seed: int = 0
 
 
-def materialize_rewrite_classifier(store: DatasetStore, options: RewriteClassifierOptions = RewriteClassifierOptions()) -> dict[str, Any]:
+def materialize_rewrite_classifier(
+    store: DatasetStore, options: RewriteClassifierOptions = RewriteClassifierOptions()
+) -> dict[str, Any]:
     """REWIRE's rewrite-quality classifier: reference text (positives) vs random rewrites (negatives)."""
     started = time.perf_counter()
     snapshots = store.partitions(REWIRE_OUTPUTS_ASSET)
     frames = [_read(store, REWIRE_OUTPUTS_ASSET, s, "data", {"doc_id": pl.String, "text": pl.String}) for s in snapshots]
-    rewrites = stable_sample(pl.concat(frames) if frames else pl.DataFrame(schema={"doc_id": pl.String, "text": pl.String}),
-                             options.max_negatives, f"rewrite_classifier:{options.seed}")
+    rewrites = stable_sample(
+        pl.concat(frames) if frames else pl.DataFrame(schema={"doc_id": pl.String, "text": pl.String}),
+        options.max_negatives,
+        f"rewrite_classifier:{options.seed}",
+    )
     if rewrites.height == 0:
-        raise ValueError(f"rewrite_classifier needs rewrites as negatives; rewire_outputs of {snapshots or 'no snapshot'} has none: "
-                         "materialize rewire_outputs (with a model that produces rewrites) first")
+        raise ValueError(
+            f"rewrite_classifier needs rewrites as negatives; rewire_outputs of {snapshots or 'no snapshot'} has none: "
+            "materialize rewire_outputs (with a model that produces rewrites) first"
+        )
     positives = read_positives(options.positives_path) if options.positives_path else default_positives()
     model, lr = _train_without_nan(positives, rewrites.sort("doc_id")["text"], options.seed)
     with store.write_partition(REWRITE_CLASSIFIER_ASSET, UNPARTITIONED) as writer, tempfile.TemporaryDirectory() as tmp:
         bin_path = model.save(tmp)
         writer.add_file(bin_path)
         writer.add_file(bin_path.with_suffix(".json"))
-        metadata = {"model_file": bin_path.name, "training_hash": model.training_hash, "learning_rate": lr,
-                    "metrics": model.metrics.to_dict() if model.metrics else {}, "snapshots": snapshots,
-                    "positives": len(positives), "negatives": rewrites.height,
-                    "wall_seconds": round(time.perf_counter() - started, 3)}
+        metadata = {
+            "model_file": bin_path.name,
+            "training_hash": model.training_hash,
+            "learning_rate": lr,
+            "metrics": model.metrics.to_dict() if model.metrics else {},
+            "snapshots": snapshots,
+            "positives": len(positives),
+            "negatives": rewrites.height,
+            "wall_seconds": round(time.perf_counter() - started, 3),
+        }
         writer.commit(metadata)
     return metadata
 
@@ -287,8 +325,11 @@ def _train_without_nan(positives: list[str], negatives: pl.Series, seed: int, ra
 
 def load_rewrite_classifier(store: DatasetStore):
     name = store.require_manifest(REWRITE_CLASSIFIER_ASSET, UNPARTITIONED)["metadata"]["model_file"]
-    return cached_classifier(store.location, store.file_key(REWRITE_CLASSIFIER_ASSET, UNPARTITIONED, name),
-                         store.file_key(REWRITE_CLASSIFIER_ASSET, UNPARTITIONED, name.removesuffix(".bin") + ".json"))
+    return cached_classifier(
+        store.location,
+        store.file_key(REWRITE_CLASSIFIER_ASSET, UNPARTITIONED, name),
+        store.file_key(REWRITE_CLASSIFIER_ASSET, UNPARTITIONED, name.removesuffix(".bin") + ".json"),
+    )
 
 
 def materialize_rewritten(store: DatasetStore, snapshot: str, keep_fraction: float = 0.10) -> StageReport:
@@ -298,7 +339,9 @@ def materialize_rewritten(store: DatasetStore, snapshot: str, keep_fraction: flo
     report = StageReport(REWRITTEN_ASSET, snapshot)
     rewrites = store.read_frame(REWIRE_OUTPUTS_ASSET, snapshot)
     if rewrites.height == 0:
-        rewrites = pl.DataFrame(schema={**REWRITTEN_SCHEMA, "band": pl.String, "source_quality_score": pl.Float32, "snapshot": pl.String})
+        rewrites = pl.DataFrame(
+            schema={**REWRITTEN_SCHEMA, "band": pl.String, "source_quality_score": pl.Float32, "snapshot": pl.String}
+        )
     classifier = load_rewrite_classifier(store)
     scores = classifier.score(rewrites["text"]) if rewrites.height else np.zeros(0, dtype=np.float32)
     keep = top_by_rank(scores, rewrites["doc_id"].to_list(), keep_fraction)
@@ -312,17 +355,21 @@ def materialize_rewritten(store: DatasetStore, snapshot: str, keep_fraction: flo
         report.drop_counts = {BELOW_RANK_CUT: below.height} if below.height else {}
         report.wall_seconds = time.perf_counter() - started
         report.shards = 1
-        report.extra = {"keep_fraction": keep_fraction, "classifier": classifier.name,
-                        "score_cut": round(float(kept["rewrite_score"].min()), 4) if kept.height else None,
-                        "kept_per_band": dict(sorted(kept["band"].value_counts().iter_rows())) if kept.height else {},
-                        "examples": _examples(kept, ("source_doc_id", "rewrite_score", "text"))}
+        report.extra = {
+            "keep_fraction": keep_fraction,
+            "classifier": classifier.name,
+            "score_cut": round(float(kept["rewrite_score"].min()), 4) if kept.height else None,
+            "kept_per_band": dict(sorted(kept["band"].value_counts().iter_rows())) if kept.height else {},
+            "examples": _examples(kept, ("source_doc_id", "rewrite_score", "text")),
+        }
         writer.commit(report.as_metadata())
     return report
 
 
 # ---------------------------------------------------------------------------- FineInstructions
-def materialize_instruction_templates(store: DatasetStore, extra_paths: tuple[str, ...] = (), query_logs: tuple[str, ...] = (),
-                                      engine=None, profile: str = "paper") -> dict[str, Any]:
+def materialize_instruction_templates(
+    store: DatasetStore, extra_paths: tuple[str, ...] = (), query_logs: tuple[str, ...] = (), engine=None, profile: str = "paper"
+) -> dict[str, Any]:
     """The seed bank + extra template files + templates the LLM made from ``query_logs``."""
     started = time.perf_counter()
     seed = load_templates()
@@ -331,18 +378,27 @@ def materialize_instruction_templates(store: DatasetStore, extra_paths: tuple[st
     generated, failures = templates_from_queries(queries, engine, profile) if queries else ([], pl.DataFrame())
     known = {t.template_id for t in seed + extra}
     generated = [t for t in generated if t.template_id not in known]
-    frame = templates_frame(seed + extra + generated, ["seed"] * len(seed) + ["file"] * len(extra) + ["query_log"] * len(generated))
+    frame = templates_frame(
+        seed + extra + generated, ["seed"] * len(seed) + ["file"] * len(extra) + ["query_log"] * len(generated)
+    )
     with store.write_partition(INSTRUCTION_TEMPLATES_ASSET, UNPARTITIONED) as writer:
         writer.write_table("data", frame.to_arrow())
         if failures.height:
             writer.write_table(FAILURES_TABLE, failures.to_arrow())
-        metadata = {"templates": frame.height, "seed_templates": len(seed), "file_templates": len(extra),
-                    "queries": len(queries), "query_templates": len(generated),
-                    "query_failures": {r: int(c) for r, c in failures["reason"].value_counts().iter_rows()} if failures.height else {},
-                    "extra_files": [str(p) for p in extra_paths], "query_logs": [str(p) for p in query_logs],
-                    "model": engine.model_id if queries else None, "profile": profile if queries else None,
-                    "examples": _examples(pl.from_arrow(frame.to_arrow()).filter(pl.col("origin") == "query_log"), ("template", "fits")),
-                    "wall_seconds": round(time.perf_counter() - started, 3)}
+        metadata = {
+            "templates": frame.height,
+            "seed_templates": len(seed),
+            "file_templates": len(extra),
+            "queries": len(queries),
+            "query_templates": len(generated),
+            "query_failures": {r: int(c) for r, c in failures["reason"].value_counts().iter_rows()} if failures.height else {},
+            "extra_files": [str(p) for p in extra_paths],
+            "query_logs": [str(p) for p in query_logs],
+            "model": engine.model_id if queries else None,
+            "profile": profile if queries else None,
+            "examples": _examples(pl.from_arrow(frame.to_arrow()).filter(pl.col("origin") == "query_log"), ("template", "fits")),
+            "wall_seconds": round(time.perf_counter() - started, 3),
+        }
         writer.commit(metadata)
     return metadata
 
@@ -361,19 +417,33 @@ class InstructionOptions:
     unit_docs: int = 64
 
 
-def materialize_instruction_pairs(store: DatasetStore, snapshot: str, engine, embedder,
-                                  options: InstructionOptions = InstructionOptions()) -> StageReport:
+def materialize_instruction_pairs(
+    store: DatasetStore, snapshot: str, engine, embedder, options: InstructionOptions = InstructionOptions()
+) -> StageReport:
     started = time.perf_counter()
     report = StageReport(INSTRUCTION_PAIRS_ASSET, snapshot)
     fi = options.fineinstructions
-    docs = pl.concat([_read(store, DECONTAMINATED_ASSET, snapshot, t, {"doc_id": pl.String, "text": pl.String})
-                      for t in ("data", REWRITE_POOL_TABLE)])
+    docs = pl.concat(
+        [
+            _read(store, DECONTAMINATED_ASSET, snapshot, t, {"doc_id": pl.String, "text": pl.String})
+            for t in ("data", REWRITE_POOL_TABLE)
+        ]
+    )
     index = TemplateIndex(committed_templates(store), embedder)
     matched_ids = index.search(docs, fi.top_k, fi.min_match_score, fi.match_doc_chars)["doc_id"].unique()
-    chosen = stable_sample(docs.filter(pl.col("doc_id").is_in(matched_ids.implode())), options.max_docs, f"fineinstructions:{snapshot}")
+    chosen = stable_sample(
+        docs.filter(pl.col("doc_id").is_in(matched_ids.implode())), options.max_docs, f"fineinstructions:{snapshot}"
+    )
     upstream = store.require_manifest(DECONTAMINATED_ASSET, snapshot)["version"]
-    run_key = work_fingerprint(stage="fineinstructions", upstream=upstream, model=engine.model_id, config=repr(fi),
-                               templates=sorted(index.by_id), docs=chosen["doc_id"].sort().to_list(), unit=options.unit_docs)
+    run_key = work_fingerprint(
+        stage="fineinstructions",
+        upstream=upstream,
+        model=engine.model_id,
+        config=repr(fi),
+        templates=sorted(index.by_id),
+        docs=chosen["doc_id"].sort().to_list(),
+        unit=options.unit_docs,
+    )
 
     def work(unit: pl.DataFrame) -> dict[str, pl.DataFrame]:
         pairs, failures = generate_instruction_pairs(unit, index, None, engine, fi)
@@ -394,15 +464,31 @@ def materialize_instruction_pairs(store: DatasetStore, snapshot: str, engine, em
         report.wall_seconds = time.perf_counter() - started
         report.shards = progress["units"]
         report.extra = {
-            **progress, "documents": docs.height, "documents_matched": matched_ids.len(), "documents_attempted": chosen.height,
-            "max_docs": options.max_docs, "templates": len(index), "min_match_score": fi.min_match_score, "top_k": fi.top_k,
-            "min_grounding": fi.min_grounding, "min_judge_rating": fi.min_judge_rating,  # the thresholds its checks verify
-            "tokens_generated": tokens, "tokens_per_s": _throughput(tokens, generation_seconds) if progress["computed_units"] else None,
+            **progress,
+            "documents": docs.height,
+            "documents_matched": matched_ids.len(),
+            "documents_attempted": chosen.height,
+            "max_docs": options.max_docs,
+            "templates": len(index),
+            "min_match_score": fi.min_match_score,
+            "top_k": fi.top_k,
+            "min_grounding": fi.min_grounding,
+            "min_judge_rating": fi.min_judge_rating,  # the thresholds its checks verify
+            "tokens_generated": tokens,
+            "tokens_per_s": _throughput(tokens, generation_seconds) if progress["computed_units"] else None,
             "acceptance_rate": round(pairs.height / attempts, 4) if attempts else None,
             "mean_grounding": round(float(pairs["grounding_score"].mean()), 4) if pairs.height else None,
-            "judge_ratings": {str(k): int(v) for k, v in pl.concat([pairs["judge_rating"], failures["judge_rating"]]).drop_nulls()
-                              .value_counts().sort("judge_rating").iter_rows()},
-            "model": engine.model_id, "prompt_version": fi.prompt_version, "judge_prompt_version": fi.judge_prompt_version,
+            "judge_ratings": {
+                str(k): int(v)
+                for k, v in pl.concat([pairs["judge_rating"], failures["judge_rating"]])
+                .drop_nulls()
+                .value_counts()
+                .sort("judge_rating")
+                .iter_rows()
+            },
+            "model": engine.model_id,
+            "prompt_version": fi.prompt_version,
+            "judge_prompt_version": fi.judge_prompt_version,
             "examples": _examples(pairs, ("template_id", "instruction", "answer", "judge_rating")),
         }
         writer.commit(report.as_metadata())
@@ -437,6 +523,7 @@ def membership_sets(store: DatasetStore, options: AuditOptions) -> tuple[list[st
     on it has seen them), non-members = the newest snapshot's decontaminated documents. Any other
     reference model needs member and non-member files: nothing else says what it has seen.
     """
+
     def sample(frame: pl.DataFrame, salt: str) -> list[str]:
         return [t[: options.max_chars] for t in stable_sample(frame, options.max_texts, salt)["text"].to_list()]
 
@@ -453,8 +540,11 @@ def membership_sets(store: DatasetStore, options: AuditOptions) -> tuple[list[st
     train = store.read_frame(EVAL_SPLITS_ASSET, UNPARTITIONED, "train")
     members = train.filter(pl.col("snapshot") < newest).select("doc_id", "text") if train.height else train
     others = _read(store, DECONTAMINATED_ASSET, newest, "data", {"doc_id": pl.String, "text": pl.String})
-    return (sample(members, "members"), sample(others, "non_members"),
-            f"train split before {newest} (members) vs {newest} documents (non-members)")
+    return (
+        sample(members, "members"),
+        sample(others, "non_members"),
+        f"train split before {newest} (members) vs {newest} documents (non-members)",
+    )
 
 
 def materialize_contamination_audit(store: DatasetStore, engine, options: AuditOptions = AuditOptions()) -> dict[str, Any]:
@@ -462,31 +552,56 @@ def materialize_contamination_audit(store: DatasetStore, engine, options: AuditO
     members, non_members, source = membership_sets(store, options)
     calibration = None
     if members and non_members:
-        calibration = calibrate_membership(engine.prompt_logprobs(members), engine.prompt_logprobs(non_members), options.k,
-                                           false_positive_rate=options.false_positive_rate, n_resamples=options.n_resamples,
-                                           seed=options.seed)
+        calibration = calibrate_membership(
+            engine.prompt_logprobs(members),
+            engine.prompt_logprobs(non_members),
+            options.k,
+            false_positive_rate=options.false_positive_rate,
+            n_resamples=options.n_resamples,
+            seed=options.seed,
+        )
     items = store.read_frame(EVAL_BENCHMARKS_ASSET, UNPARTITIONED, ITEMS_TABLE)
     rows, per_benchmark = [], {}
     for (benchmark,), group in items.group_by(["benchmark"], maintain_order=True):
         group = group.head(options.max_texts) if options.max_texts else group
         scores = min_k_scores(engine.prompt_logprobs([t[: options.max_chars] for t in group["text"].to_list()]), options.k)
         flagged = flag_members(scores, calibration) if calibration else np.zeros(len(scores), dtype=bool)
-        per_benchmark[benchmark] = {"items": len(scores), "mean_min_k": round(float(np.nanmean(scores)), 4) if len(scores) else None,
-                                    "flagged": int(flagged.sum()) if calibration else None,
-                                    "expected_false_flags": round(options.false_positive_rate * len(scores), 2) if calibration else None}
-        rows.append(group.select("benchmark", "item_id").with_columns(pl.Series("min_k_score", scores, dtype=pl.Float64),
-                                                                       pl.Series("flagged", flagged if calibration else [None] * len(scores), dtype=pl.Boolean)))
+        per_benchmark[benchmark] = {
+            "items": len(scores),
+            "mean_min_k": round(float(np.nanmean(scores)), 4) if len(scores) else None,
+            "flagged": int(flagged.sum()) if calibration else None,
+            "expected_false_flags": round(options.false_positive_rate * len(scores), 2) if calibration else None,
+        }
+        rows.append(
+            group.select("benchmark", "item_id").with_columns(
+                pl.Series("min_k_score", scores, dtype=pl.Float64),
+                pl.Series("flagged", flagged if calibration else [None] * len(scores), dtype=pl.Boolean),
+            )
+        )
     status = "not_calibrated" if calibration is None else ("calibrated" if calibration.has_signal else "no_membership_signal")
     with store.write_partition(CONTAMINATION_AUDIT_ASSET, UNPARTITIONED) as writer:
         writer.write_table("data", (pl.concat(rows) if rows else pl.DataFrame()).to_arrow())
         if calibration is not None:
-            writer.write_table("calibration", pl.DataFrame({
-                "role": ["member"] * len(calibration.member_scores) + ["non_member"] * len(calibration.non_member_scores),
-                "min_k_score": np.concatenate([calibration.member_scores, calibration.non_member_scores])}).to_arrow())
-        metadata = {"k": options.k, "model": engine.model_id, "status": status, "membership_sets": source,
-                    "members": len(members), "non_members": len(non_members), "per_benchmark": per_benchmark,
-                    **(_calibration_metadata(calibration) if calibration else {}),
-                    "wall_seconds": round(time.perf_counter() - started, 3)}
+            writer.write_table(
+                "calibration",
+                pl.DataFrame(
+                    {
+                        "role": ["member"] * len(calibration.member_scores) + ["non_member"] * len(calibration.non_member_scores),
+                        "min_k_score": np.concatenate([calibration.member_scores, calibration.non_member_scores]),
+                    }
+                ).to_arrow(),
+            )
+        metadata = {
+            "k": options.k,
+            "model": engine.model_id,
+            "status": status,
+            "membership_sets": source,
+            "members": len(members),
+            "non_members": len(non_members),
+            "per_benchmark": per_benchmark,
+            **(_calibration_metadata(calibration) if calibration else {}),
+            "wall_seconds": round(time.perf_counter() - started, 3),
+        }
         writer.commit(metadata)
     return metadata
 
@@ -495,6 +610,11 @@ def _calibration_metadata(calibration) -> dict[str, Any]:
     def r(x: float) -> float | None:
         return None if not math.isfinite(x) else round(float(x), 4)
 
-    return {"auc": r(calibration.auc), "auc_ci": [r(calibration.auc_low), r(calibration.auc_high)],
-            "auc_ci_level": calibration.confidence, "threshold": r(calibration.threshold),
-            "false_positive_rate": calibration.false_positive_rate, "true_positive_rate": r(calibration.true_positive_rate)}
+    return {
+        "auc": r(calibration.auc),
+        "auc_ci": [r(calibration.auc_low), r(calibration.auc_high)],
+        "auc_ci_level": calibration.confidence,
+        "threshold": r(calibration.threshold),
+        "false_positive_rate": calibration.false_positive_rate,
+        "true_positive_rate": r(calibration.true_positive_rate),
+    }

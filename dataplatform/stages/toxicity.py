@@ -87,8 +87,12 @@ def _count(result: TaskResult, scored: pl.DataFrame, tokens: np.ndarray, task: T
     add_counts(result.counters, {"tokens_scored": int(tokens.sum()), "tokens_dropped": int(tokens[~kept.to_numpy()].sum())})
     dropped = scored.filter(~kept)
     add_counts(result.drop_counts, dict(dropped["drop_reason"].value_counts().iter_rows()))
-    for reason, url, text in dropped.group_by("drop_reason", maintain_order=True).head(EXAMPLES_PER_REASON).select(
-            "drop_reason", "url", "text").iter_rows():
+    for reason, url, text in (
+        dropped.group_by("drop_reason", maintain_order=True)
+        .head(EXAMPLES_PER_REASON)
+        .select("drop_reason", "url", "text")
+        .iter_rows()
+    ):
         bucket = result.examples.setdefault(reason, [])
         if len(bucket) < EXAMPLES_PER_REASON:
             bucket.append({"url": url, "text": " ".join((text or "").split())[:EXAMPLE_CHARS]})
@@ -107,9 +111,10 @@ def run_toxicity_task(task: ToxicityTask) -> TaskResult:
     result = TaskResult(counters={"tokens_scored": 0, "tokens_dropped": 0})
     tokenizer = load_tokenizer(task.options.tokenizer_path or default_tokenizer_path())
     schema = toxicity_schema(task.dimensions)
-    with ShardSink(task.out, task.kept_key, schema, names.DATA, task.partition_prefix) as kept_sink, ShardSink(
-        task.out, task.dropped_key, schema, names.DROPPED, task.partition_prefix
-    ) as dropped_sink:
+    with (
+        ShardSink(task.out, task.kept_key, schema, names.DATA, task.partition_prefix) as kept_sink,
+        ShardSink(task.out, task.dropped_key, schema, names.DROPPED, task.partition_prefix) as dropped_sink,
+    ):
         for batch in iter_shard_batches(task.source, task.filtered_key, task.options.batch_rows):
             frame = pl.from_arrow(pa.Table.from_batches([batch]))
             if frame.is_empty():
@@ -142,8 +147,9 @@ def _merge_payloads(results: list[TaskResult]) -> dict[str, Any]:
     return {"histograms": histograms, "above": above}
 
 
-def summarize(report: StageReport, results: list[TaskResult], dimensions: tuple[str, ...],
-              thresholds: dict[str, float]) -> dict[str, Any]:
+def summarize(
+    report: StageReport, results: list[TaskResult], dimensions: tuple[str, ...], thresholds: dict[str, float]
+) -> dict[str, Any]:
     """The metadata only this stage knows: histograms, share above each configured threshold,
     and the trade-off grid (documents and tokens above each threshold, per dimension)."""
     merged = _merge_payloads(results)
@@ -152,8 +158,9 @@ def summarize(report: StageReport, results: list[TaskResult], dimensions: tuple[
     labels = [f"{edges[i]:.1f}-{edges[i + 1]:.1f}" for i in range(tox.HISTOGRAM_BINS)]
     columns = {d: tox.score_column(d) for d in dimensions} | {"any": tox.MAX_COLUMN}
     tradeoff = {d: merged["above"].get(c, {}) for d, c in columns.items()}
-    share_above = {d: round(merged["above"].get(tox.score_column(d), {}).get(str(t), [0, 0])[0] / n, 4)
-                   for d, t in thresholds.items()}
+    share_above = {
+        d: round(merged["above"].get(tox.score_column(d), {}).get(str(t), [0, 0])[0] / n, 4) for d, t in thresholds.items()
+    }
     return {
         "dimensions": list(dimensions),
         "score_histograms": {d: dict(zip(labels, merged["histograms"].get(c, [0] * len(labels)))) for d, c in columns.items()},
@@ -170,8 +177,13 @@ def scorer_identity(spec: tox.ScorerSpec) -> dict[str, Any]:
     return tox.build_scorer(spec).describe()
 
 
-def materialize_toxicity(store: DatasetStore, snapshot: str, executor: ShardExecutor,
-                         options: ToxicityOptions = ToxicityOptions(), progress: ProgressSink | None = None) -> StageReport:
+def materialize_toxicity(
+    store: DatasetStore,
+    snapshot: str,
+    executor: ShardExecutor,
+    options: ToxicityOptions = ToxicityOptions(),
+    progress: ProgressSink | None = None,
+) -> StageReport:
     scorer = tox.build_scorer(options.scorer)  # a bad model path or a policy naming unknown dimensions fails here
     thresholds = options.policy.resolve(scorer.dimensions)
     if options.tokenizer_path and not Path(options.tokenizer_path).is_file():
@@ -185,10 +197,27 @@ def materialize_toxicity(store: DatasetStore, snapshot: str, executor: ShardExec
         run.declare(names.DATA, schema)
         run.declare(names.DROPPED, schema)
         grid = tuple(sorted(set(tox.THRESHOLD_GRID) | set(thresholds.values())))
-        tasks = [ToxicityTask(i, store.location, key, store.location, run.prefix, run.shard_key(i),
-                              run.shard_key(i, names.DROPPED), options, scorer.dimensions, grid)
-                 for i, key in enumerate(store.shard_keys(names.FILTERED, snapshot))]
+        tasks = [
+            ToxicityTask(
+                i,
+                store.location,
+                key,
+                store.location,
+                run.prefix,
+                run.shard_key(i),
+                run.shard_key(i, names.DROPPED),
+                options,
+                scorer.dimensions,
+                grid,
+            )
+            for i, key in enumerate(store.shard_keys(names.FILTERED, snapshot))
+        ]
         results = run.map("score", run_toxicity_task, tasks)
         run.report.bytes_in = store.table_bytes(names.FILTERED, snapshot)
-        return run.commit({"scorer": scorer.describe(), "policy": options.policy.mode,
-                           **summarize(run.report, results, scorer.dimensions, thresholds)})
+        return run.commit(
+            {
+                "scorer": scorer.describe(),
+                "policy": options.policy.mode,
+                **summarize(run.report, results, scorer.dimensions, thresholds),
+            }
+        )

@@ -63,9 +63,7 @@ def test_bad_lines_name_the_file_and_the_line(tmp_path, line, message):
 
 
 def test_invalid_utf8_names_the_line(tmp_path):
-    path = _write(
-        tmp_path / "latin1.jsonl", (_good_line() + "\n").encode() + '{"question": "caf\xe9"}\n'.encode("latin-1")
-    )
+    path = _write(tmp_path / "latin1.jsonl", (_good_line() + "\n").encode() + '{"question": "caf\xe9"}\n'.encode("latin-1"))
     with pytest.raises(BenchmarkFileError, match=r"latin1\.jsonl: line 2 is not valid UTF-8"):
         load_benchmark_items([path])
 
@@ -77,9 +75,7 @@ def test_a_json_array_file_gets_a_hint(tmp_path):
 
 
 def test_byte_order_mark_blank_lines_and_crlf_are_accepted(tmp_path):
-    path = _write(
-        tmp_path / "bom.jsonl", ("\ufeff" + _good_line(0) + "\r\n\r\n   \n" + _good_line(1) + "\r\n").encode()
-    )
+    path = _write(tmp_path / "bom.jsonl", ("\ufeff" + _good_line(0) + "\r\n\r\n   \n" + _good_line(1) + "\r\n").encode())
     items = load_benchmark_items([path])
     assert items["item_id"].to_list() == ["q0", "q1"]
     assert items["text"][0] == f"{LONG_QUESTION}\nOxygen Argon\nOxygen"
@@ -176,8 +172,6 @@ def test_a_symlink_loop_under_the_folder_is_not_followed(tmp_path):
 
 
 def test_the_bundled_sample_benchmark_validates():
-    lines = [
-        ln for ln in (SAMPLE_BENCHMARKS / "sample_qa.jsonl").read_text(encoding="utf-8").splitlines() if ln.strip()
-    ]
+    lines = [ln for ln in (SAMPLE_BENCHMARKS / "sample_qa.jsonl").read_text(encoding="utf-8").splitlines() if ln.strip()]
     summary = validate_benchmark_files(SAMPLE_BENCHMARKS)
     assert [(f.benchmark, f.items, f.items_without_text) for f in summary.files] == [("sample_qa", len(lines), 0)]

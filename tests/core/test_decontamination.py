@@ -219,7 +219,9 @@ def test_empty_inputs(bench_files):
     texts = pl.DataFrame({"text": ["", None, "a b c"]})
     assert find_contamination(texts, index)["contaminated"].to_list() == [False, False, False]
     empty_index = BenchmarkNgramIndex.build(
-        pl.DataFrame({"benchmark": [], "item_id": [], "text": []}, schema={c: pl.String for c in ("benchmark", "item_id", "text")})
+        pl.DataFrame(
+            {"benchmark": [], "item_id": [], "text": []}, schema={c: pl.String for c in ("benchmark", "item_id", "text")}
+        )
     )
     assert len(empty_index) == 0
     out = decontaminate(texts, empty_index, mode="cut")

@@ -242,8 +242,7 @@ def test_normalisation_byte_pass_chunks_and_random_ascii(monkeypatch):
 
     rng = np.random.default_rng(7)
     alphabet = list("aZ1'  .,\n9é") + ["Σ", "\u0301", "٣"]
-    texts = ["".join(alphabet[j] for j in rng.integers(0, len(alphabet), rng.integers(0, 40)))
-             for _ in range(300)]
+    texts = ["".join(alphabet[j] for j in rng.integers(0, len(alphabet), rng.integers(0, 40))) for _ in range(300)]
     want = _reference_normalize(texts)
     assert normalize_text(texts).to_list() == want
     monkeypatch.setattr(norm, "_CHUNK_BYTES", 17)
@@ -297,8 +296,8 @@ def test_fingerprint_jaccard_is_the_jaccard_of_the_fingerprint_sets():
     v = np.array([1, 1, 3, 4, 2, 5, 2])
     want = []
     for a, b in zip(u, v):
-        sa = set(fp.values[fp.offsets[a]:fp.offsets[a + 1]].tolist())
-        sb = set(fp.values[fp.offsets[b]:fp.offsets[b + 1]].tolist())
+        sa = set(fp.values[fp.offsets[a] : fp.offsets[a + 1]].tolist())
+        sb = set(fp.values[fp.offsets[b] : fp.offsets[b + 1]].tolist())
         want.append(len(sa & sb) / len(sa | sb) if sa | sb else 0.0)
     assert fingerprint_jaccard(fp.take(u), fp.take(v)).tolist() == want
     assert fingerprint_jaccard(fp.take(u), fp.take(v), chunk_values=50).tolist() == want  # pairs in chunks
@@ -311,7 +310,7 @@ def test_page_republished_with_three_percent_of_words_changed_is_a_duplicate():
     t = doc(30, 600)
     copy = edit(t, 18, seed=4)  # 3% of the words
     words_a, words_b = normalize_text([t, copy]).to_list()
-    grams = [{tuple(w.split()[i:i + 5]) for i in range(len(w.split()) - 4)} for w in (words_a, words_b)]
+    grams = [{tuple(w.split()[i : i + 5]) for i in range(len(w.split()) - 4)} for w in (words_a, words_b)]
     assert 0.72 < len(grams[0] & grams[1]) / len(grams[0] | grams[1]) < 0.8
     assert by_id(deduplicate(frame(["a", "b"], [t, copy])).frame)["b"] == ("duplicate:minhash", "a")
     idx = SignatureIndex()

@@ -64,14 +64,20 @@ def generated_snapshot(snapshot: str, n: int, seed: int, earlier: list[str] = ()
             texts.append(rng.choice(["", "123 !!!", None]))
     ids = [f"{rng.integers(1 << 40):010x}" for _ in range(n)]
     dropped = rng.random(n) < 0.03
-    return pl.DataFrame({
-        "doc_id": ids, "url": [f"https://example.org/{i}" for i in ids], "snapshot": [snapshot] * n,
-        "warc_record_id": ids, "warc_file": ["crawl.warc.gz"] * n, "text": texts,
-        "n_chars": [len(t or "") for t in texts],
-        "drop_reason": pl.Series(np.where(dropped, "quality:below_threshold", None).tolist(), dtype=pl.Utf8),
-        "quality_label": rng.choice(["high_quality", "rewrite_candidate"], n).tolist(),
-        "quality_score": rng.random(n).astype(np.float32),
-    })
+    return pl.DataFrame(
+        {
+            "doc_id": ids,
+            "url": [f"https://example.org/{i}" for i in ids],
+            "snapshot": [snapshot] * n,
+            "warc_record_id": ids,
+            "warc_file": ["crawl.warc.gz"] * n,
+            "text": texts,
+            "n_chars": [len(t or "") for t in texts],
+            "drop_reason": pl.Series(np.where(dropped, "quality:below_threshold", None).tolist(), dtype=pl.Utf8),
+            "quality_label": rng.choice(["high_quality", "rewrite_candidate"], n).tolist(),
+            "quality_score": rng.random(n).astype(np.float32),
+        }
+    )
 
 
 def write_scored(store: DatasetStore, snapshot: str, frame: pl.DataFrame, shards: int) -> pl.DataFrame:
@@ -146,14 +152,18 @@ def test_out_of_core_equals_in_memory_on_generated_snapshots(tmp_path):
     assert not [k for k in store.object_store.list_keys(DEDUPLICATED_ASSET) if "_work" in k]
 
 
-@pytest.mark.parametrize("config", [
-    DedupConfig(verify="signature"),
-    DedupConfig(verify="none"),
-    DedupConfig(exact=False),
-    DedupConfig(minhash=False),
-    DedupConfig(snapshot_order=list(reversed(SNAPSHOTS))),
-    DedupConfig(bands=14, rows=8, threshold=0.8),
-], ids=["signature", "none", "no-exact", "no-minhash", "snapshot-order", "14x8"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        DedupConfig(verify="signature"),
+        DedupConfig(verify="none"),
+        DedupConfig(exact=False),
+        DedupConfig(minhash=False),
+        DedupConfig(snapshot_order=list(reversed(SNAPSHOTS))),
+        DedupConfig(bands=14, rows=8, threshold=0.8),
+    ],
+    ids=["signature", "none", "no-exact", "no-minhash", "snapshot-order", "14x8"],
+)
 def test_out_of_core_equals_in_memory_for_every_setting(tmp_path, config):
     run_both(tmp_path, config, [300, 500], DedupRunOptions(partition_rows=3000, batch_rows=200))
 
@@ -181,8 +191,15 @@ class CheckingExecutor(ShardExecutor):
 def test_every_phase_is_a_picklable_task_with_a_small_json_result(tmp_path):
     executor = CheckingExecutor()
     run_both(tmp_path, DedupConfig(), [200, 300], DedupRunOptions(partition_rows=2000), executor)
-    phases = ["run_signature_task", "run_exact_task", "run_bucket_task", "run_attach_task", "run_verify_task",
-              "run_apply_task", "run_index_task"]
+    phases = [
+        "run_signature_task",
+        "run_exact_task",
+        "run_bucket_task",
+        "run_attach_task",
+        "run_verify_task",
+        "run_apply_task",
+        "run_index_task",
+    ]
     assert executor.maps == phases * 2
 
 
@@ -199,8 +216,9 @@ def test_out_of_core_equals_in_memory_on_the_bundled_sample(sample):
     store, _, _ = sample
     index = None
     for snapshot in SAMPLE_SNAPSHOTS:
-        frame = pl.concat([store.read_frame("scored", snapshot, t) for t in ("data", "rewrite_candidates")],
-                          how="diagonal_relaxed")
+        frame = pl.concat(
+            [store.read_frame("scored", snapshot, t) for t in ("data", "rewrite_candidates")], how="diagonal_relaxed"
+        )
         ref = deduplicate(frame, index=index)
         index = ref.index_rows if index is None else pl.concat([pl.from_arrow(index), pl.from_arrow(ref.index_rows)]).to_arrow()
         assert stage_result(store, snapshot) == reference_result(ref.frame)
@@ -238,7 +256,8 @@ def test_new_snapshot_reads_only_the_index_parts_it_touches(tmp_path):
     kept = store.read_frame(DEDUPLICATED_ASSET, priors[2])
     original = kept.sort(pl.col("text").str.len_bytes(), descending=True, nulls_last=True).row(0, named=True)
     new = generated_snapshot("CC-MAIN-2024-10", 1, 99).with_columns(
-        pl.lit(edit(original["text"], 1, 7)).alias("text"), pl.lit(None, pl.Utf8).alias("drop_reason"))
+        pl.lit(edit(original["text"], 1, 7)).alias("text"), pl.lit(None, pl.Utf8).alias("drop_reason")
+    )
     write_scored(store, "CC-MAIN-2024-10", new, shards=1)
     with opened_keys(SIGNATURE_INDEX_ASSET) as seen:
         report, _ = materialize_deduplicated(store, "CC-MAIN-2024-10", InlineExecutor(), DedupConfig(), options)
@@ -279,8 +298,9 @@ def test_index_of_another_format_is_refused(tmp_path):
     materialize_deduplicated(store, SNAPSHOTS[0])
     manifest = store.require_manifest(SIGNATURE_INDEX_ASSET, SNAPSHOTS[0])
     with store.write_partition(SIGNATURE_INDEX_ASSET, SNAPSHOTS[0]) as writer:  # as the v2 code wrote it
-        writer.commit({**manifest["metadata"], "signature": {**manifest["metadata"]["signature"],
-                                                            "format": "minhash-word-oph/v2"}})
+        writer.commit(
+            {**manifest["metadata"], "signature": {**manifest["metadata"]["signature"], "format": "minhash-word-oph/v2"}}
+        )
     write_scored(store, SNAPSHOTS[1], generated_snapshot(SNAPSHOTS[1], 50, 2), shards=1)
     with pytest.raises(IncompatibleSignatureIndex, match="format"):
         materialize_deduplicated(store, SNAPSHOTS[1])

@@ -56,9 +56,7 @@ def _sidecar() -> dict:
 
 def _sample_crawl_texts(categories: set[str]) -> list[str]:
     """Extracted text of the bundled sample crawl's 200 responses in ``categories``."""
-    wanted = {
-        r["warc_record_id"] for r in load_ground_truth() if r["category"] in categories and r["http_status"] == 200
-    }
+    wanted = {r["warc_record_id"] for r in load_ground_truth() if r["category"] in categories and r["http_status"] == 200}
     texts = []
     for path in sorted(SAMPLE_CRAWL_ROOT.rglob("*.warc.gz")):
         for rec in ArchiveIterator(str(path), record_types=WarcRecordType.response, parse_http=True):

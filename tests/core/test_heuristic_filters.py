@@ -98,10 +98,10 @@ def test_gopher_hash_and_ellipsis_ratio():
 
 def test_gopher_bullet_and_end_ellipsis_lines():
     lines = [" ".join(["the", "and"] + words(6, 6 * i)) for i in range(10)]
-    assert one("\n".join(["- " + l for l in lines[:9]] + lines[9:]), GQ) is None  # 0.9
-    assert one("\n".join("• " + l for l in lines), GQ) == "gopher_quality:bullet_lines_ratio"
-    assert one("\n".join([l + "..." for l in lines[:3]] + lines[3:]), GQ) is None  # 0.3
-    assert one("\n".join([l + "…" for l in lines[:4]] + lines[4:]), GQ) == "gopher_quality:end_ellipsis_lines_ratio"
+    assert one("\n".join(["- " + line for line in lines[:9]] + lines[9:]), GQ) is None  # 0.9
+    assert one("\n".join("• " + line for line in lines), GQ) == "gopher_quality:bullet_lines_ratio"
+    assert one("\n".join([line + "..." for line in lines[:3]] + lines[3:]), GQ) is None  # 0.3
+    assert one("\n".join([line + "…" for line in lines[:4]] + lines[4:]), GQ) == "gopher_quality:end_ellipsis_lines_ratio"
 
 
 def test_gopher_alpha_words_ratio():
@@ -305,8 +305,7 @@ def test_fineweb_newline_word_ratio():
     lines = [" ".join(words(3, 3 * i)) + "." for i in range(10)]
     assert one("\n".join(lines), only(fineweb=FineWebQualityFilter(short_line_thr=1.0))) is None
     assert (
-        one("\n\n\n".join(lines), only(fineweb=FineWebQualityFilter(short_line_thr=1.0)))
-        == "fineweb:newline_word_ratio"
+        one("\n\n\n".join(lines), only(fineweb=FineWebQualityFilter(short_line_thr=1.0))) == "fineweb:newline_word_ratio"
     )  # 27 / 40
 
 

@@ -59,8 +59,9 @@ def test_distinct_and_span_hashes_equal_the_plain_word_hash():
     starts = np.concatenate(([0], np.cumsum(lens + 1)[:-1]))
     assert np.array_equal(ngrams.span_word_hashes(data, starts, starts + lens), want)
     # words equal in their first 16 bytes and differing in the 17th are told apart
-    a, b = ngrams.span_word_hashes(np.frombuffer(b"qqqqqqqqqqqqqqqqr qqqqqqqqqqqqqqqqs", np.uint8),
-                                   np.array([0, 18]), np.array([17, 35]))
+    a, b = ngrams.span_word_hashes(
+        np.frombuffer(b"qqqqqqqqqqqqqqqqr qqqqqqqqqqqqqqqqs", np.uint8), np.array([0, 18]), np.array([17, 35])
+    )
     assert a != b and a == py_word_hash("q" * 16 + "r")
 
 

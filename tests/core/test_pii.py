@@ -178,8 +178,7 @@ def test_per_kind_counts_and_toggles():
         }
     )
     out = redact_pii(df, config=PIIConfig(per_kind_counts=True))
-    assert out.columns == ["id", "text", "pii_count", "pii_email_count", "pii_ip_count",
-                           "pii_phone_count"]
+    assert out.columns == ["id", "text", "pii_count", "pii_email_count", "pii_ip_count", "pii_phone_count"]
     assert out["text"].to_list() == [
         "<EMAIL>, <IP_ADDRESS> and <PHONE_NUMBER> or <EMAIL>",
         "nothing here",
@@ -191,8 +190,7 @@ def test_per_kind_counts_and_toggles():
     assert out["pii_ip_count"].to_list() == [1, 0, 0]
     assert out["pii_phone_count"].to_list() == [1, 0, 0]
 
-    off = redact_pii(df, config=PIIConfig(emails=False, phone_numbers=False,
-                                          ip_placeholder="[ip]"))
+    off = redact_pii(df, config=PIIConfig(emails=False, phone_numbers=False, ip_placeholder="[ip]"))
     assert off["text"][0] == "a@example.com, [ip] and +1 415-555-0132 or b@example.org"
     assert off["pii_count"].to_list() == [1, 0, 0]
     assert "pii_email_count" not in off.columns

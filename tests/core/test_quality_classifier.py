@@ -25,19 +25,78 @@ from dataplatform.core.quality_classifier import (
 
 # ----------------------------------------------------------------------------- fixtures
 
-_NAV = ["Home", "About Us", "Contact", "Login", "Sign up", "Cart", "FAQ", "Blog", "Shop",
-        "Privacy Policy", "Terms of Service", "Sitemap", "Careers", "Press", "Help", "My Account",
-        "Wishlist", "Checkout", "Deals", "New Arrivals", "Categories", "Search"]
-_SPAM = ["BUY NOW", "cheap", "best price", "click here", "free shipping", "limited offer",
-         "100% guaranteed", "casino bonus", "hot deals", "viagra", "replica watches", "!!!",
-         "win $$$", "lose weight fast", "SEO services", "backlinks", "crypto pump", "discount",
-         "order today", "act now", "no prescription", "payday loans", "top 10", "mega sale"]
-_BOILER = ["Copyright 2024 All rights reserved.", "We use cookies to improve your experience.",
-           "Accept all cookies", "Subscribe to our newsletter", "Share on Facebook",
-           "Tweet this", "Posted by admin", "Leave a comment", "Read more >>",
-           "Powered by WordPress", "Skip to content", "Back to top", "Loading...",
-           "Page 1 of 27", "Next >", "< Prev", "Tags:", "Related posts", "0 comments",
-           "Follow us on Instagram"]
+_NAV = [
+    "Home",
+    "About Us",
+    "Contact",
+    "Login",
+    "Sign up",
+    "Cart",
+    "FAQ",
+    "Blog",
+    "Shop",
+    "Privacy Policy",
+    "Terms of Service",
+    "Sitemap",
+    "Careers",
+    "Press",
+    "Help",
+    "My Account",
+    "Wishlist",
+    "Checkout",
+    "Deals",
+    "New Arrivals",
+    "Categories",
+    "Search",
+]
+_SPAM = [
+    "BUY NOW",
+    "cheap",
+    "best price",
+    "click here",
+    "free shipping",
+    "limited offer",
+    "100% guaranteed",
+    "casino bonus",
+    "hot deals",
+    "viagra",
+    "replica watches",
+    "!!!",
+    "win $$$",
+    "lose weight fast",
+    "SEO services",
+    "backlinks",
+    "crypto pump",
+    "discount",
+    "order today",
+    "act now",
+    "no prescription",
+    "payday loans",
+    "top 10",
+    "mega sale",
+]
+_BOILER = [
+    "Copyright 2024 All rights reserved.",
+    "We use cookies to improve your experience.",
+    "Accept all cookies",
+    "Subscribe to our newsletter",
+    "Share on Facebook",
+    "Tweet this",
+    "Posted by admin",
+    "Leave a comment",
+    "Read more >>",
+    "Powered by WordPress",
+    "Skip to content",
+    "Back to top",
+    "Loading...",
+    "Page 1 of 27",
+    "Next >",
+    "< Prev",
+    "Tags:",
+    "Related posts",
+    "0 comments",
+    "Follow us on Instagram",
+]
 
 
 def make_negatives(n: int, seed: int) -> list[str]:
@@ -54,9 +113,7 @@ def make_negatives(n: int, seed: int) -> list[str]:
             docs.append(" ".join(words) + f" call {rng.randint(100, 999)} now")
         elif kind == 2:
             kw = rng.choice(["shoes", "watches", "loans", "hotels", "pills", "phones"])
-            docs.append(
-                " ".join(f"{rng.choice(_SPAM)} {kw} {kw} online" for _ in range(rng.randint(5, 9)))
-            )
+            docs.append(" ".join(f"{rng.choice(_SPAM)} {kw} {kw} online" for _ in range(rng.randint(5, 9))))
         else:
             docs.append("\n".join(rng.sample(_BOILER, 6) + rng.sample(_NAV, 5)))
     return docs
@@ -137,8 +194,7 @@ def test_hash_changes_with_data_seed_and_hyperparameters(positives, negatives, c
     other_seed = train_quality_classifier(positives, negatives, seed=1, epoch=10)
     other_data = train_quality_classifier(positives, negatives[:-1], seed=0, epoch=10)
     other_hp = train_quality_classifier(positives, negatives, seed=0, epoch=11)
-    hashes = {classifier.training_hash, other_seed.training_hash, other_data.training_hash,
-              other_hp.training_hash}
+    hashes = {classifier.training_hash, other_seed.training_hash, other_data.training_hash, other_hp.training_hash}
     assert len(hashes) == 4
 
 
@@ -223,9 +279,7 @@ def test_bare_fasttext_model_loads_without_sidecar(tmp_path, classifier):
     bare = tmp_path / "dclm-like.bin"
     classifier.model.save_model(str(bare))
     loaded = load_quality_classifier(bare, require_sidecar=False)
-    np.testing.assert_array_equal(
-        score_documents(loaded, EXTRA_POSITIVES), score_documents(classifier, EXTRA_POSITIVES)
-    )
+    np.testing.assert_array_equal(score_documents(loaded, EXTRA_POSITIVES), score_documents(classifier, EXTRA_POSITIVES))
 
 
 def test_training_input_validation(positives):
@@ -242,8 +296,9 @@ def test_training_input_validation(positives):
 
 def test_select_by_quality_exact_fraction_with_ties():
     # 20 rows, many ties; top 10% = exactly 2 rows, band (0.1, 0.5) = next 8 rows
-    scores = np.array([0.9, 0.5, 0.9, 0.9, 0.1, 0.5, 0.5, 0.5, 0.5, 0.5,
-                       0.2, 0.2, 0.2, 0.2, 0.2, 0.3, 0.3, np.nan, 0.0, 0.5], dtype=np.float32)
+    scores = np.array(
+        [0.9, 0.5, 0.9, 0.9, 0.1, 0.5, 0.5, 0.5, 0.5, 0.5, 0.2, 0.2, 0.2, 0.2, 0.2, 0.3, 0.3, np.nan, 0.0, 0.5], dtype=np.float32
+    )
     sel = select_by_quality(scores, top_fraction=0.10, rewrite_band=(0.10, 0.50))
     labels = sel.labels.to_list()
     assert (sel.n_high, sel.n_rewrite, sel.n_low) == (2, 8, 10)
@@ -284,7 +339,7 @@ def test_roc_auc_matches_pairwise_definition():
     y = rng.integers(0, 2, 200)
     s = np.round(rng.random(200), 1)  # many ties
     pos, neg = s[y == 1], s[y == 0]
-    pairwise = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum())
+    pairwise = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
     assert roc_auc(y, s) == pytest.approx(pairwise / (pos.size * neg.size))
     assert np.isnan(roc_auc(np.ones(3), np.array([0.1, 0.2, 0.3])))
 
@@ -295,8 +350,7 @@ def test_scoring_independent_of_chunking_and_whitespace_collapse(classifier):
     texts[7] = "Tabs\tand\u00a0non-breaking\u2003spaces\n\nand  Newlines  "
     whole = score_documents(classifier, texts, chunk_bytes=1 << 30)
     for chunk_bytes in (1, 100, 5000):
-        np.testing.assert_array_equal(score_documents(classifier, texts, chunk_bytes=chunk_bytes),
-                                      whole)
+        np.testing.assert_array_equal(score_documents(classifier, texts, chunk_bytes=chunk_bytes), whole)
     assert np.isnan(whole[5]) and not np.isnan(whole[7])
     valid = [t for t in texts if t is not None]
     collapsed = normalize_for_fasttext(valid).to_list()

@@ -24,15 +24,19 @@ INSULTS = [
     "I hope you die in a fire, you disgusting loser.",
 ]
 # A page whose one toxic line sits among harmless ones: the worst chunk decides.
-MIXED_PAGE = "\n".join(["Opening hours are nine to five on weekdays."] * 40
-                       + ["Shut up you fucking idiot."] + ["Parking is free after six in the evening."] * 40)
+MIXED_PAGE = "\n".join(
+    ["Opening hours are nine to five on weekdays."] * 40
+    + ["Shut up you fucking idiot."]
+    + ["Parking is free after six in the evening."] * 40
+)
 
 
 def _frame(scores: dict[str, list[float]], reasons: list[str | None] | None = None) -> pl.DataFrame:
     n = len(next(iter(scores.values())))
     columns = {tox.score_column(d): pl.Series(v, dtype=pl.Float32) for d, v in scores.items()}
-    return pl.DataFrame({"doc_id": [f"d{i}" for i in range(n)], "drop_reason": pl.Series(reasons or [None] * n, dtype=pl.String),
-                         **columns})
+    return pl.DataFrame(
+        {"doc_id": [f"d{i}" for i in range(n)], "drop_reason": pl.Series(reasons or [None] * n, dtype=pl.String), **columns}
+    )
 
 
 # ------------------------------------------------------------------------------------- the policy
@@ -59,8 +63,13 @@ def test_per_dimension_thresholds_first_dimension_in_scorer_order_wins_and_earli
     frame = _frame(scores, [None, None, None, None, "c4:too_few_sentences"])
     policy = tox.ToxicityPolicy("drop_above_threshold", (("race_origin", 0.8), ("violence", 0.5), ("*", 0.99)))
     out = tox.apply_policy(frame, policy, dims)
-    assert out["drop_reason"].to_list() == ["toxicity:race_origin", "toxicity:violence", None, "toxicity:race_origin",
-                                            "c4:too_few_sentences"]
+    assert out["drop_reason"].to_list() == [
+        "toxicity:race_origin",
+        "toxicity:violence",
+        None,
+        "toxicity:race_origin",
+        "c4:too_few_sentences",
+    ]
     assert policy.resolve(dims) == {"race_origin": 0.8, "gender_sex": 0.99, "religion": 0.99, "ability": 0.99, "violence": 0.5}
 
 
@@ -98,7 +107,7 @@ def test_default_scorer_separates_insults_from_real_explanatory_text(profanity):
     assert scores.shape == (len(reference) + len(INSULTS), 1)
     assert scores.dtype == np.float32 and ((scores >= 0) & (scores <= 1)).all()
     assert scores[: len(reference), 0].max() < 0.5
-    assert scores[len(reference):, 0].min() > 0.8
+    assert scores[len(reference) :, 0].min() > 0.8
     info = profanity.describe()
     assert info["package"] == "alt-profanity-check==1.9.1" and len(info["model_sha256"]) == 64
 
@@ -144,8 +153,10 @@ def test_fasttext_scorer_reads_a_jigsaw_style_model(tmp_path):
     path = tmp_path / "jigsaw_like.bin"
     # Trained in a fresh interpreter: fastText's trainer hits "Encountered NaN" on this tiny set when
     # the process has already scored with another fastText model (heap-state dependent, not data).
-    train_script = (f"import fasttext; fasttext.train_supervised({str(train)!r}, epoch=20, wordNgrams=2, dim=16, "
-                    f"bucket=20_000, thread=1, seed=0, verbose=0).save_model({str(path)!r})")
+    train_script = (
+        f"import fasttext; fasttext.train_supervised({str(train)!r}, epoch=20, wordNgrams=2, dim=16, "
+        f"bucket=20_000, thread=1, seed=0, verbose=0).save_model({str(path)!r})"
+    )
     subprocess.run([sys.executable, "-c", train_script], check=True)
     scorer = tox.FastTextToxicityScorer(str(path))
     assert scorer.dimensions == ("toxic",)

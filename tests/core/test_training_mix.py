@@ -196,17 +196,32 @@ def test_rewrites_and_pairs_of_held_out_documents_never_reach_the_mix(tmp_path):
     split_of = {"train": ["t1", "t2"], "validation": ["v1"], "test": ["x1"]}
     with store.write_partition(names.EVAL_SPLITS, names.UNPARTITIONED) as writer:
         for split, ids in split_of.items():
-            writer.write_table(split, pl.DataFrame({"doc_id": ids, "snapshot": "S1", "url": "u", "text": "raw text",
-                                                    "split": split}).to_arrow())
+            writer.write_table(
+                split, pl.DataFrame({"doc_id": ids, "snapshot": "S1", "url": "u", "text": "raw text", "split": split}).to_arrow()
+            )
         writer.commit({})
     sources = {"rw-t1": "t1", "rw-v1": "v1", "rw-x1": "x1", "rw-low": "below-cut-doc"}
     with store.write_partition(names.REWRITTEN, "S1") as writer:
-        writer.write_table("data", pl.DataFrame({"doc_id": list(sources), "source_doc_id": list(sources.values()),
-                                                 "snapshot": "S1", "text": "a rewrite"}).to_arrow())
+        writer.write_table(
+            "data",
+            pl.DataFrame(
+                {"doc_id": list(sources), "source_doc_id": list(sources.values()), "snapshot": "S1", "text": "a rewrite"}
+            ).to_arrow(),
+        )
         writer.commit({})
     with store.write_partition(names.INSTRUCTION_PAIRS, "S1") as writer:
-        writer.write_table("data", pl.DataFrame({"pair_id": ["p-t2", "p-x1", "p-v1"], "source_doc_id": ["t2", "x1", "v1"],
-                                                 "snapshot": "S1", "instruction": "What?", "answer": "This."}).to_arrow())
+        writer.write_table(
+            "data",
+            pl.DataFrame(
+                {
+                    "pair_id": ["p-t2", "p-x1", "p-v1"],
+                    "source_doc_id": ["t2", "x1", "v1"],
+                    "snapshot": "S1",
+                    "instruction": "What?",
+                    "answer": "This.",
+                }
+            ).to_arrow(),
+        )
         writer.commit({})
 
     candidates = mix_sources(store)

@@ -83,8 +83,7 @@ def test_symlink_loops_under_the_crawl_root_do_not_break_listing(tmp_path):
     source = CrawlSource(LocalLocation(str(root)))
     snapshots, _ = source.list_snapshots()
     assert SNAPSHOT in snapshots and "CC-MAIN-2024-18" not in snapshots
-    assert [f.key for f in source.list_warc_files(SNAPSHOT)] == [
-        f"crawl-data/{SNAPSHOT}/segments/0001/warc/a.warc.gz"]
+    assert [f.key for f in source.list_warc_files(SNAPSHOT)] == [f"crawl-data/{SNAPSHOT}/segments/0001/warc/a.warc.gz"]
 
 
 def test_paths_listing_that_is_a_symlink_loop_is_a_clear_error(tmp_path):

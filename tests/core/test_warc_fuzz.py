@@ -49,14 +49,20 @@ def run_fuzz(options: WarcReadOptions, seed: int, count: int) -> tuple[list[warc
 
 
 def failures(verdicts: list[warc_fuzz.Verdict]) -> list[str]:
-    return [f"{v.label}: lost={v.lost} spurious={v.spurious} silent={v.silent_damage} crash={v.crash} "
-            f"hang={v.hang} {v.problems[:2]}"
-            for v in verdicts if v.lost or v.spurious or v.silent_damage or v.crash or v.hang]
+    return [
+        f"{v.label}: lost={v.lost} spurious={v.spurious} silent={v.silent_damage} crash={v.crash} hang={v.hang} {v.problems[:2]}"
+        for v in verdicts
+        if v.lost or v.spurious or v.silent_damage or v.crash or v.hang
+    ]
 
 
 def test_real_commoncrawl_records_are_read():
-    pages = [row["url"] for kind, batch in iter_raw_page_batches(str(COMMONCRAWL_RECORDS), snapshot="S", warc_file="f")
-             if kind == "pages" for row in batch.to_pylist()]
+    pages = [
+        row["url"]
+        for kind, batch in iter_raw_page_batches(str(COMMONCRAWL_RECORDS), snapshot="S", warc_file="f")
+        if kind == "pages"
+        for row in batch.to_pylist()
+    ]
     assert pages == ["http://www.example.com/", "https://www.commoncrawl.org/"]
 
 

@@ -64,8 +64,13 @@ def run_child(tmp_path: Path, data: bytes) -> dict:
 
 @pytest.mark.parametrize(
     "case",
-    ["declared_bomb_last", "declared_bomb_middle", "small_header_then_zeros", "small_header_then_line_breaks",
-     "huge_content_length"],
+    [
+        "declared_bomb_last",
+        "declared_bomb_middle",
+        "small_header_then_zeros",
+        "small_header_then_line_breaks",
+        "huge_content_length",
+    ],
 )
 def test_gzip_bomb_does_not_grow_memory(tmp_path, case):
     before, after = page("https://a.example/before"), page("https://a.example/after")

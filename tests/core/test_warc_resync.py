@@ -25,8 +25,11 @@ BAD_URL = "https://a.example/bad"
 
 def read(data: bytes, **options):
     stats = WarcReadStats()
-    out = list(iter_raw_page_batches(io.BytesIO(data), snapshot="S", warc_file="f.warc.gz",
-                                     options=WarcReadOptions(**options), stats=stats))
+    out = list(
+        iter_raw_page_batches(
+            io.BytesIO(data), snapshot="S", warc_file="f.warc.gz", options=WarcReadOptions(**options), stats=stats
+        )
+    )
     pages = [row for kind, batch in out if kind == "pages" for row in batch.to_pylist()]
     quarantine = [row for kind, batch in out if kind == "quarantine" for row in batch.to_pylist()]
     return pages, quarantine, stats
@@ -126,11 +129,9 @@ def test_content_length_beyond_int64_is_quarantined_not_a_crash(declared, compre
 
 def test_legitimately_large_record_is_still_oversized_and_skipped_without_reading():
     big = http_response(b"<p>" + b"a" * (3 * 1024 * 1024) + b"</p>")
-    pages, quarantine, _ = read(with_bad_record_after(2, warc_record(BAD_URL, big, digest=False)),
-                                max_payload_bytes=1024 * 1024)
+    pages, quarantine, _ = read(with_bad_record_after(2, warc_record(BAD_URL, big, digest=False)), max_payload_bytes=1024 * 1024)
     assert [p["url"] for p in pages] == URLS
-    assert [(q["url"], q["reason"], q["payload_bytes"]) for q in quarantine] == [
-        (BAD_URL, R.OVERSIZED_PAYLOAD, len(big))]
+    assert [(q["url"], q["reason"], q["payload_bytes"]) for q in quarantine] == [(BAD_URL, R.OVERSIZED_PAYLOAD, len(big))]
 
 
 @pytest.mark.parametrize("position", [2, 5])

@@ -111,7 +111,7 @@ def test_score_continuations_matches_prompt_logprobs(tiny_engine):
     # the KV-cache path of the transformers engine equals scoring every full sequence
     np.testing.assert_allclose(scores[:2], LLMEngine._continuation_logprobs_ids(tiny_engine, ids, cont), rtol=1e-4, atol=1e-4)
     full = tiny_engine._prompt_logprobs_ids([ids[1] + cont[1]])[0]
-    assert scores[1, 1] == pytest.approx(float(full[-len(cont[1]):].sum()), abs=1e-4)
+    assert scores[1, 1] == pytest.approx(float(full[-len(cont[1]) :].sum()), abs=1e-4)
     assert tiny_engine.render_prompts(["hi"], "Rating: ")[0].endswith("<|assistant|>\nRating: ")
     assert tiny_engine.score_continuations([], options).shape == (0, 3)
     with pytest.raises(ValueError, match="no tokens"):
@@ -131,7 +131,10 @@ def test_default_model_loads_from_the_wheel_and_chats(default_engine):
 
 
 def test_count_tokens_and_chat_rendering(tiny_engine):
-    assert tiny_engine.count_tokens(["hello world", ""]) == [len(tiny_engine.tokenizer("hello world", add_special_tokens=False)["input_ids"]), 0]
+    assert tiny_engine.count_tokens(["hello world", ""]) == [
+        len(tiny_engine.tokenizer("hello world", add_special_tokens=False)["input_ids"]),
+        0,
+    ]
     ids = tiny_engine.encode_prompts(["hi"])[0]
     bos = tiny_engine.tokenizer.bos_token_id
     assert ids[0] == bos and ids.count(bos) == 1  # chat template applied, exactly one BOS

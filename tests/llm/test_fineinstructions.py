@@ -55,14 +55,25 @@ def test_extra_template_files_and_errors(tmp_path):
     extra = tmp_path / "extra.jsonl"
     extra.write_text(
         "# project templates\n\n"
-        + json.dumps({"template_id": "x-1", "template": "Summarise {topic}.", "slot_types": {"topic": "topic"}, "fits": "Any article about a topic worth summarising."})
+        + json.dumps(
+            {
+                "template_id": "x-1",
+                "template": "Summarise {topic}.",
+                "slot_types": {"topic": "topic"},
+                "fits": "Any article about a topic worth summarising.",
+            }
+        )
         + "\n"
     )
     only = load_templates([extra], include_seed=False)
-    assert only == [InstructionTemplate("x-1", "Summarise {topic}.", {"topic": "topic"}, "Any article about a topic worth summarising.")]
+    assert only == [
+        InstructionTemplate("x-1", "Summarise {topic}.", {"topic": "topic"}, "Any article about a topic worth summarising.")
+    ]
     assert len(load_templates([extra])) == len(load_templates()) + 1
     bad_slots = tmp_path / "bad.jsonl"
-    bad_slots.write_text(json.dumps({"template_id": "b", "template": "Tell me about {x}", "slot_types": {"y": "t"}, "fits": "f"}) + "\n")
+    bad_slots.write_text(
+        json.dumps({"template_id": "b", "template": "Tell me about {x}", "slot_types": {"y": "t"}, "fits": "f"}) + "\n"
+    )
     with pytest.raises(TemplateError, match=r"bad.jsonl:1: slots in template"):
         load_templates([bad_slots], include_seed=False)
     dup = tmp_path / "dup.jsonl"
@@ -119,8 +130,16 @@ def test_grounding_score_keeps_quotes_and_drops_inventions():
 @pytest.mark.parametrize(
     "raw, finish, expected",
     [
-        ("[INSTRUCTION] What is flu? [/INSTRUCTION]\n[ANSWER] A viral infection. [/ANSWER]", "stop", ("What is flu?", "A viral infection.", None)),
-        ("[INSTRUCTION] What is flu? [/INSTRUCTION]\n[ANSWER] A viral infection.", "stop", ("What is flu?", "A viral infection.", None)),
+        (
+            "[INSTRUCTION] What is flu? [/INSTRUCTION]\n[ANSWER] A viral infection. [/ANSWER]",
+            "stop",
+            ("What is flu?", "A viral infection.", None),
+        ),
+        (
+            "[INSTRUCTION] What is flu? [/INSTRUCTION]\n[ANSWER] A viral infection.",
+            "stop",
+            ("What is flu?", "A viral infection.", None),
+        ),
         ("[INSTRUCTION] What is flu? [ANSWER] A viral infection.", "stop", ("What is flu?", "A viral infection.", None)),
         ("", "stop", (None, None, "fineinstructions:empty_output")),
         ("null", "stop", (None, None, "fineinstructions:template_not_applicable")),
@@ -130,7 +149,11 @@ def test_grounding_score_keeps_quotes_and_drops_inventions():
         ("[INSTRUCTION] q [/INSTRUCTION] no answer", "stop", (None, None, "fineinstructions:missing_answer")),
         ("[INSTRUCTION] q [/INSTRUCTION] [ANSWER] half an ans", "length", (None, None, "fineinstructions:truncated")),
         ("[INSTRUCTION]  [/INSTRUCTION] [ANSWER] a [/ANSWER]", "stop", (None, None, "fineinstructions:empty_instruction")),
-        ("[INSTRUCTION] What are the symptoms of {condition}? [/INSTRUCTION] [ANSWER] a [/ANSWER]", "stop", (None, None, "fineinstructions:unfilled_slot")),
+        (
+            "[INSTRUCTION] What are the symptoms of {condition}? [/INSTRUCTION] [ANSWER] a [/ANSWER]",
+            "stop",
+            (None, None, "fineinstructions:unfilled_slot"),
+        ),
         ("[INSTRUCTION] q [/INSTRUCTION] [ANSWER]  [/ANSWER]", "stop", (None, None, "fineinstructions:empty_answer")),
         ("", "prompt_too_long", (None, None, "fineinstructions:prompt_too_long")),
     ],
@@ -150,7 +173,11 @@ def test_parse_instruction_output(raw, finish, expected):
         ("What is the best", "length", (None, "fineinstructions:truncated")),
         ("  \n", "stop", (None, "fineinstructions:empty_output")),
         ("Question:", "stop", (None, "fineinstructions:empty_instruction")),
-        ('What is the answer to the question "What is the answer to the question?', "stop", (None, "fineinstructions:degenerate_instruction")),
+        (
+            'What is the answer to the question "What is the answer to the question?',
+            "stop",
+            (None, "fineinstructions:degenerate_instruction"),
+        ),
     ],
 )
 def test_parse_instruction_only(raw, finish, expected):
@@ -176,9 +203,11 @@ def test_extract_answer_quotes_the_most_relevant_sentences(minilm):
     assert extract_answer(["q"], [""], minilm) == [""]
 
 
-FLU_PAIR = ("[INSTRUCTION] What are the symptoms of influenza and how is it treated? [/INSTRUCTION]\n[ANSWER] Common symptoms "
-            "include fever, chills, muscle aches, cough and fatigue. Treatment includes rest, fluids and antiviral drugs such as "
-            "oseltamivir. [/ANSWER]")
+FLU_PAIR = (
+    "[INSTRUCTION] What are the symptoms of influenza and how is it treated? [/INSTRUCTION]\n[ANSWER] Common symptoms "
+    "include fever, chills, muscle aches, cough and fatigue. Treatment includes rest, fluids and antiviral drugs such as "
+    "oseltamivir. [/ANSWER]"
+)
 
 
 def test_generate_pairs_keeps_grounded_drops_ungrounded(minilm_index, scripted_engine):
@@ -201,15 +230,22 @@ def test_generate_pairs_keeps_grounded_drops_ungrounded(minilm_index, scripted_e
     assert pairs["instruction"][0].startswith("What are the symptoms of influenza")
     assert pairs.select("judge_rating", "judge_prompt_version", "prompt_version").row(0) == (4, "judge_v1", "fineinstructions_v2")
     assert len(engine.scored) == 1 and len(engine.scored[0]) == 1  # only the grounded pair reaches the judge
-    assert "Document:" in engine.scored[0][0] and "oseltamivir; the annual vaccine" in engine.scored[0][0]  # judge_v1 shows the document
+    assert (
+        "Document:" in engine.scored[0][0] and "oseltamivir; the annual vaccine" in engine.scored[0][0]
+    )  # judge_v1 shows the document
     reasons = dict(zip(failures["source_doc_id"], failures["reason"]))
     assert reasons == {"travel": "fineinstructions:ungrounded", "sport": "fineinstructions:missing_instruction"}
     assert failures.filter(pl.col("source_doc_id") == "travel")["grounding_score"][0] < 0.8
     again, _ = generate_instruction_pairs(docs, index, None, scripted_engine(respond), one)
     assert again["pair_id"].to_list() == pairs["pair_id"].to_list()
     # up to top_k templates per document, distinct ids
-    two, _ = generate_instruction_pairs(docs.filter(pl.col("doc_id") == "health"), index, None, scripted_engine(respond),
-                                        FineInstructionsConfig(top_k=2, min_match_score=None))
+    two, _ = generate_instruction_pairs(
+        docs.filter(pl.col("doc_id") == "health"),
+        index,
+        None,
+        scripted_engine(respond),
+        FineInstructionsConfig(top_k=2, min_match_score=None),
+    )
     assert two.height == 2 and two["pair_id"].n_unique() == 2
 
 
@@ -237,23 +273,36 @@ def test_match_threshold_null_answers_and_the_judge(minilm_index, scripted_engin
 
 def test_small_model_profile_extracts_the_answer(minilm_index, scripted_engine):
     config = FineInstructionsConfig.for_profile("small_model", max_tokens=32, top_k=1)
-    assert (config.prompt_version, config.answer_mode, config.judge_prompt_version) == ("fineinstructions_small_v1", "extracted", "judge_small_v1")
+    assert (config.prompt_version, config.answer_mode, config.judge_prompt_version) == (
+        "fineinstructions_small_v1",
+        "extracted",
+        "judge_small_v1",
+    )
     engine = scripted_engine(lambda p: "What are the symptoms of influenza?" if "Influenza" in p else "null")
     pairs, failures = generate_instruction_pairs(docs_frame(), minilm_index, None, engine, config)
     assert pairs["source_doc_id"].to_list() == ["health"]
     answer = pairs["answer"][0]
-    assert "fever, chills" in answer and pairs["grounding_score"][0] == 1.0 and pairs["prompt_version"][0] == "fineinstructions_small_v1"
-    assert "Document:" not in engine.scored[0][0] and "Instruction: What are the symptoms" in engine.scored[0][0]  # judge_small_v1
+    assert (
+        "fever, chills" in answer
+        and pairs["grounding_score"][0] == 1.0
+        and pairs["prompt_version"][0] == "fineinstructions_small_v1"
+    )
+    assert (
+        "Document:" not in engine.scored[0][0] and "Instruction: What are the symptoms" in engine.scored[0][0]
+    )  # judge_small_v1
     assert set(failures["reason"]) == {"fineinstructions:template_not_applicable"}
 
 
 def test_generate_pairs_with_tiny_model_counts_failures(tiny_engine):
-    config = FineInstructionsConfig(sampling=SamplingConfig(max_tokens=16, stop=("[/ANSWER]",)), max_doc_chars=300,
-                                    top_k=1, min_match_score=None)
+    config = FineInstructionsConfig(
+        sampling=SamplingConfig(max_tokens=16, stop=("[/ANSWER]",)), max_doc_chars=300, top_k=1, min_match_score=None
+    )
     pairs, failures = generate_instruction_pairs(docs_frame(), load_templates(), HashingEmbedder(), tiny_engine, config)
     assert pairs.height + failures.height == len(DOCS)
     assert failures.height >= len(DOCS) - 1
-    assert set(failures["reason"]).issubset({r for r in vars(fi).values() if isinstance(r, str) and r.startswith("fineinstructions:")})
+    assert set(failures["reason"]).issubset(
+        {r for r in vars(fi).values() if isinstance(r, str) and r.startswith("fineinstructions:")}
+    )
     assert set(failures["source_doc_id"]) | set(pairs["source_doc_id"]) == set(DOCS)
     assert failures["template_id"].null_count() == 0
 

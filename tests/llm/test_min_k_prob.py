@@ -52,7 +52,9 @@ def test_calibration_reports_auc_interval_and_a_threshold_at_the_chosen_fpr():
     same = calibrate_membership(seen[:30], seen[30:], n_resamples=300)
     assert same.auc_low < 0.5 < same.auc_high and not same.has_signal
     # reproducible (seeded bootstrap)
-    assert calibrate_membership(seen, unseen, n_resamples=300).auc_low == calibrate_membership(seen, unseen, n_resamples=300).auc_low
+    assert (
+        calibrate_membership(seen, unseen, n_resamples=300).auc_low == calibrate_membership(seen, unseen, n_resamples=300).auc_low
+    )
     with pytest.raises(ValueError, match="false_positive_rate"):
         calibrate_membership(seen, unseen, false_positive_rate=0.0)
 

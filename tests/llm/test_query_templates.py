@@ -16,8 +16,18 @@ GOOD = "[TEMPLATE]What is the best time to visit {city}?[/TEMPLATE]\n[SLOTS]\nci
 
 def test_query_log_is_read_deduplicated_and_checked(tmp_path):
     log = tmp_path / "queries.jsonl"
-    log.write_text("# exported from the search box\n" + "\n".join(json.dumps(q) for q in (
-        {"query": "best time to visit  kyoto"}, {"text": "how to repot an orchid"}, {"query": "best time to visit kyoto"})) + "\n\n")
+    log.write_text(
+        "# exported from the search box\n"
+        + "\n".join(
+            json.dumps(q)
+            for q in (
+                {"query": "best time to visit  kyoto"},
+                {"text": "how to repot an orchid"},
+                {"query": "best time to visit kyoto"},
+            )
+        )
+        + "\n\n"
+    )
     assert load_query_log([log]) == ["best time to visit kyoto", "how to repot an orchid"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"query": "ok"}\n{"q": 1}\n')
@@ -34,7 +44,9 @@ def test_parse_template_output():
     assert reason is None and template.template == "What is the best time to visit {city}?"
     assert template.slot_types == {"city": "city"} and template.fits == "Travel guides to a city."
     assert template.template_id == parse_template_output("best time to visit kyoto", GOOD)[0].template_id  # stable id
-    assert template.template_id.startswith("query-") and template.template_id != parse_template_output("other", GOOD)[0].template_id
+    assert (
+        template.template_id.startswith("query-") and template.template_id != parse_template_output("other", GOOD)[0].template_id
+    )
     assert parse_template_output("q", "[TEMPLATE]What is {x}?", "length")[1] == "query_templates:truncated"
     assert parse_template_output("q", "I do not know")[1] == "query_templates:missing_template"
     no_slot = parse_template_output("q", "[TEMPLATE]What is it?[/TEMPLATE][SLOTS][/SLOTS][FITS]f[/FITS]")
@@ -47,8 +59,13 @@ def test_paper_profile_with_a_scripted_engine(scripted_engine):
     engine = scripted_engine(lambda p: GOOD.removesuffix("[/FITS]") if "kyoto" in p else "Kyoto is lovely in spring.")
     templates, failures = templates_from_queries(["best time to visit kyoto", "what is kyoto like", "repot an orchid"], engine)
     assert [t.template for t in templates] == ["What is the best time to visit {city}?"] * 2
-    assert failures["query"].to_list() == ["repot an orchid"] and failures["reason"].to_list() == ["query_templates:missing_template"]
-    assert failures["raw_output"].to_list() == ["Kyoto is lovely in spring."] and failures["prompt_version"][0] == "query_template_v1"
+    assert failures["query"].to_list() == ["repot an orchid"] and failures["reason"].to_list() == [
+        "query_templates:missing_template"
+    ]
+    assert (
+        failures["raw_output"].to_list() == ["Kyoto is lovely in spring."]
+        and failures["prompt_version"][0] == "query_template_v1"
+    )
     assert "Query: best time to visit kyoto" in engine.calls[0][0]
 
 
@@ -56,8 +73,9 @@ def test_small_model_profile_chooses_span_and_type_by_likelihood(scripted_engine
     def choose(prompt, continuation):
         return 0.0 if continuation.strip() in ('"kyoto"', "place") else -4.0
 
-    templates, failures = templates_from_queries(["best time to visit kyoto", "how to do it"],
-                                                 scripted_engine(lambda p: "", choose=choose), "small_model")
+    templates, failures = templates_from_queries(
+        ["best time to visit kyoto", "how to do it"], scripted_engine(lambda p: "", choose=choose), "small_model"
+    )
     [t] = templates
     assert t.template == "Best time to visit {place}" and t.slot_types == {"place": "place"}
     assert "best time to visit kyoto" in t.fits

@@ -50,4 +50,8 @@ def test_work_fingerprint_changes_with_config_and_is_stable():
     b = work_fingerprint(sampling=SamplingConfig(max_tokens=8), model="m", upstream="v1", stage="rewire")
     c = work_fingerprint(stage="rewire", upstream="v1", model="m", sampling=SamplingConfig(max_tokens=9))
     assert a == b != c and len(a) == 16
-    assert derived_id("rewire", "v1", "m", "doc") == derived_id("rewire", "v1", "m", "doc") != derived_id("rewire", "v1", "m", "doc2")
+    assert (
+        derived_id("rewire", "v1", "m", "doc")
+        == derived_id("rewire", "v1", "m", "doc")
+        != derived_id("rewire", "v1", "m", "doc2")
+    )

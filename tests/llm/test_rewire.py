@@ -15,8 +15,7 @@ from dataplatform.core.synthesis.rewire import (
 from dataplatform.llm.engine import Generation, SamplingConfig
 
 SOURCE = (
-    "bread recipe!!! click here. mix flour water salt yeast. knead 10 min. rise 1 hour. "
-    "bake 230C 30 min. share on facebook. " * 2
+    "bread recipe!!! click here. mix flour water salt yeast. knead 10 min. rise 1 hour. bake 230C 30 min. share on facebook. " * 2
 )
 GOOD = (
     "Basic bread needs only flour, water, salt and yeast. Mix them, knead the dough for ten minutes, "
@@ -49,7 +48,9 @@ def test_prompts_are_versioned_and_contain_the_document():
     assert "purpose" in prompt.lower() and "not be shorter than the original" in prompt
     assert START_MARKER in prompt and END_MARKER in prompt
     [small] = build_rewire_prompts([SOURCE], prompt_version="rewire_small_v1")
-    assert SOURCE.strip() in small and f"about {round(len(SOURCE.split()) / 10) * 10} words" in small and START_MARKER not in small
+    assert (
+        SOURCE.strip() in small and f"about {round(len(SOURCE.split()) / 10) * 10} words" in small and START_MARKER not in small
+    )
     [short] = build_rewire_prompts(["word " * 1000], max_doc_chars=100)
     assert short.count("word") < 30  # truncated document
     with pytest.raises(ValueError, match="prompt_version"):
@@ -91,7 +92,10 @@ def test_parse_malformed_outputs_never_raise(output, finish, reason):
 
 
 def test_parse_whole_turn_outputs():
-    assert parse_rewire_output(gen(f"Here is the rewritten text:\n{GOOD}"), len(SOURCE), output_format="whole_turn") == (GOOD, None)
+    assert parse_rewire_output(gen(f"Here is the rewritten text:\n{GOOD}"), len(SOURCE), output_format="whole_turn") == (
+        GOOD,
+        None,
+    )
     assert parse_rewire_output(gen(GOOD), len(SOURCE), output_format="whole_turn") == (GOOD, None)
     assert parse_rewire_output(gen(GOOD, "length"), len(SOURCE), output_format="whole_turn") == (None, "rewire:truncated")
     assert parse_rewire_output(gen("Too short."), len(SOURCE), output_format="whole_turn") == (None, "rewire:too_short")
@@ -198,7 +202,9 @@ def test_default_model_rewrites_documents_with_the_small_model_profile(default_e
         assert row["model"] == "SmolLM2-135M-Instruct-Q4_1" and row["prompt_version"] == "rewire_small_v1"
         assert len(row["text"]) >= config.min_chars and 0 < row["n_generated_tokens"] < 160
         assert START_MARKER not in row["text"] and "<|im_end|>" not in row["text"]
-        assert len(set(row["text"].lower().split()) & set(REAL_DOCS[row["source_doc_id"]].lower().split())) >= 3  # about its source
+        assert (
+            len(set(row["text"].lower().split()) & set(REAL_DOCS[row["source_doc_id"]].lower().split())) >= 3
+        )  # about its source
     again, _ = rewrite_documents(docs, default_engine, config)
     assert again["text"].to_list() == out["text"].to_list()  # seeded per prompt: reproducible
 
@@ -216,4 +222,7 @@ def test_small_model_profile_drops_rewrites_that_are_not_about_the_source(script
     out, failures = rewrite_documents(docs_frame(), scripted_engine(respond), config)
     assert out["source_doc_id"].to_list() == ["d1"]  # d4 (photosynthesis) gets the bread text: off source too
     assert dict(zip(failures["source_doc_id"], failures["reason"])) == {
-        "d2": "rewire:off_source", "d3": "rewire:empty_source", "d4": "rewire:off_source"}
+        "d2": "rewire:off_source",
+        "d3": "rewire:empty_source",
+        "d4": "rewire:off_source",
+    }

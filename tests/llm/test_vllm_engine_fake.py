@@ -50,7 +50,13 @@ def fake_vllm(monkeypatch, tiny_model_dir):
                     SimpleNamespace(
                         prompt_token_ids=ids,
                         prompt_logprobs=plp,
-                        outputs=[SimpleNamespace(text=f"out{len(ids)}", token_ids=list(range(n)), finish_reason="length" if n == p.max_tokens else "stop")],
+                        outputs=[
+                            SimpleNamespace(
+                                text=f"out{len(ids)}",
+                                token_ids=list(range(n)),
+                                finish_reason="length" if n == p.max_tokens else "stop",
+                            )
+                        ],
                     )
                 )
             return outs
@@ -65,8 +71,13 @@ def fake_vllm(monkeypatch, tiny_model_dir):
 
 def test_vllm_engine_generate_and_logprobs_plumbing(fake_vllm, tiny_model_dir):
     engine = make_engine(
-        "vllm", model=str(tiny_model_dir), max_model_len=128, gpu_memory_utilization=0.5, tensor_parallel_size=1,
-        seed=3, sampling_overrides={"repetition_penalty": 1.1},
+        "vllm",
+        model=str(tiny_model_dir),
+        max_model_len=128,
+        gpu_memory_utilization=0.5,
+        tensor_parallel_size=1,
+        seed=3,
+        sampling_overrides={"repetition_penalty": 1.1},
     )
     assert fake_vllm["kwargs"]["gpu_memory_utilization"] == 0.5 and fake_vllm["kwargs"]["seed"] == 3
     assert engine.model_id == tiny_model_dir.name and engine.max_model_len == 128

@@ -74,18 +74,44 @@ _BAND_SALT = np.uint64(0xC2B2AE3D27D4EB4F)
 _KEY = [pa.field("doc_id", pa.large_string()), pa.field("snapshot", pa.large_string())]
 _ROW = [pa.field("shard", pa.int32()), pa.field("row", pa.int64())]
 EXACT_ROWS = pa.schema([pa.field("bucket", pa.uint16()), pa.field("content_hash", pa.uint64()), *_KEY, *_ROW])
-BAND_ROWS = pa.schema([pa.field("bucket", pa.uint16()), pa.field("band", pa.int16()),
-                       pa.field("band_hash", pa.uint64()), *_KEY, *_ROW])
-PAYLOAD_ROWS = pa.schema([pa.field("bucket", pa.uint16()), *_KEY, *_ROW, pa.field("signature", pa.large_binary()),
-                          pa.field("fingerprints", pa.large_binary())])
+BAND_ROWS = pa.schema(
+    [pa.field("bucket", pa.uint16()), pa.field("band", pa.int16()), pa.field("band_hash", pa.uint64()), *_KEY, *_ROW]
+)
+PAYLOAD_ROWS = pa.schema(
+    [
+        pa.field("bucket", pa.uint16()),
+        *_KEY,
+        *_ROW,
+        pa.field("signature", pa.large_binary()),
+        pa.field("fingerprints", pa.large_binary()),
+    ]
+)
 INDEX_EXACT = pa.schema([pa.field("bucket", pa.uint16()), pa.field("content_hash", pa.uint64()), *_KEY])
-INDEX_BANDS = pa.schema([pa.field("bucket", pa.uint16()), pa.field("band", pa.int16()),
-                         pa.field("band_hash", pa.uint64()), *_KEY])
-INDEX_SIGNATURES = pa.schema([pa.field("bucket", pa.uint16()), *_KEY, pa.field("signature", pa.large_binary()),
-                              pa.field("fingerprints", pa.large_binary())])
+INDEX_BANDS = pa.schema(
+    [pa.field("bucket", pa.uint16()), pa.field("band", pa.int16()), pa.field("band_hash", pa.uint64()), *_KEY]
+)
+INDEX_SIGNATURES = pa.schema(
+    [
+        pa.field("bucket", pa.uint16()),
+        *_KEY,
+        pa.field("signature", pa.large_binary()),
+        pa.field("fingerprints", pa.large_binary()),
+    ]
+)
 # a candidate pair: u (index document: kind 0, or batch document: kind 1) and batch document v
-PAIR_COLUMNS = ["u_kind", "u_doc_id", "u_snapshot", "u_shard", "u_row", "u_bucket",
-                "v_doc_id", "v_snapshot", "v_shard", "v_row", "v_bucket"]
+PAIR_COLUMNS = [
+    "u_kind",
+    "u_doc_id",
+    "u_snapshot",
+    "u_shard",
+    "u_row",
+    "u_bucket",
+    "v_doc_id",
+    "v_snapshot",
+    "v_shard",
+    "v_row",
+    "v_bucket",
+]
 
 
 # ----------------------------------------------------------------------------------- hash space
@@ -148,10 +174,24 @@ def shard_sketches(frame: pl.DataFrame, shard: int, first_row: int, config: Dedu
     bands = lsh.band_hashes(sig, config.bands, config.rows)  # (n, bands)
     band_no = np.repeat(np.arange(config.bands, dtype=np.int16)[None, :], n, axis=0).reshape(-1)
     take = pa.array(np.repeat(np.arange(n), config.bands))
-    band_rows = pa.table([pa.array(band_buckets(band_no, bands.reshape(-1))), pa.array(band_no),
-                          pa.array(bands.reshape(-1)), *(c.take(take) for c in key)], schema=BAND_ROWS)
-    payload = pa.table([pa.array(doc_buckets(snaps.to_pylist(), ids.to_pylist())), *key, signature_array(sig),
-                        Fingerprints.of(shingles).to_arrow()], schema=PAYLOAD_ROWS)
+    band_rows = pa.table(
+        [
+            pa.array(band_buckets(band_no, bands.reshape(-1))),
+            pa.array(band_no),
+            pa.array(bands.reshape(-1)),
+            *(c.take(take) for c in key),
+        ],
+        schema=BAND_ROWS,
+    )
+    payload = pa.table(
+        [
+            pa.array(doc_buckets(snaps.to_pylist(), ids.to_pylist())),
+            *key,
+            signature_array(sig),
+            Fingerprints.of(shingles).to_arrow(),
+        ],
+        schema=PAYLOAD_ROWS,
+    )
     return ShardSketches(exact, band_rows, payload, n)
 
 
@@ -172,19 +212,37 @@ def exact_duplicates(batch: pl.DataFrame, prior: pl.DataFrame | None, config: De
     (``content_hash``, ``doc_id``, ``snapshot``) sharing hashes with the batch."""
     b = batch.with_columns(_rank(config, prior=False)).sort("content_hash", "rank", "doc_id", "shard", "row")
     first = b.unique("content_hash", keep="first", maintain_order=True).select(
-        "content_hash", keeper_doc_id="doc_id", keeper_shard="shard", keeper_row="row")
+        "content_hash", keeper_doc_id="doc_id", keeper_shard="shard", keeper_row="row"
+    )
     matched = pl.DataFrame(schema={"content_hash": pl.UInt64, "keeper_doc_id": pl.Utf8})
     if prior is not None and prior.height:
-        matched = (prior.with_columns(_rank(config, prior=True)).sort("rank", "doc_id", maintain_order=True)
-                   .unique("content_hash", keep="first", maintain_order=True)
-                   .select("content_hash", keeper_doc_id=pl.col("doc_id").cast(pl.Utf8)))
+        matched = (
+            prior.with_columns(_rank(config, prior=True))
+            .sort("rank", "doc_id", maintain_order=True)
+            .unique("content_hash", keep="first", maintain_order=True)
+            .select("content_hash", keeper_doc_id=pl.col("doc_id").cast(pl.Utf8))
+        )
     to_prior = b.join(matched, on="content_hash", how="inner").select(
-        "shard", "row", keeper_prior=pl.lit(True), keeper_doc_id="keeper_doc_id",
-        keeper_shard=pl.lit(-1, pl.Int32), keeper_row=pl.lit(-1, pl.Int64))
-    to_batch = (b.join(matched, on="content_hash", how="anti").join(first, on="content_hash")
-                .filter((pl.col("shard") != pl.col("keeper_shard")) | (pl.col("row") != pl.col("keeper_row")))
-                .select("shard", "row", keeper_prior=pl.lit(False), keeper_doc_id="keeper_doc_id",
-                        keeper_shard="keeper_shard", keeper_row="keeper_row"))
+        "shard",
+        "row",
+        keeper_prior=pl.lit(True),
+        keeper_doc_id="keeper_doc_id",
+        keeper_shard=pl.lit(-1, pl.Int32),
+        keeper_row=pl.lit(-1, pl.Int64),
+    )
+    to_batch = (
+        b.join(matched, on="content_hash", how="anti")
+        .join(first, on="content_hash")
+        .filter((pl.col("shard") != pl.col("keeper_shard")) | (pl.col("row") != pl.col("keeper_row")))
+        .select(
+            "shard",
+            "row",
+            keeper_prior=pl.lit(False),
+            keeper_doc_id="keeper_doc_id",
+            keeper_shard="keeper_shard",
+            keeper_row="keeper_row",
+        )
+    )
     return pl.concat([to_prior, to_batch]).with_columns(pl.col("keeper_doc_id").cast(pl.Utf8))
 
 
@@ -197,17 +255,32 @@ def anchor_pairs(batch: pl.DataFrame, prior: pl.DataFrame | None, config: DedupC
     members = [batch.with_columns(_rank(config, prior=False), kind=pl.lit(1, pl.Int8)).select(cols)]
     if prior is not None and prior.height:
         hits = prior.join(batch.select("band", "band_hash").unique(), on=["band", "band_hash"], how="semi")
-        members.insert(0, hits.with_columns(_rank(config, prior=True), kind=pl.lit(0, pl.Int8),
-                                            shard=pl.lit(-1, pl.Int32), row=pl.lit(-1, pl.Int64)).select(cols))
+        members.insert(
+            0,
+            hits.with_columns(
+                _rank(config, prior=True), kind=pl.lit(0, pl.Int8), shard=pl.lit(-1, pl.Int32), row=pl.lit(-1, pl.Int64)
+            ).select(cols),
+        )
     m = pl.concat([f.with_columns(pl.col("doc_id").cast(pl.Utf8), pl.col("snapshot").cast(pl.Utf8)) for f in members])
     m = m.sort(cols)
     group = ["band", "band_hash"]
     anchor = {f"u_{c}": pl.col(c).first().over(group) for c in ("kind", "doc_id", "snapshot", "shard", "row")}
-    pairs = (m.with_columns(**anchor, is_first=pl.int_range(pl.len()).over(group) == 0)
-             .filter(~pl.col("is_first") & (pl.col("kind") == 1))
-             .select("u_kind", "u_doc_id", "u_snapshot", "u_shard", "u_row",
-                     v_doc_id="doc_id", v_snapshot="snapshot", v_shard="shard", v_row="row")
-             .unique(["u_kind", "u_snapshot", "u_doc_id", "u_shard", "u_row", "v_shard", "v_row"], maintain_order=True))
+    pairs = (
+        m.with_columns(**anchor, is_first=pl.int_range(pl.len()).over(group) == 0)
+        .filter(~pl.col("is_first") & (pl.col("kind") == 1))
+        .select(
+            "u_kind",
+            "u_doc_id",
+            "u_snapshot",
+            "u_shard",
+            "u_row",
+            v_doc_id="doc_id",
+            v_snapshot="snapshot",
+            v_shard="shard",
+            v_row="row",
+        )
+        .unique(["u_kind", "u_snapshot", "u_doc_id", "u_shard", "u_row", "v_shard", "v_row"], maintain_order=True)
+    )
     return pairs.with_columns(
         u_bucket=pl.Series(doc_buckets(pairs["u_snapshot"].to_list(), pairs["u_doc_id"].to_list())),
         v_bucket=pl.Series(doc_buckets(pairs["v_snapshot"].to_list(), pairs["v_doc_id"].to_list())),
@@ -226,8 +299,10 @@ def pair_jaccard(pairs: pl.DataFrame, config: DedupConfig) -> np.ndarray:
     if config.verify == "exact":
         has_fp = pairs["u_fingerprints"].is_not_null().to_numpy()
         exact = pairs.filter(pl.Series(has_fp))
-        j = lsh.fingerprint_jaccard(Fingerprints.from_arrow(exact["u_fingerprints"].to_arrow()),
-                                    Fingerprints.from_arrow(exact["v_fingerprints"].to_arrow()))
+        j = lsh.fingerprint_jaccard(
+            Fingerprints.from_arrow(exact["u_fingerprints"].to_arrow()),
+            Fingerprints.from_arrow(exact["v_fingerprints"].to_arrow()),
+        )
         ok[has_fp] = j >= config.threshold
     return ok
 
@@ -235,8 +310,13 @@ def pair_jaccard(pairs: pl.DataFrame, config: DedupConfig) -> np.ndarray:
 # ------------------------------------------------------------------------------------- once
 def _edge_ends(edges: pl.DataFrame, side: str) -> pl.DataFrame:
     kind = pl.col("u_kind").cast(pl.Int8) if side == "u" else pl.lit(1, pl.Int8)
-    return edges.select(kind=kind, doc_id=pl.col(f"{side}_doc_id").cast(pl.Utf8),
-                        snapshot=pl.col(f"{side}_snapshot").cast(pl.Utf8), shard=f"{side}_shard", row=f"{side}_row")
+    return edges.select(
+        kind=kind,
+        doc_id=pl.col(f"{side}_doc_id").cast(pl.Utf8),
+        snapshot=pl.col(f"{side}_snapshot").cast(pl.Utf8),
+        shard=f"{side}_shard",
+        row=f"{side}_row",
+    )
 
 
 def cluster_verdicts(edges: pl.DataFrame, exact: pl.DataFrame, config: DedupConfig) -> pl.DataFrame:
@@ -247,18 +327,34 @@ def cluster_verdicts(edges: pl.DataFrame, exact: pl.DataFrame, config: DedupConf
     node in priority order; exact copies follow their keeper's own verdict."""
     key = ["kind", "doc_id", "snapshot", "shard", "row"]
     u, v = _edge_ends(edges, "u"), _edge_ends(edges, "v")
-    nodes = (pl.concat([u, v]).unique().with_columns(_rank(config, prior=True))
-             .sort("kind", "rank", "doc_id", "shard", "row").drop("rank").with_row_index("node"))
-    u_id, v_id = (e.join(nodes, on=key, how="left", maintain_order="left")["node"].to_numpy().astype(np.int64)
-                  for e in (u, v))
+    nodes = (
+        pl.concat([u, v])
+        .unique()
+        .with_columns(_rank(config, prior=True))
+        .sort("kind", "rank", "doc_id", "shard", "row")
+        .drop("rank")
+        .with_row_index("node")
+    )
+    u_id, v_id = (e.join(nodes, on=key, how="left", maintain_order="left")["node"].to_numpy().astype(np.int64) for e in (u, v))
     label = lsh.connected_components(nodes.height, u_id, v_id)
     keeper = nodes[label]
-    near = (nodes.with_columns(keeper_kind=keeper["kind"], keeper_doc_id=keeper["doc_id"])
-            .filter(pl.Series(label != np.arange(nodes.height)) & (pl.col("kind") == 1))
-            .select("shard", "row", duplicate_of="keeper_doc_id", drop_reason=pl.lit(DROP_MINHASH),
-                    cross_snapshot=pl.col("keeper_kind") == 0))
+    near = (
+        nodes.with_columns(keeper_kind=keeper["kind"], keeper_doc_id=keeper["doc_id"])
+        .filter(pl.Series(label != np.arange(nodes.height)) & (pl.col("kind") == 1))
+        .select(
+            "shard",
+            "row",
+            duplicate_of="keeper_doc_id",
+            drop_reason=pl.lit(DROP_MINHASH),
+            cross_snapshot=pl.col("keeper_kind") == 0,
+        )
+    )
     follow = near.select(keeper_shard="shard", keeper_row="row", via="duplicate_of", via_cross="cross_snapshot")
-    copies = (exact.join(follow, on=["keeper_shard", "keeper_row"], how="left")
-              .select("shard", "row", duplicate_of=pl.coalesce("via", "keeper_doc_id"), drop_reason=pl.lit(DROP_EXACT),
-                      cross_snapshot=pl.col("keeper_prior") | pl.col("via_cross").fill_null(False)))
+    copies = exact.join(follow, on=["keeper_shard", "keeper_row"], how="left").select(
+        "shard",
+        "row",
+        duplicate_of=pl.coalesce("via", "keeper_doc_id"),
+        drop_reason=pl.lit(DROP_EXACT),
+        cross_snapshot=pl.col("keeper_prior") | pl.col("via_cross").fill_null(False),
+    )
     return pl.concat([near, copies]).sort("shard", "row")

@@ -149,6 +149,8 @@ def as_index_frame(index: pa.Table | pl.DataFrame | None) -> pl.DataFrame | None
         if column not in df.columns:
             df = df.with_columns(pl.lit(None, pl.Binary).alias(column))
     return df.with_columns(
-        pl.col("band").cast(pl.Int16), pl.col("band_hash").cast(pl.UInt64),
-        pl.col("doc_id").cast(pl.Utf8), pl.col("snapshot").cast(pl.Utf8),
+        pl.col("band").cast(pl.Int16),
+        pl.col("band_hash").cast(pl.UInt64),
+        pl.col("doc_id").cast(pl.Utf8),
+        pl.col("snapshot").cast(pl.Utf8),
     )

@@ -59,9 +59,7 @@ def band_hashes(sig: np.ndarray, bands: int = 14, rows: int = 8) -> np.ndarray:
     return h
 
 
-def candidate_pairs(
-    nodes: np.ndarray, bands: np.ndarray, hashes: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def candidate_pairs(nodes: np.ndarray, bands: np.ndarray, hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pairs ``(u, v)`` with ``u < v`` of nodes sharing a ``(band, hash)`` bucket.
 
     ``nodes``, ``bands``, ``hashes`` are parallel 1-D arrays (one entry per node and band).

@@ -102,14 +102,14 @@ class Fingerprints:
     offsets: np.ndarray  # int64, len n_docs + 1
 
     @classmethod
-    def of(cls, sh: Shingles) -> "Fingerprints":
+    def of(cls, sh: Shingles) -> Fingerprints:
         return cls((sh.hashes >> _U64(32)).astype(np.uint32), sh.offsets)
 
     @property
     def n_docs(self) -> int:
         return len(self.offsets) - 1
 
-    def take(self, docs: np.ndarray) -> "Fingerprints":
+    def take(self, docs: np.ndarray) -> Fingerprints:
         """The fingerprints of documents ``docs`` (in that order, repeats allowed)."""
         docs = np.asarray(docs, dtype=np.int64)
         lens = self.offsets[docs + 1] - self.offsets[docs]
@@ -126,7 +126,7 @@ class Fingerprints:
         )
 
     @classmethod
-    def from_arrow(cls, arr: pa.Array | pa.ChunkedArray) -> "Fingerprints":
+    def from_arrow(cls, arr: pa.Array | pa.ChunkedArray) -> Fingerprints:
         data, offsets = binary_buffers(arr)
         if offsets[-1] % 4 or np.any(offsets % 4):
             raise ValueError("fingerprints: binary values must hold whole little-endian uint32s")

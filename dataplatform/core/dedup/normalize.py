@@ -61,7 +61,6 @@ _UNICODE_PZC = r"[\p{P}\p{Z}\p{C}--\x00-\x7F]"
 _UNICODE_DIGIT = r"[\p{N}--0-9]"
 
 
-
 def _is_deleted(data: np.ndarray) -> np.ndarray:
     """ASCII digits and the apostrophe (SIMD comparisons, no table lookup)."""
     return ((data - np.uint8(48)) < np.uint8(10)) | (data == np.uint8(39))
@@ -153,8 +152,10 @@ def _unicode_chars(data: np.ndarray, offsets: np.ndarray, docs_ok: np.ndarray | 
             return None
     b0 = data[lead].astype(np.uint32)
     width = 2 + (b0 >= 0xE0).astype(np.int64) + (b0 >= 0xF0)
+
     def byte(k: int) -> np.ndarray:
         return np.where(width > k, data[np.minimum(lead + k, nb - 1)], 0).astype(np.uint32)
+
     key = (b0 << np.uint32(24)) | (byte(1) << np.uint32(16)) | (byte(2) << np.uint32(8)) | byte(3)
     uniq, inv = np.unique(key, return_inverse=True)
     rules = []
@@ -234,9 +235,7 @@ def _fold_segments(s_data: np.ndarray, offsets: np.ndarray, seg_s, seg_e, seg_do
     lens = seg_e - seg_s
     seg_off = np.zeros(len(lens) + 1, dtype=np.int64)
     np.cumsum(lens, out=seg_off[1:])
-    arr = pa.LargeStringArray.from_buffers(
-        len(lens), pa.py_buffer(seg_off), pa.py_buffer(np.concatenate(pieces).tobytes())
-    )
+    arr = pa.LargeStringArray.from_buffers(len(lens), pa.py_buffer(seg_off), pa.py_buffer(np.concatenate(pieces).tobytes()))
     rep, rep_off = string_buffers(_unicode_step(pl.Series("seg", arr)))
     out = []
     prev = 0
@@ -392,9 +391,7 @@ def normalize_text(texts: pl.Series | pa.Array | list[str | None]) -> pl.Series:
     """Normalised texts as a Polars string Series (nulls become empty strings)."""
     data, offsets = normalize_buffers(texts)
     n = len(offsets) - 1
-    arr = pa.LargeStringArray.from_buffers(
-        n, pa.py_buffer(offsets.astype(np.int64)), pa.py_buffer(data.tobytes())
-    )
+    arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets.astype(np.int64)), pa.py_buffer(data.tobytes()))
     return pl.Series("normalized", arr)
 
 

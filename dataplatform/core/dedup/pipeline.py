@@ -40,8 +40,17 @@ __all__ = ["DROP_EXACT", "DROP_MINHASH", "DedupResult", "SignatureIndex", "dedup
 
 DROP_EXACT = "duplicate:exact"
 DROP_MINHASH = "duplicate:minhash"
-STAT_KEYS = ("input_rows", "considered", DROP_EXACT, DROP_MINHASH, "cross_snapshot", "kept",
-             "candidate_pairs", "verified_pairs", "index_rows")
+STAT_KEYS = (
+    "input_rows",
+    "considered",
+    DROP_EXACT,
+    DROP_MINHASH,
+    "cross_snapshot",
+    "kept",
+    "candidate_pairs",
+    "verified_pairs",
+    "index_rows",
+)
 
 
 @dataclass(frozen=True)
@@ -165,7 +174,8 @@ def exact_pass(nodes: Considered, prior: pl.DataFrame | None, config: DedupConfi
     if prior is not None:
         exact_rows = prior.filter(pl.col("band") == EXACT_BAND).unique("band_hash", keep="first", maintain_order=True)
         hit = pl.DataFrame({"band_hash": pl.Series(hashes, dtype=pl.UInt64), "node": np.arange(m)}).join(
-            exact_rows, on="band_hash", how="inner")
+            exact_rows, on="band_hash", how="inner"
+        )
         if hit.height:
             # every copy of a hash that an earlier snapshot kept points at that document
             prior_keeper[hit["node"].to_numpy()] = hit["doc_id"].to_numpy()
@@ -207,15 +217,21 @@ def _prior_nodes(prior: pl.DataFrame, bands: np.ndarray, config: DedupConfig) ->
     """Prior documents sharing a band hash with the batch, as LSH nodes in priority order, with
     the verification payload of their exact rows."""
     n_live = len(bands)
-    batch_bands = pl.DataFrame({
-        "band": pl.Series(np.tile(np.arange(config.bands, dtype=np.int16), n_live)),
-        "band_hash": pl.Series(bands.reshape(-1), dtype=pl.UInt64),
-    }).unique()
+    batch_bands = pl.DataFrame(
+        {
+            "band": pl.Series(np.tile(np.arange(config.bands, dtype=np.int16), n_live)),
+            "band_hash": pl.Series(bands.reshape(-1), dtype=pl.UInt64),
+        }
+    ).unique()
     hits = prior.filter(pl.col("band") >= 0).join(batch_bands, on=["band", "band_hash"], how="semi")
     docs = order_prior(hits.select("doc_id", "snapshot").unique(maintain_order=True), config).with_row_index("node")
     hits = hits.join(docs, on=["doc_id", "snapshot"], how="left")
-    exact_rows = (prior.filter(pl.col("band") == EXACT_BAND).join(docs, on=["doc_id", "snapshot"], how="inner")
-                  .unique("node", keep="first", maintain_order=True).sort("node"))
+    exact_rows = (
+        prior.filter(pl.col("band") == EXACT_BAND)
+        .join(docs, on=["doc_id", "snapshot"], how="inner")
+        .unique("node", keep="first", maintain_order=True)
+        .sort("node")
+    )
     k = docs.height
     signatures = np.full((k, config.num_perm), 0xFFFFFFFF, dtype=np.uint32)
     has_signature = np.zeros(k, dtype=bool)
@@ -224,7 +240,8 @@ def _prior_nodes(prior: pl.DataFrame, bands: np.ndarray, config: DedupConfig) ->
     signatures[nodes], has_signature[nodes] = sig, present
     # fingerprints of node x: document x of a table with one (possibly empty) value per node
     fp_col = pl.DataFrame({"node": np.arange(k, dtype=np.int64)}).join(
-        exact_rows.select(pl.col("node").cast(pl.Int64), "fingerprints"), on="node", how="left", maintain_order="left")
+        exact_rows.select(pl.col("node").cast(pl.Int64), "fingerprints"), on="node", how="left", maintain_order="left"
+    )
     has_fingerprints = fp_col["fingerprints"].is_not_null().to_numpy()
     fingerprints = Fingerprints.from_arrow(fp_col["fingerprints"].to_arrow())
     return _PriorNodes(docs["doc_id"].to_numpy(), hits, signatures, has_signature, fingerprints, has_fingerprints)
@@ -233,20 +250,42 @@ def _prior_nodes(prior: pl.DataFrame, bands: np.ndarray, config: DedupConfig) ->
 def minhash_pass(nodes: Considered, exact: ExactPass, prior: pl.DataFrame | None, config: DedupConfig) -> MinhashPass:
     live = np.flatnonzero(exact.alive)
     sig, bands, fingerprints = _live_sketches(nodes, live, config)
-    empty = pl.DataFrame(schema={"band": pl.Int16, "band_hash": pl.UInt64, "node": pl.UInt32, "doc_id": pl.Utf8,
-                                 "snapshot": pl.Utf8, "signature": pl.Binary, "fingerprints": pl.Binary})
+    empty = pl.DataFrame(
+        schema={
+            "band": pl.Int16,
+            "band_hash": pl.UInt64,
+            "node": pl.UInt32,
+            "doc_id": pl.Utf8,
+            "snapshot": pl.Utf8,
+            "signature": pl.Binary,
+            "fingerprints": pl.Binary,
+        }
+    )
     found = _prior_nodes(prior if prior is not None else empty, bands, config)
     k = len(found.ids)
     u, v = lsh.candidate_pairs(
-        np.concatenate([found.hits["node"].to_numpy().astype(np.int64),
-                        np.repeat(np.arange(len(live), dtype=np.int64) + k, config.bands)]),
-        np.concatenate([found.hits["band"].to_numpy().astype(np.int64),
-                        np.tile(np.arange(config.bands, dtype=np.int64), len(live))]),
+        np.concatenate(
+            [found.hits["node"].to_numpy().astype(np.int64), np.repeat(np.arange(len(live), dtype=np.int64) + k, config.bands)]
+        ),
+        np.concatenate(
+            [found.hits["band"].to_numpy().astype(np.int64), np.tile(np.arange(config.bands, dtype=np.int64), len(live))]
+        ),
         np.concatenate([found.hits["band_hash"].to_numpy().astype(np.uint64), bands.reshape(-1)]),
     )
     keep = v >= k  # pairs of two prior documents: both are kept already
-    return MinhashPass(live, sig, bands, fingerprints, found.ids, found.signatures, found.has_signature,
-                       found.fingerprints, found.has_fingerprints, u[keep], v[keep])
+    return MinhashPass(
+        live,
+        sig,
+        bands,
+        fingerprints,
+        found.ids,
+        found.signatures,
+        found.has_signature,
+        found.fingerprints,
+        found.has_fingerprints,
+        u[keep],
+        v[keep],
+    )
 
 
 def verify_pairs(mh: MinhashPass, config: DedupConfig) -> np.ndarray:
@@ -261,9 +300,10 @@ def verify_pairs(mh: MinhashPass, config: DedupConfig) -> np.ndarray:
     has_signature = np.concatenate([mh.prior_has_signature, np.ones(len(mh.live), dtype=bool)])
     ok = (lsh.estimated_jaccard(signatures[mh.u], signatures[mh.v]) >= config.threshold) | ~has_signature[mh.u]
     if config.verify == "exact":
-        fingerprints = Fingerprints(np.concatenate([mh.prior_fingerprints.values, mh.fingerprints.values]),
-                                    np.concatenate([mh.prior_fingerprints.offsets,
-                                                    mh.fingerprints.offsets[1:] + mh.prior_fingerprints.offsets[-1]]))
+        fingerprints = Fingerprints(
+            np.concatenate([mh.prior_fingerprints.values, mh.fingerprints.values]),
+            np.concatenate([mh.prior_fingerprints.offsets, mh.fingerprints.offsets[1:] + mh.prior_fingerprints.offsets[-1]]),
+        )
         has_fp = np.concatenate([mh.prior_has_fingerprints, np.ones(len(mh.live), dtype=bool)])[mh.u]
         u, v = mh.u[has_fp], mh.v[has_fp]
         ok[has_fp] = lsh.fingerprint_jaccard(fingerprints.take(u), fingerprints.take(v)) >= config.threshold
@@ -285,8 +325,15 @@ def cluster(mh: MinhashPass, ok: np.ndarray, size: int) -> Clusters:
     return Clusters(dup, keeper, prior_keeper)
 
 
-def assemble(df: pl.DataFrame, nodes: Considered, exact: ExactPass, near: Clusters, mh: MinhashPass | None,
-             verified: np.ndarray | None, with_fingerprints: bool) -> DedupResult:
+def assemble(
+    df: pl.DataFrame,
+    nodes: Considered,
+    exact: ExactPass,
+    near: Clusters,
+    mh: MinhashPass | None,
+    verified: np.ndarray | None,
+    with_fingerprints: bool,
+) -> DedupResult:
     m = nodes.size
     dup_of = np.full(m, None, dtype=object)
     reason = np.full(m, None, dtype=object)
@@ -310,7 +357,9 @@ def assemble(df: pl.DataFrame, nodes: Considered, exact: ExactPass, near: Cluste
     kept = exact.alive & ~near.minhash_dup
     kept_live = kept[mh.live] if mh is not None else None
     index_rows = build_index_rows(
-        nodes.ids[kept], nodes.snapshots[kept], exact.content_hash[kept],
+        nodes.ids[kept],
+        nodes.snapshots[kept],
+        exact.content_hash[kept],
         mh.band_hashes[kept_live] if mh is not None else None,
         mh.signatures[kept_live] if mh is not None else None,
         mh.fingerprints.take(np.flatnonzero(kept_live)) if mh is not None and with_fingerprints else None,
@@ -325,8 +374,12 @@ def assemble(df: pl.DataFrame, nodes: Considered, exact: ExactPass, near: Cluste
         pl.coalesce(pl.col("drop_reason"), pl.Series("r", row_reason.tolist(), dtype=pl.Utf8)).alias("drop_reason"),
     )
     stats = dict.fromkeys(STAT_KEYS, 0) | {
-        "input_rows": n_rows, "considered": m, DROP_EXACT: int((ex_prior | ex_batch).sum()),
-        DROP_MINHASH: int(near.minhash_dup.sum()), "cross_snapshot": int(cross.sum()), "kept": int(kept.sum()),
+        "input_rows": n_rows,
+        "considered": m,
+        DROP_EXACT: int((ex_prior | ex_batch).sum()),
+        DROP_MINHASH: int(near.minhash_dup.sum()),
+        "cross_snapshot": int(cross.sum()),
+        "kept": int(kept.sum()),
         "index_rows": index_rows.num_rows,
     }
     if mh is not None:
@@ -414,5 +467,5 @@ class SignatureIndex:
         pq.write_table(self.table, path, compression="zstd")
 
     @classmethod
-    def read_parquet(cls, path: str | Path, config: DedupConfig | None = None) -> "SignatureIndex":
+    def read_parquet(cls, path: str | Path, config: DedupConfig | None = None) -> SignatureIndex:
         return cls(pq.read_table(path), config)

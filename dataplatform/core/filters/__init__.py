@@ -110,9 +110,7 @@ class HeuristicFilterSuite:
             else:
                 passes[f"passes_{fam}"] = pl.Series([True] * n, dtype=pl.Boolean)
         incoming = (
-            df.get_column("drop_reason").cast(pl.Utf8)
-            if "drop_reason" in df.columns
-            else pl.Series([None] * n, dtype=pl.Utf8)
+            df.get_column("drop_reason").cast(pl.Utf8) if "drop_reason" in df.columns else pl.Series([None] * n, dtype=pl.Utf8)
         )
         drop_reason = incoming.fill_null(reason).rename("drop_reason")
         out = df.with_columns(
@@ -122,10 +120,7 @@ class HeuristicFilterSuite:
         )
         if self.edit_text and self.c4 is not None:
             out = out.with_columns(
-                pl.when(drop_reason.is_null())
-                .then(c4_text.rename("text"))
-                .otherwise(texts.cast(pl.Utf8))
-                .alias("text")
+                pl.when(drop_reason.is_null()).then(c4_text.rename("text")).otherwise(texts.cast(pl.Utf8)).alias("text")
             )
         return out
 

@@ -35,14 +35,13 @@ import polars as pl
 # --- character classes (same sets as datatrove.utils.text) ---------------------------------------
 
 #: datatrove's PUNCTUATION string (ASCII/CJK punctuation, symbols and C0/C1 control characters).
-PUNCTUATION = (
-    "!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»"
-    + "".join(chr(x) for a, b in ((0, 9), (11, 13), (13, 32), (127, 160)) for x in range(a, b))
+PUNCTUATION = "!/—”:％１〈&(、━\\【#%「」，】；+^]~“《„';’{|∶´[=-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»" + "".join(
+    chr(x) for a, b in ((0, 9), (11, 13), (13, 32), (127, 160)) for x in range(a, b)
 )
 
 #: Sentence-final punctuation of many scripts (datatrove's TERMINAL_PUNCTUATION; spaCy's sentencizer
 #: uses nearly the same list).
-TERMINAL_PUNCTUATION = "\u0021\u002E\u003F\u0589\u061D\u061E\u061F\u06D4\u0700\u0701\u0702\u07F9\u0837\u0839\u083D\u083E\u0964\u0965\u104A\u104B\u1362\u1367\u1368\u166E\u1735\u1736\u17D4\u17D5\u17D6\u17D9\u17DA\u1803\u1809\u1944\u1945\u1AA8\u1AA9\u1AAA\u1AAB\u1B5A\u1B5B\u1B5E\u1B5F\u1B7D\u1B7E\u1C3B\u1C3C\u1C7E\u1C7F\u203C\u203D\u2047\u2048\u2049\u2E2E\u2E3C\u2E53\u2E54\u3002\uA4FF\uA60E\uA60F\uA6F3\uA6F7\uA876\uA877\uA8CE\uA8CF\uA92F\uA9C8\uA9C9\uAA5D\uAA5E\uAA5F\uAAF0\uAAF1\uABEB\uFE52\uFE56\uFE57\uFF01\uFF0E\uFF1F\uFF61\U00010A56\U00010A57\U00010F55\U00010F56\U00010F57\U00010F58\U00010F59\U00010F86\U00010F87\U00010F88\U00010F89\U00011047\U00011048\U000110BE\U000110BF\U000110C0\U000110C1\U00011141\U00011142\U00011143\U000111C5\U000111C6\U000111CD\U000111DE\U000111DF\U00011238\U00011239\U0001123B\U0001123C\U000112A9\U0001144B\U0001144C\U000115C2\U000115C3\U000115C9\U000115CA\U000115CB\U000115CC\U000115CD\U000115CE\U000115CF\U000115D0\U000115D1\U000115D2\U000115D3\U000115D4\U000115D5\U000115D6\U000115D7\U00011641\U00011642\U0001173C\U0001173D\U0001173E\U00011944\U00011946\U00011A42\U00011A43\U00011A9B\U00011A9C\U00011C41\U00011C42\U00011EF7\U00011EF8\U00011F43\U00011F44\U00016A6E\U00016A6F\U00016AF5\U00016B37\U00016B38\U00016B44\U00016E98\U0001BC9F\U0001DA88"
+TERMINAL_PUNCTUATION = "\u0021\u002e\u003f\u0589\u061d\u061e\u061f\u06d4\u0700\u0701\u0702\u07f9\u0837\u0839\u083d\u083e\u0964\u0965\u104a\u104b\u1362\u1367\u1368\u166e\u1735\u1736\u17d4\u17d5\u17d6\u17d9\u17da\u1803\u1809\u1944\u1945\u1aa8\u1aa9\u1aaa\u1aab\u1b5a\u1b5b\u1b5e\u1b5f\u1b7d\u1b7e\u1c3b\u1c3c\u1c7e\u1c7f\u203c\u203d\u2047\u2048\u2049\u2e2e\u2e3c\u2e53\u2e54\u3002\ua4ff\ua60e\ua60f\ua6f3\ua6f7\ua876\ua877\ua8ce\ua8cf\ua92f\ua9c8\ua9c9\uaa5d\uaa5e\uaa5f\uaaf0\uaaf1\uabeb\ufe52\ufe56\ufe57\uff01\uff0e\uff1f\uff61\U00010a56\U00010a57\U00010f55\U00010f56\U00010f57\U00010f58\U00010f59\U00010f86\U00010f87\U00010f88\U00010f89\U00011047\U00011048\U000110be\U000110bf\U000110c0\U000110c1\U00011141\U00011142\U00011143\U000111c5\U000111c6\U000111cd\U000111de\U000111df\U00011238\U00011239\U0001123b\U0001123c\U000112a9\U0001144b\U0001144c\U000115c2\U000115c3\U000115c9\U000115ca\U000115cb\U000115cc\U000115cd\U000115ce\U000115cf\U000115d0\U000115d1\U000115d2\U000115d3\U000115d4\U000115d5\U000115d6\U000115d7\U00011641\U00011642\U0001173c\U0001173d\U0001173e\U00011944\U00011946\U00011a42\U00011a43\U00011a9b\U00011a9c\U00011c41\U00011c42\U00011ef7\U00011ef8\U00011f43\U00011f44\U00016a6e\U00016a6f\U00016af5\U00016b37\U00016b38\U00016b44\U00016e98\U0001bc9f\U0001da88"
 
 PUNCTUATION_SET = frozenset(PUNCTUATION) | frozenset(TERMINAL_PUNCTUATION)
 
@@ -138,7 +137,7 @@ class TextShard:
         self.docs = self.docs.with_columns(n_chars=pl.col("text").str.len_chars())
 
     @classmethod
-    def of(cls, texts: "pl.Series | TextShard") -> "TextShard":
+    def of(cls, texts: pl.Series | TextShard) -> TextShard:
         return texts if isinstance(texts, TextShard) else cls(texts)
 
     @cached_property
@@ -163,21 +162,12 @@ class TextShard:
     @cached_property
     def tokens(self) -> pl.DataFrame:
         """Word tokens in document order (tokens never span a line break)."""
-        return (
-            self.lines.select("_doc", "_lid", tokens_expr(pl.col("line")).alias("tok"))
-            .explode("tok")
-            .drop_nulls("tok")
-        )
+        return self.lines.select("_doc", "_lid", tokens_expr(pl.col("line")).alias("tok")).explode("tok").drop_nulls("tok")
 
     @cached_property
     def n_words(self) -> pl.Series:
         counts = self.tokens.group_by("_doc").agg(n=pl.len())
-        return (
-            self.docs.select("_doc")
-            .join(counts, on="_doc", how="left", maintain_order="left")
-            .get_column("n")
-            .fill_null(0)
-        )
+        return self.docs.select("_doc").join(counts, on="_doc", how="left", maintain_order="left").get_column("n").fill_null(0)
 
 
 def per_doc(shard: TextShard, agg: pl.DataFrame, defaults: dict | None = None) -> pl.DataFrame:

@@ -110,10 +110,9 @@ class C4QualityFilter:
             # Only lines longer than the limit can hold such a word; split just those (vectorised).
             long_lines = lines.filter(line.str.len_chars() > self.max_word_length).select(
                 "_lid",
-                (
-                    line.str.extract_all(r"\S+").list.eval(pl.element().str.len_chars()).list.max()
-                    > self.max_word_length
-                ).alias("_long"),
+                (line.str.extract_all(r"\S+").list.eval(pl.element().str.len_chars()).list.max() > self.max_word_length).alias(
+                    "_long"
+                ),
             )
             lines = lines.join(long_lines, on="_lid", how="left", maintain_order="left")
             long_word = pl.col("_long").fill_null(False)
@@ -169,9 +168,7 @@ class C4QualityFilter:
             c4_text=pl.col("line").filter(pl.col("kept")).str.join("\n").str.strip_chars(),
         )
         stats = per_doc(shard, per, {"n_lines": 0, "n_kept": 0, "n_sentences": 0, "c4_text": ""})
-        too_few = (
-            pl.col("n_sentences") < self.min_num_sentences if self.min_num_sentences != -1 else pl.lit(False)
-        )
+        too_few = pl.col("n_sentences") < self.min_num_sentences if self.min_num_sentences != -1 else pl.lit(False)
         reason = (
             pl.when(pl.col("doc_rule").is_not_null())
             .then(pl.col("doc_rule"))

@@ -117,15 +117,11 @@ class GopherRepetitionFilter:
         if self.dup_para_frac:
             checks.append((f"{f}:dup_para_frac", ratio(pl.col("para_dup"), pl.col("para_n")) > self.dup_para_frac))
         if self.dup_para_char_frac:
-            checks.append(
-                (f"{f}:dup_para_char_frac", ratio(pl.col("para_dup_chars"), n_chars) > self.dup_para_char_frac)
-            )
+            checks.append((f"{f}:dup_para_char_frac", ratio(pl.col("para_dup_chars"), n_chars) > self.dup_para_char_frac))
         if self.dup_line_frac:
             checks.append((f"{f}:dup_line_frac", ratio(pl.col("line_dup"), pl.col("line_n")) > self.dup_line_frac))
         if self.dup_line_char_frac:
-            checks.append(
-                (f"{f}:dup_line_char_frac", ratio(pl.col("line_dup_chars"), n_chars) > self.dup_line_char_frac)
-            )
+            checks.append((f"{f}:dup_line_char_frac", ratio(pl.col("line_dup_chars"), n_chars) > self.dup_line_char_frac))
         for n, frac in self.top_n_grams:
             checks.append((f"{f}:top_{n}_gram", ratio(pl.col(f"top_{n}_gram_chars"), n_chars) > frac))
         for n, frac in self.dup_n_grams:
@@ -348,9 +344,7 @@ class GopherQualityFilter:
             checks.append((f"{f}:hash_ratio", ratio(pl.col("n_hash"), n_words) > self.max_symbol_word_ratio))
             checks.append((f"{f}:ellipsis_ratio", ratio(pl.col("n_ellipsis"), n_words) > self.max_symbol_word_ratio))
         if self.max_bullet_lines_ratio:
-            checks.append(
-                (f"{f}:bullet_lines_ratio", ratio(pl.col("n_bullet"), pl.col("n_lines")) > self.max_bullet_lines_ratio)
-            )
+            checks.append((f"{f}:bullet_lines_ratio", ratio(pl.col("n_bullet"), pl.col("n_lines")) > self.max_bullet_lines_ratio))
         if self.max_ellipsis_lines_ratio:
             checks.append(
                 (

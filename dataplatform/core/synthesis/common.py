@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import polars as pl
@@ -13,7 +13,7 @@ import pyarrow as pa
 __all__ = ["derived_id", "load_prompt", "prompt_fingerprint", "render", "to_frame"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_prompt(version: str) -> str:
     """Text of ``prompts/<version>.txt`` shipped with the package (e.g. ``rewire_v1``).
 

@@ -213,9 +213,7 @@ def parse_template(obj: object, where: str) -> InstructionTemplate:
         raise TemplateError(f"{where}: slot_types must be an object mapping slot name to type name")
     slots = set(_SLOT.findall(text))
     if slots != set(slot_types):
-        raise TemplateError(
-            f"{where}: slots in template {sorted(slots)} do not match slot_types keys {sorted(slot_types)}"
-        )
+        raise TemplateError(f"{where}: slots in template {sorted(slots)} do not match slot_types keys {sorted(slot_types)}")
     return InstructionTemplate(tid, text, dict(slot_types), fits)
 
 
@@ -245,24 +243,36 @@ def load_templates(paths: Iterable[str | Path] = (), include_seed: bool = True) 
     return out
 
 
-TEMPLATES_SCHEMA = {"template_id": pl.String, "template": pl.String, "slot_types": pl.String, "fits": pl.String, "origin": pl.String}
+TEMPLATES_SCHEMA = {
+    "template_id": pl.String,
+    "template": pl.String,
+    "slot_types": pl.String,
+    "fits": pl.String,
+    "origin": pl.String,
+}
 
 
 def templates_frame(templates: Sequence[InstructionTemplate], origins: Sequence[str] | None = None) -> pl.DataFrame:
     """Templates as a frame (``slot_types`` as sorted-key JSON); ``origin`` says where each came from."""
     origins = list(origins) if origins is not None else ["seed"] * len(templates)
     return pl.DataFrame(
-        {"template_id": [t.template_id for t in templates], "template": [t.template for t in templates],
-         "slot_types": [json.dumps(t.slot_types, sort_keys=True) for t in templates], "fits": [t.fits for t in templates],
-         "origin": origins},
+        {
+            "template_id": [t.template_id for t in templates],
+            "template": [t.template for t in templates],
+            "slot_types": [json.dumps(t.slot_types, sort_keys=True) for t in templates],
+            "fits": [t.fits for t in templates],
+            "origin": origins,
+        },
         schema=TEMPLATES_SCHEMA,
     )
 
 
 def templates_from_frame(frame: pl.DataFrame) -> list[InstructionTemplate]:
     """Inverse of :func:`templates_frame` (each row validated like a JSONL line)."""
-    return [parse_template({**row, "slot_types": json.loads(row["slot_types"])}, f"templates row {i}")
-            for i, row in enumerate(frame.select("template_id", "template", "slot_types", "fits").iter_rows(named=True))]
+    return [
+        parse_template({**row, "slot_types": json.loads(row["slot_types"])}, f"templates row {i}")
+        for i, row in enumerate(frame.select("template_id", "template", "slot_types", "fits").iter_rows(named=True))
+    ]
 
 
 # ------------------------------------------------------------------------------ embedders
@@ -398,7 +408,9 @@ class TemplateIndex:
     def __len__(self) -> int:
         return len(self.templates)
 
-    def search(self, docs: pl.DataFrame | pa.Table, top_k: int = 1, min_score: float | None = None, doc_chars: int = 2000) -> pl.DataFrame:
+    def search(
+        self, docs: pl.DataFrame | pa.Table, top_k: int = 1, min_score: float | None = None, doc_chars: int = 2000
+    ) -> pl.DataFrame:
         """See :func:`match_templates`."""
         df = to_frame(docs, ("doc_id", "text"), "match_templates")
         if top_k < 1:
@@ -456,8 +468,13 @@ def build_instruction_prompt(template: InstructionTemplate, document: str, promp
     copies braces verbatim far more often than it replaces a bracketed type) and ``{document}``."""
     slot_types = "\n".join(f"- {name}: {kind}" for name, kind in template.slot_types.items()) or "- (none)"
     typed = _SLOT.sub(lambda m: f"[{template.slot_types.get(m.group(1), m.group(1))}]", template.template)
-    return render(load_prompt(prompt_version), template=template.template, slot_types=slot_types, typed_template=typed,
-                  document=document.strip())
+    return render(
+        load_prompt(prompt_version),
+        template=template.template,
+        slot_types=slot_types,
+        typed_template=typed,
+        document=document.strip(),
+    )
 
 
 def _between(raw: str, start: str, ends: Sequence[str]) -> tuple[str | None, bool]:
@@ -641,13 +658,22 @@ class FineInstructionsConfig:
             raise ValueError(f"FineInstructions prompt profile must be one of {sorted(PROFILES)}, got {profile!r}")
         chosen = PROFILES[profile]
         stop = (ANSWER_END,) if chosen.answer_mode == "generated" else ()
-        return cls(prompt_version=chosen.prompt_version, answer_mode=chosen.answer_mode,
-                   judge_prompt_version=chosen.judge_prompt_version if judge else None,
-                   sampling=SamplingConfig(max_tokens=max_tokens, temperature=0.0, seed=seed, stop=stop), **kwargs)
+        return cls(
+            prompt_version=chosen.prompt_version,
+            answer_mode=chosen.answer_mode,
+            judge_prompt_version=chosen.judge_prompt_version if judge else None,
+            sampling=SamplingConfig(max_tokens=max_tokens, temperature=0.0, seed=seed, stop=stop),
+            **kwargs,
+        )
 
 
-def _instantiate(jobs: list[tuple[str, str, float]], sources: list[str], index: TemplateIndex, engine: LLMEngine,
-                 config: FineInstructionsConfig) -> list[tuple[str | None, str | None, str | None, Generation]]:
+def _instantiate(
+    jobs: list[tuple[str, str, float]],
+    sources: list[str],
+    index: TemplateIndex,
+    engine: LLMEngine,
+    config: FineInstructionsConfig,
+) -> list[tuple[str | None, str | None, str | None, Generation]]:
     """``(instruction, answer, failure reason, generation)`` per job (document, template, score)."""
     prompts = [build_instruction_prompt(index.by_id[t], s, config.prompt_version) for (_, t, _), s in zip(jobs, sources)]
     generations = engine.generate(prompts, config.sampling)
@@ -655,13 +681,61 @@ def _instantiate(jobs: list[tuple[str, str, float]], sources: list[str], index: 
         return [(*parse_instruction_output(g), g) for g in generations]
     parsed = [parse_instruction_only(g) for g in generations]
     ok = [i for i, (instruction, _) in enumerate(parsed) if instruction is not None]
-    answers = dict(zip(ok, extract_answer([parsed[i][0] for i in ok], [sources[i] for i in ok], index.embedder,
-                                          config.answer_sentences)))
+    answers = dict(
+        zip(ok, extract_answer([parsed[i][0] for i in ok], [sources[i] for i in ok], index.embedder, config.answer_sentences))
+    )
     out = []
     for i, ((instruction, reason), g) in enumerate(zip(parsed, generations)):
         answer = answers.get(i)
         out.append((instruction, answer, reason if reason else (None if answer else EMPTY_ANSWER), g))
     return out
+
+
+def _template_index(templates: Sequence[InstructionTemplate] | TemplateIndex, embedder: Embedder | None) -> TemplateIndex | None:
+    """The embedded template bank (None when there are no templates)."""
+    if isinstance(templates, TemplateIndex):
+        return templates
+    if embedder is None:
+        raise ValueError("generate_instruction_pairs: an embedder is needed when templates is not a TemplateIndex")
+    return TemplateIndex(templates, embedder) if templates else None
+
+
+def _judge_and_keep(survivors: list, engine: LLMEngine, config: FineInstructionsConfig, pairs: dict[str, list], fail) -> None:
+    """Judge the grounded pairs of one call (when a judge prompt is configured) and append those
+    rated at least ``min_judge_rating`` to ``pairs``; the others go to ``fail``."""
+    from dataplatform.core.synthesis.judge import judge_pairs
+
+    verdict = None
+    if config.judge_prompt_version and survivors:
+        verdict = judge_pairs(
+            engine,
+            [s[2] for s in survivors],
+            [s[3] for s in survivors],
+            [s[1] for s in survivors],
+            config.judge_prompt_version,
+        )
+    for k, ((doc_id, tid, mscore), _, instruction, answer, score, gen) in enumerate(survivors):
+        rating = int(verdict.ratings[k]) if verdict is not None else None
+        if rating is not None and rating < config.min_judge_rating:
+            fail(doc_id, tid, JUDGE_UNSCORED if rating == 0 else JUDGE_REJECTED, gen, score, rating)
+            continue
+        row = (
+            derived_id(STAGE, config.prompt_version, engine.model_id, doc_id, tid),
+            doc_id,
+            tid,
+            instruction,
+            answer,
+            score,
+            mscore,
+            rating,
+            float(verdict.scores[k]) if verdict is not None else None,
+            config.prompt_version,
+            config.judge_prompt_version,
+            engine.model_id,
+            gen.n_generated_tokens,
+        )
+        for key, value in zip(PAIRS_SCHEMA, row, strict=True):
+            pairs[key].append(value)
 
 
 def generate_instruction_pairs(
@@ -676,19 +750,14 @@ def generate_instruction_pairs(
     :data:`FAILURES_SCHEMA`); every (document, matched template) appears in exactly one.
     Documents with empty text or no template above ``min_match_score`` get no row. Pass a
     :class:`TemplateIndex` (and ``embedder=None``) to embed the template bank once for many shards."""
-    from dataplatform.core.synthesis.judge import judge_pairs
     from dataplatform.core.synthesis.rewire import truncate_document
 
     config = config or FineInstructionsConfig()
     df = to_frame(docs, ("doc_id", "text"), "generate_instruction_pairs")
     df = df.filter(pl.col("text").is_not_null() & (pl.col("text").str.strip_chars() != ""))
-    index = templates if isinstance(templates, TemplateIndex) else None
+    index = _template_index(templates, embedder)
     if index is None:
-        if embedder is None:
-            raise ValueError("generate_instruction_pairs: an embedder is needed when templates is not a TemplateIndex")
-        if not templates:
-            return pl.DataFrame(schema=PAIRS_SCHEMA), pl.DataFrame(schema=FAILURES_SCHEMA)
-        index = TemplateIndex(templates, embedder)
+        return pl.DataFrame(schema=PAIRS_SCHEMA), pl.DataFrame(schema=FAILURES_SCHEMA)
     matches = index.search(df, config.top_k, config.min_match_score, config.match_doc_chars)
     text_of = dict(zip(df.get_column("doc_id").to_list(), df.get_column("text").to_list()))
     model = engine.model_id
@@ -696,8 +765,17 @@ def generate_instruction_pairs(
     failures: dict[str, list] = {c: [] for c in FAILURES_SCHEMA}
 
     def fail(doc_id, tid, reason, gen, score=None, rating=None):
-        row = (doc_id, tid, reason, gen.text[: config.max_raw_output_chars], score, rating, config.prompt_version, model,
-               gen.n_generated_tokens)
+        row = (
+            doc_id,
+            tid,
+            reason,
+            gen.text[: config.max_raw_output_chars],
+            score,
+            rating,
+            config.prompt_version,
+            model,
+            gen.n_generated_tokens,
+        )
         for key, value in zip(FAILURES_SCHEMA, row, strict=True):
             failures[key].append(value)
 
@@ -706,7 +784,9 @@ def generate_instruction_pairs(
         chunk = jobs[start : start + config.docs_per_call]
         sources = [truncate_document(text_of[d], config.max_doc_chars) for d, _, _ in chunk]
         survivors = []
-        for job, source, (instruction, answer, reason, gen) in zip(chunk, sources, _instantiate(chunk, sources, index, engine, config)):
+        for job, source, (instruction, answer, reason, gen) in zip(
+            chunk, sources, _instantiate(chunk, sources, index, engine, config)
+        ):
             score = grounding_score(answer, source, config.grounding_ngram) if reason is None else None
             if reason is None and score < config.min_grounding:
                 reason = UNGROUNDED
@@ -714,18 +794,5 @@ def generate_instruction_pairs(
                 fail(job[0], job[1], reason, gen, score)
             else:
                 survivors.append((job, source, instruction, answer, score, gen))
-        verdict = None
-        if config.judge_prompt_version and survivors:
-            verdict = judge_pairs(engine, [s[2] for s in survivors], [s[3] for s in survivors], [s[1] for s in survivors],
-                                  config.judge_prompt_version)
-        for k, ((doc_id, tid, mscore), _, instruction, answer, score, gen) in enumerate(survivors):
-            rating = int(verdict.ratings[k]) if verdict is not None else None
-            if rating is not None and rating < config.min_judge_rating:
-                fail(doc_id, tid, JUDGE_UNSCORED if rating == 0 else JUDGE_REJECTED, gen, score, rating)
-                continue
-            row = (derived_id(STAGE, config.prompt_version, model, doc_id, tid), doc_id, tid, instruction, answer, score, mscore,
-                   rating, float(verdict.scores[k]) if verdict is not None else None, config.prompt_version,
-                   config.judge_prompt_version, model, gen.n_generated_tokens)
-            for key, value in zip(PAIRS_SCHEMA, row, strict=True):
-                pairs[key].append(value)
+        _judge_and_keep(survivors, engine, config, pairs, fail)
     return pl.DataFrame(pairs, schema=PAIRS_SCHEMA), pl.DataFrame(failures, schema=FAILURES_SCHEMA)

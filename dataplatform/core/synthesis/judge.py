@@ -39,17 +39,25 @@ class JudgeResult:
     scores: np.ndarray  # float32 expected rating; NaN where unscored
 
 
-def build_judge_prompts(prompt_version: str, instructions: Sequence[str], answers: Sequence[str],
-                        documents: Sequence[str]) -> list[str]:
+def build_judge_prompts(
+    prompt_version: str, instructions: Sequence[str], answers: Sequence[str], documents: Sequence[str]
+) -> list[str]:
     if prompt_version not in JUDGE_PROMPTS:
         raise ValueError(f"judge prompt_version must be one of {JUDGE_PROMPTS}, got {prompt_version!r}")
     template = load_prompt(prompt_version)
-    return [render(template, instruction=i.strip(), answer=a.strip(), document=d.strip())
-            for i, a, d in zip(instructions, answers, documents, strict=True)]
+    return [
+        render(template, instruction=i.strip(), answer=a.strip(), document=d.strip())
+        for i, a, d in zip(instructions, answers, documents, strict=True)
+    ]
 
 
-def judge_pairs(engine: LLMEngine, instructions: Sequence[str], answers: Sequence[str], documents: Sequence[str],
-                prompt_version: str = "judge_v1") -> JudgeResult:
+def judge_pairs(
+    engine: LLMEngine,
+    instructions: Sequence[str],
+    answers: Sequence[str],
+    documents: Sequence[str],
+    prompt_version: str = "judge_v1",
+) -> JudgeResult:
     """Rate each (instruction, answer) pair 1-5 with ``engine`` (see the module docstring)."""
     prompts = build_judge_prompts(prompt_version, instructions, answers, documents)
     if not prompts:

@@ -103,8 +103,9 @@ class MembershipCalibration:
         return bool(np.isfinite(self.auc_low) and self.auc_low > 0.5)
 
 
-def bootstrap_auc_interval(positive: np.ndarray, negative: np.ndarray, *, n_resamples: int = 1000,
-                           confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_auc_interval(
+    positive: np.ndarray, negative: np.ndarray, *, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the ROC AUC, resampling each class with replacement (seeded)."""
     pos, neg = np.asarray(positive, dtype=np.float64), np.asarray(negative, dtype=np.float64)
     if not pos.size or not neg.size:
@@ -120,9 +121,16 @@ def bootstrap_auc_interval(positive: np.ndarray, negative: np.ndarray, *, n_resa
     return float(low), float(high)
 
 
-def calibrate_membership(member_logprobs: Sequence[np.ndarray], non_member_logprobs: Sequence[np.ndarray], k: float = DEFAULT_K,
-                         *, false_positive_rate: float = 0.05, n_resamples: int = 1000, confidence: float = 0.95,
-                         seed: int = 0) -> MembershipCalibration:
+def calibrate_membership(
+    member_logprobs: Sequence[np.ndarray],
+    non_member_logprobs: Sequence[np.ndarray],
+    k: float = DEFAULT_K,
+    *,
+    false_positive_rate: float = 0.05,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> MembershipCalibration:
     """Min-K% of known members (label 1) vs known non-members (label 0): AUC with a bootstrap
     interval, and the threshold that calls ``false_positive_rate`` of the non-members members
     (their ``1 - false_positive_rate`` quantile). Texts with no scorable token are left out."""

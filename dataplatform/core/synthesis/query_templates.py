@@ -43,15 +43,35 @@ MISSING_TEMPLATE = "query_templates:missing_template"
 INVALID_TEMPLATE = "query_templates:invalid_template"
 NO_CANDIDATE = "query_templates:no_candidate_span"
 
-SMALL_SLOT_TYPES = ("place", "person", "food", "product", "medical condition", "medication", "animal", "plant",
-                    "organisation", "event", "software", "device", "sport", "topic")
+SMALL_SLOT_TYPES = (
+    "place",
+    "person",
+    "food",
+    "product",
+    "medical condition",
+    "medication",
+    "animal",
+    "plant",
+    "organisation",
+    "event",
+    "software",
+    "device",
+    "sport",
+    "topic",
+)
 _FUNCTION_WORDS = frozenset(
     "a an and are as at be by can do does for from how i in is it its me my of on or that the their this to was what "
     "when where which who why will with you your should".split()
 )
 _QUERY_WORD = re.compile(r"\w[\w'-]*")
-FAILURES_SCHEMA = {"query": pl.String, "reason": pl.String, "detail": pl.String, "raw_output": pl.String,
-                   "prompt_version": pl.String, "model": pl.String}
+FAILURES_SCHEMA = {
+    "query": pl.String,
+    "reason": pl.String,
+    "detail": pl.String,
+    "raw_output": pl.String,
+    "prompt_version": pl.String,
+    "model": pl.String,
+}
 Parsed = tuple[InstructionTemplate | None, str | None, str]  # template, failure reason, detail
 
 
@@ -105,8 +125,14 @@ def _validated(query: str, template: str, slot_types: dict[str, str], fits: str)
     if not slot_types:
         return None, INVALID_TEMPLATE, "the template has no slot"
     try:
-        return parse_template({"template_id": _template_id(query), "template": template, "slot_types": slot_types,
-                               "fits": fits}, "generated template"), None, ""
+        return (
+            parse_template(
+                {"template_id": _template_id(query), "template": template, "slot_types": slot_types, "fits": fits},
+                "generated template",
+            ),
+            None,
+            "",
+        )
     except TemplateError as exc:
         return None, INVALID_TEMPLATE, str(exc)
 
@@ -134,16 +160,18 @@ def _small_model_template(query: str, engine: LLMEngine) -> Parsed:
     texts = [query[a:b] for a, b in spans]
     chosen = _best(engine, render(load_prompt("query_slot_small_v1"), query=query), [f'"{t}"' for t in texts], "The words are")
     start, end = spans[chosen]
-    kind = SMALL_SLOT_TYPES[_best(engine, render(load_prompt("query_slot_type_small_v1"), query=query, span=texts[chosen]),
-                                  SMALL_SLOT_TYPES, "Type:")]
+    kind = SMALL_SLOT_TYPES[
+        _best(engine, render(load_prompt("query_slot_type_small_v1"), query=query, span=texts[chosen]), SMALL_SLOT_TYPES, "Type:")
+    ]
     slot = kind.replace(" ", "_")
     template = query[:start] + "{" + slot + "}" + query[end:]
     template = template[0].upper() + template[1:]
     return _validated(query, template, {slot: kind}, f"Documents that answer search queries such as: {query}")
 
 
-def templates_from_queries(queries: Sequence[str], engine: LLMEngine, profile: str = "paper",
-                           max_tokens: int = 256) -> tuple[list[InstructionTemplate], pl.DataFrame]:
+def templates_from_queries(
+    queries: Sequence[str], engine: LLMEngine, profile: str = "paper", max_tokens: int = 256
+) -> tuple[list[InstructionTemplate], pl.DataFrame]:
     """Templates made from ``queries`` by ``engine`` (see the module docstring) and a failures frame
     (:data:`FAILURES_SCHEMA`): every query is in exactly one of them, in input order."""
     if profile not in ("paper", "small_model"):
@@ -161,8 +189,14 @@ def templates_from_queries(queries: Sequence[str], engine: LLMEngine, profile: s
     templates = [t for (t, _, _), _ in results if t is not None]
     failed = [(q, reason, detail, raw) for q, ((t, reason, detail), raw) in zip(queries, results) if t is None]
     failures = pl.DataFrame(
-        {"query": [f[0] for f in failed], "reason": [f[1] for f in failed], "detail": [f[2] for f in failed],
-         "raw_output": [f[3] for f in failed], "prompt_version": [version] * len(failed), "model": [engine.model_id] * len(failed)},
+        {
+            "query": [f[0] for f in failed],
+            "reason": [f[1] for f in failed],
+            "detail": [f[2] for f in failed],
+            "raw_output": [f[3] for f in failed],
+            "prompt_version": [version] * len(failed),
+            "model": [engine.model_id] * len(failed),
+        },
         schema=FAILURES_SCHEMA,
     )
     return templates, failures

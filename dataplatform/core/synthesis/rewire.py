@@ -88,8 +88,17 @@ EMPTY_REWRITE = "rewire:empty_rewrite"
 TOO_SHORT = "rewire:too_short"
 TOO_LONG = "rewire:too_long"
 OFF_SOURCE = "rewire:off_source"
-REASONS = (EMPTY_SOURCE, PROMPT_TOO_LONG, EMPTY_OUTPUT, MISSING_START_MARKER, TRUNCATED, EMPTY_REWRITE, TOO_SHORT, TOO_LONG,
-           OFF_SOURCE)
+REASONS = (
+    EMPTY_SOURCE,
+    PROMPT_TOO_LONG,
+    EMPTY_OUTPUT,
+    MISSING_START_MARKER,
+    TRUNCATED,
+    EMPTY_REWRITE,
+    TOO_SHORT,
+    TOO_LONG,
+    OFF_SOURCE,
+)
 
 OutputFormat = Literal["markers", "whole_turn"]
 # How each released prompt's answer is laid out.
@@ -101,7 +110,9 @@ _FUNCTION_WORDS = frozenset(
     "get let say she too use this that with have from they will would there their what about which when make like "
     "than them then these into more some such only also very just over".split()
 )
-_PREAMBLE = re.compile(r"\A\s*(?:sure|certainly|here(?:'s| is| are)|rewritten|improved|the rewritten|the improved)\b[^\n]{0,100}:[ \t]*\n", re.I)
+_PREAMBLE = re.compile(
+    r"\A\s*(?:sure|certainly|here(?:'s| is| are)|rewritten|improved|the rewritten|the improved)\b[^\n]{0,100}:[ \t]*\n", re.I
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,23 +178,38 @@ class RewireConfig:
             raise ValueError(f"RewireConfig.docs_per_call must be >= 1, got {self.docs_per_call}")
         load_prompt(self.prompt_version)  # fail fast on an unknown version
         if self.prompt_version not in PROMPT_FORMATS:
-            raise ValueError(f"RewireConfig.prompt_version {self.prompt_version!r} is not a REWIRE prompt; one of {sorted(PROMPT_FORMATS)}")
+            raise ValueError(
+                f"RewireConfig.prompt_version {self.prompt_version!r} is not a REWIRE prompt; one of {sorted(PROMPT_FORMATS)}"
+            )
 
     @property
     def output_format(self) -> OutputFormat:
         return PROMPT_FORMATS[self.prompt_version]
 
     @classmethod
-    def for_profile(cls, profile: str, *, max_tokens: int, max_doc_chars: int, seed: int = 0,
-                    temperature: float | None = None, top_p: float | None = None, **kwargs) -> RewireConfig:
+    def for_profile(
+        cls,
+        profile: str,
+        *,
+        max_tokens: int,
+        max_doc_chars: int,
+        seed: int = 0,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        **kwargs,
+    ) -> RewireConfig:
         """The config of a :data:`PROFILES` entry; ``temperature``/``top_p`` override its defaults."""
         if profile not in PROFILES:
             raise ValueError(f"REWIRE prompt profile must be one of {sorted(PROFILES)}, got {profile!r}")
         chosen = PROFILES[profile]
         stop = (END_MARKER,) if PROMPT_FORMATS[chosen.prompt_version] == "markers" else ()
-        sampling = SamplingConfig(max_tokens=max_tokens, seed=seed, stop=stop,
-                                  temperature=chosen.temperature if temperature is None else temperature,
-                                  top_p=chosen.top_p if top_p is None else top_p)
+        sampling = SamplingConfig(
+            max_tokens=max_tokens,
+            seed=seed,
+            stop=stop,
+            temperature=chosen.temperature if temperature is None else temperature,
+            top_p=chosen.top_p if top_p is None else top_p,
+        )
         kwargs.setdefault("min_source_overlap", chosen.min_source_overlap)
         return cls(prompt_version=chosen.prompt_version, max_doc_chars=max_doc_chars, sampling=sampling, **kwargs)
 
@@ -210,6 +236,7 @@ def build_rewire_prompts(texts: Sequence[str], max_doc_chars: int = 12_000, prom
 def source_overlap(rewrite: str, source: str) -> float:
     """Share of the rewrite's distinct content words (3+ letters, not function words) that occur in
     the source, case-insensitively; 1.0 when the rewrite has no content word."""
+
     def content(text: str) -> set[str]:
         return {w for w in _WORD.findall(text.lower()) if len(w) >= 3 and w not in _FUNCTION_WORDS}
 
@@ -295,8 +322,11 @@ def rewrite_documents(
 
     def fail(i: int, reason: str, raw: str, n_generated: int) -> None:
         failure_rows.append(i)
-        for key, value in zip(FAILURES_SCHEMA, (doc_ids[i], reason, raw[: config.max_raw_output_chars],
-                                                config.prompt_version, model, n_generated), strict=True):
+        for key, value in zip(
+            FAILURES_SCHEMA,
+            (doc_ids[i], reason, raw[: config.max_raw_output_chars], config.prompt_version, model, n_generated),
+            strict=True,
+        ):
             failures[key].append(value)
 
     todo = []
@@ -312,16 +342,27 @@ def rewrite_documents(
         generations = engine.generate(prompts, config.sampling)
         for i, source, gen in zip(chunk, sources, generations, strict=True):
             text, reason = parse_rewire_output(
-                gen, len(source), min_chars=config.min_chars, min_length_ratio=config.min_length_ratio,
-                max_length_ratio=config.max_length_ratio, output_format=config.output_format,
+                gen,
+                len(source),
+                min_chars=config.min_chars,
+                min_length_ratio=config.min_length_ratio,
+                max_length_ratio=config.max_length_ratio,
+                output_format=config.output_format,
             )
             if text is not None and config.min_source_overlap and source_overlap(text, source) < config.min_source_overlap:
                 text, reason = None, OFF_SOURCE
             if text is None:
                 fail(i, reason or EMPTY_OUTPUT, gen.text, gen.n_generated_tokens)
                 continue
-            row = (derived_id(STAGE, config.prompt_version, model, doc_ids[i]), doc_ids[i], text, config.prompt_version,
-                   model, gen.n_prompt_tokens, gen.n_generated_tokens)
+            row = (
+                derived_id(STAGE, config.prompt_version, model, doc_ids[i]),
+                doc_ids[i],
+                text,
+                config.prompt_version,
+                model,
+                gen.n_prompt_tokens,
+                gen.n_generated_tokens,
+            )
             for key, value in zip(REWRITTEN_SCHEMA, row, strict=True):
                 rewritten[key].append(value)
     out = pl.DataFrame(rewritten, schema=REWRITTEN_SCHEMA)
