@@ -225,6 +225,27 @@ def test_abandoned_attempts_and_temp_files_are_collected_only_when_old(tmp_path)
     assert _assert_committed_partition_is_whole(store) == "1"
 
 
+def test_an_attempt_killed_before_it_recorded_itself_goes_with_the_temp_files(tmp_path):
+    """A kill between creating a version folder and writing its _attempt.json leaves a folder no re-run
+    can resume (no fingerprint): it is collected after temp_after_seconds (1 h), not kept 7 days;
+    a recorded attempt of the same age stays for its resume."""
+    store = DatasetStore.local(tmp_path)
+    _commit(store, 1)
+    folder = tmp_path / ASSET / PARTITION
+    unrecorded = folder / f"v{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-0badc0de"
+    unrecorded.mkdir()
+    (unrecorded / ".tmp-attempt").write_bytes(b'{"finger')
+    with pytest.raises(RuntimeError):
+        with store.write_partition(ASSET, PARTITION, fingerprint="f" * 24) as writer:
+            writer.write_table("data", pa.table({"writer": ["x"], "i": [0]}))
+            raise RuntimeError("killed")
+    assert store.collect_garbage(ASSET, PARTITION)["deleted"] == []
+    deleted = store.collect_garbage(ASSET, PARTITION, now=time.time() + 2 * 3600)["deleted"]
+    assert deleted == [unrecorded.name]
+    assert (folder / f"v{writer.version}").is_dir()
+    assert _assert_committed_partition_is_whole(store) == "1"
+
+
 def test_an_unfingerprinted_failed_writer_removes_only_its_own_version(tmp_path):
     store = DatasetStore.local(tmp_path)
     committed = _commit(store, 1)["version"]

@@ -64,6 +64,12 @@ def test_sigkill_at_random_point_then_rerun_is_identical(seed, crawl_and_referen
     subprocess.run([sys.executable, "-c", CHAIN, str(crawl), str(data)], check=True, stdout=subprocess.DEVNULL)
     for asset in ("raw_pages", "documents"):
         assert shard_hashes(store, asset) == reference[asset]
-        # At most one version on disk: a killed attempt is resumed by the re-run, not left beside it.
-        versions = [p.name for p in (data / asset / SNAPSHOT).iterdir() if p.is_dir()]
-        assert versions == [f"v{store.manifest(asset, SNAPSHOT)['version']}"]
+        # A killed attempt is resumed by the re-run, not left beside it. Only a kill before the attempt
+        # recorded itself (``_attempt.json``: nothing to resume) leaves a folder, holding at most a temp
+        # file, which garbage collection removes with the temp files.
+        committed = f"v{store.manifest(asset, SNAPSHOT)['version']}"
+        for leftover in [p for p in (data / asset / SNAPSHOT).iterdir() if p.is_dir() and p.name != committed]:
+            assert not (leftover / "_attempt.json").exists(), f"{leftover.name} was not resumed"
+            assert all(f.name.startswith(".tmp-") for f in leftover.rglob("*") if f.is_file()), list(leftover.rglob("*"))
+            later = time.time() + store.retention.temp_after_seconds + 60
+            assert leftover.name in store.collect_garbage(asset, SNAPSHOT, now=later)["deleted"]

@@ -31,7 +31,7 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--disable-dev-shm-usage",
-    "--window-size=1600,1000",
+    "--window-size=1600,2600",  # tall: the asset catalog renders only the rows in view (24 assets)
 ]
 
 DAGSTER_YAML = """\

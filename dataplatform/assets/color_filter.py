@@ -2,11 +2,13 @@
 fine-tuned on a target set, unpartitioned) and ``color_scores`` per snapshot, whose top fraction
 the training mix can take as its own source (``color_selected``)."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 from pydantic import Field
 
 from dataplatform import names
-from dataplatform.assets.metadata import report_metadata, stage_failures
+from dataplatform.assets.metadata import corpus_model_missing, report_metadata, stage_failures
 from dataplatform.assets.partitions import OWNERS, crawl_snapshots, snapshot_of
 from dataplatform.assets.synthesis import GPU_OP_TAGS, GPU_POOL
 from dataplatform.core.color_filter import FineTuneConfig
@@ -143,13 +145,17 @@ def engine_spec(llm: LLMResource) -> EngineSpec:
     tags={"stage": "color_filter", "gpu": "true"},
     pool=GPU_POOL,
     op_tags=GPU_OP_TAGS,
-    description="CoLoR-Filter: loss under the prior minus loss under the conditional model; top fraction in `data`.",
+    description="CoLoR-Filter: loss under the prior minus loss under the conditional model; top fraction in `data`. "
+    "Skipped (not failed) while color_conditional_model is not materialized.",
+    output_required=False,
 )
 def color_scores(
     context: dg.AssetExecutionContext, config: ColorScoresConfig, dataset_storage: DatasetStorageResource, llm: LLMResource
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult]:
     snapshot = snapshot_of(context)
     store = dataset_storage.dataset_store()
+    if corpus_model_missing(context, store, names.COLOR_CONDITIONAL_MODEL, "corpus_refresh"):
+        return
     options = ColorScoringOptions(
         top_fraction=config.top_fraction,
         max_tokens=llm.budget("color_max_tokens", config.max_tokens),
@@ -162,4 +168,4 @@ def color_scores(
     except EngineUnavailable as exc:
         raise dg.Failure(description=str(exc)) from exc
     metadata = report_metadata(report, store.object_store.uri(f"{names.COLOR_SCORES}/{snapshot}"), COLOR_SCORES_SCHEMA)
-    return dg.MaterializeResult(metadata=metadata)
+    yield dg.MaterializeResult(metadata=metadata)

@@ -12,6 +12,7 @@ generates ~10-20 tokens/s on 2 cores), recorded in each materialization's metada
 paper's prompts for any other model.
 """
 
+from collections.abc import Iterator
 from typing import Literal
 
 import dagster as dg
@@ -20,7 +21,7 @@ from pydantic import Field
 from dataplatform import names
 from dataplatform.assets.eval import decontaminated, eval_benchmarks
 from dataplatform.assets.filtering import scored
-from dataplatform.assets.metadata import report_metadata
+from dataplatform.assets.metadata import corpus_model_missing, report_metadata
 from dataplatform.assets.partitions import OWNERS, crawl_snapshots, snapshot_of
 from dataplatform.core.synthesis.fineinstructions import MINILM_MATCH_THRESHOLD, FineInstructionsConfig
 from dataplatform.core.synthesis.rewire import RewireConfig
@@ -206,14 +207,18 @@ class RewrittenConfig(dg.Config):
     kinds={"parquet"},
     owners=OWNERS,
     tags={"stage": "synthesis"},
-    description="REWIRE step 3: the rewrites ranked by the rewrite classifier, top 10% kept; source_doc_id kept.",
+    description="REWIRE step 3: the rewrites ranked by the rewrite classifier, top 10% kept; source_doc_id kept. "
+    "Skipped (not failed) while rewrite_classifier is not materialized.",
+    output_required=False,
 )
 def rewritten(
     context: dg.AssetExecutionContext, config: RewrittenConfig, dataset_storage: DatasetStorageResource
-) -> dg.MaterializeResult:
+) -> Iterator[dg.MaterializeResult]:
     from dataplatform.io.datasets import PartitionNotFound
 
     store = dataset_storage.dataset_store()
+    if corpus_model_missing(context, store, names.REWRITE_CLASSIFIER, "corpus_refresh"):
+        return
     try:
         report = materialize_rewritten(store, snapshot_of(context), config.keep_fraction)
     except PartitionNotFound as exc:
@@ -221,7 +226,7 @@ def rewritten(
             description=f"rewritten: {exc}; materialize rewire_outputs for the snapshot, then rewrite_classifier "
             "(corpus_refresh job)"
         ) from exc
-    return dg.MaterializeResult(metadata=_stage_metadata(report, REWRITTEN_ASSET, store))
+    yield dg.MaterializeResult(metadata=_stage_metadata(report, REWRITTEN_ASSET, store))
 
 
 # ---------------------------------------------------------------------------- FineInstructions

@@ -520,7 +520,12 @@ class DatasetStore:
             return True
         # An unfinished attempt (or a version that fell out of the history): idle long enough?
         raw = self.object_store.get_bytes(f"{prefix}/v{version}/{ATTEMPT_NAME}")
-        last_active = _iso_to_ts(json.loads(raw).get("updated_at")) if raw else _version_time(version)
+        if raw is None:
+            # Killed before it recorded itself: no fingerprint, so no re-run can resume it; it holds at
+            # most a temp file and goes with the temp files.
+            started = _version_time(version)
+            return started is not None and now - started > self.retention.temp_after_seconds
+        last_active = _iso_to_ts(json.loads(raw).get("updated_at"))
         return last_active is not None and now - last_active > self.retention.abandon_after_seconds
 
     def collect_garbage_quietly(self, asset: str, partition: str) -> None:
