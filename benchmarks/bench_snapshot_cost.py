@@ -98,7 +98,7 @@ def run_chain(files: list[Path], workers: int, data: Path) -> dict:
         "wall_s": time.perf_counter() - start,
         "driver_cpu_s": time.process_time() - driver_cpu,
         "tree_peak_mb": tree.peak_mb,
-        "largest_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "largest_worker_mb": tree.largest_child_mb,
         "driver_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "store": store,
     }

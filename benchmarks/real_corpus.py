@@ -154,6 +154,9 @@ class TreeRssSampler:
 
         self.interval = interval
         self.peak_mb = 0.0
+        # Sampled: ru_maxrss of RUSAGE_CHILDREN cannot say this, since a spawned worker starts from a
+        # fork of the driver and inherits its high-water mark.
+        self.largest_child_mb = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -176,7 +179,18 @@ class TreeRssSampler:
 
     @classmethod
     def _tree_rss_kb(cls, root: int) -> int:
-        page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
+        return sum(cls._rss_kb(pid) for pid in cls._tree(root))
+
+    @staticmethod
+    def _rss_kb(pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    @classmethod
+    def _tree(cls, root: int) -> set[int]:
         tree, frontier = {root}, [root]
         while frontier:
             pid = frontier.pop()
@@ -194,19 +208,15 @@ class TreeRssSampler:
                 if child not in tree:
                     tree.add(child)
                     frontier.append(child)
-        total = 0
-        for pid in tree:
-            try:
-                with open(f"/proc/{pid}/statm") as f:
-                    total += int(f.read().split()[1]) * page_kb
-            except (OSError, ValueError, IndexError):
-                continue
-        return total
+        return tree
 
     def _run(self) -> None:
         root = os.getpid()
         while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, self._tree_rss_kb(root) / 1024)
+            sizes = {pid: self._rss_kb(pid) for pid in self._tree(root)}
+            self.peak_mb = max(self.peak_mb, sum(sizes.values()) / 1024)
+            children = [kb for pid, kb in sizes.items() if pid != root]
+            self.largest_child_mb = max(self.largest_child_mb, max(children, default=0) / 1024)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> TreeRssSampler:
