@@ -101,12 +101,35 @@ def run_chain(files: list[Path], workers: int, data: Path) -> dict:
         "largest_worker_mb": tree.largest_child_mb,
         "driver_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "store": store,
+        "rss_samples": tree.samples,
     }
 
 
-def stage_rows(store) -> list[dict]:
+def stage_peaks(store, samples: list[tuple[float, float, float]], start: float) -> dict[str, tuple[float, float]]:
+    """Peak (driver MB, largest worker MB) while each stage ran: the chain runs the stages one after
+    another, so a stage's window ends at its commit and starts at the previous stage's."""
+    import datetime as dt
+
     from dataplatform import names
 
+    commits = []
+    for stage in STAGE_INPUTS:
+        partition = names.UNPARTITIONED if stage == "quality_classifier" else SNAPSHOT
+        manifest = store.manifest(stage, partition)
+        if manifest is not None:
+            commits.append((dt.datetime.fromisoformat(manifest["committed_at"]).timestamp(), stage))
+    peaks, begin = {}, start
+    for end, stage in sorted(commits):
+        window = [(d, w) for t, d, w in samples if begin <= t <= end]
+        peaks[stage] = (max((d for d, _ in window), default=0.0), max((w for _, w in window), default=0.0))
+        begin = end
+    return peaks
+
+
+def stage_rows(store, peaks: dict[str, tuple[float, float]] | None = None) -> list[dict]:
+    from dataplatform import names
+
+    peaks = peaks or {}
     rows = []
     for stage in STAGE_INPUTS:
         partition = names.UNPARTITIONED if stage == "quality_classifier" else SNAPSHOT
@@ -123,6 +146,8 @@ def stage_rows(store) -> list[dict]:
                 "wall_s": meta.get("wall_seconds", 0.0),
                 "bytes_in": meta.get("bytes_in", 0),
                 "bytes_out": out_bytes,
+                "driver_peak_mb": round(peaks.get(stage, (0.0, 0.0))[0]),
+                "worker_peak_mb": round(peaks.get(stage, (0.0, 0.0))[1]),
             }
         )
     return rows
@@ -156,13 +181,13 @@ def markdown(projected: list[dict], measured: dict, files: int, workers: int) ->
         f"driver CPU {measured['driver_cpu_s']:.0f} s; peak RSS: largest worker {measured['largest_worker_mb']:.0f} MB, "
         f"driver {measured['driver_mb']:.0f} MB, whole tree {measured['tree_peak_mb']:.0f} MB",
         "",
-        "| stage | rows in (measured) | task CPU s | rows / CPU-s | snapshot rows | CPU-hours | output TB |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| stage | rows in (measured) | task CPU s | rows / CPU-s | snapshot rows | CPU-hours | output TB | peak MB driver / worker |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in projected:
         lines.append(
             f"| {p['stage']} | {p['rows_in']:,} | {p['cpu_s']:.1f} | {p['rows_per_cpu_s']} | {p['snapshot_rows']:.3g} | "
-            f"{p['cpu_hours']:,} | {p['storage_tb']} |"
+            f"{p['cpu_hours']:,} | {p['storage_tb']} | {p['driver_peak_mb']} / {p['worker_peak_mb']} |"
         )
     total = sum(p["cpu_hours"] or 0 for p in projected)
     lines += [
@@ -191,8 +216,10 @@ def main() -> None:
     args = parser.parse_args()
     files = crawl_files(args.copies)
     with tempfile.TemporaryDirectory(prefix="bench-cost-") as tmp:
+        began = time.time()
         measured = run_chain(files, args.workers, Path(tmp))
-        rows = stage_rows(measured.pop("store"))
+        store, samples = measured.pop("store"), measured.pop("rss_samples")
+        rows = stage_rows(store, stage_peaks(store, samples, began))
     projected = project(rows, measured)
     print(markdown(projected, measured, len(files), args.workers))
     if args.json:

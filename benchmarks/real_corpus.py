@@ -17,6 +17,7 @@ import resource
 import subprocess
 import sys
 import tarfile
+import time
 import uuid
 from pathlib import Path
 
@@ -157,6 +158,7 @@ class TreeRssSampler:
         # Sampled: ru_maxrss of RUSAGE_CHILDREN cannot say this, since a spawned worker starts from a
         # fork of the driver and inherits its high-water mark.
         self.largest_child_mb = 0.0
+        self.samples: list[tuple[float, float, float]] = []  # (unix time, driver MB, largest worker MB)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -217,6 +219,7 @@ class TreeRssSampler:
             self.peak_mb = max(self.peak_mb, sum(sizes.values()) / 1024)
             children = [kb for pid, kb in sizes.items() if pid != root]
             self.largest_child_mb = max(self.largest_child_mb, max(children, default=0) / 1024)
+            self.samples.append((time.time(), sizes.get(root, 0) / 1024, max(children, default=0) / 1024))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> TreeRssSampler:
