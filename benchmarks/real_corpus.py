@@ -179,10 +179,6 @@ class TreeRssSampler:
                 continue
         return out
 
-    @classmethod
-    def _tree_rss_kb(cls, root: int) -> int:
-        return sum(cls._rss_kb(pid) for pid in cls._tree(root))
-
     @staticmethod
     def _rss_kb(pid: int) -> int:
         try:

@@ -10,7 +10,7 @@ from pydantic import Field
 from dataplatform import names
 from dataplatform.assets.metadata import corpus_model_missing, report_metadata, stage_failures
 from dataplatform.assets.partitions import OWNERS, crawl_snapshots, snapshot_of
-from dataplatform.assets.synthesis import GPU_OP_TAGS, GPU_POOL
+from dataplatform.assets.synthesis import GPU_STEP
 from dataplatform.core.color_filter import FineTuneConfig
 from dataplatform.llm import EngineUnavailable
 from dataplatform.resources.llm import LLMResource
@@ -143,8 +143,7 @@ def engine_spec(llm: LLMResource) -> EngineSpec:
     kinds={"parquet", "vllm"},
     owners=OWNERS,
     tags={"stage": "color_filter", "gpu": "true"},
-    pool=GPU_POOL,
-    op_tags=GPU_OP_TAGS,
+    **GPU_STEP,
     description="CoLoR-Filter: loss under the prior minus loss under the conditional model; top fraction in `data`. "
     "Skipped (not failed) while color_conditional_model is not materialized.",
     output_required=False,
@@ -154,7 +153,7 @@ def color_scores(
 ) -> Iterator[dg.MaterializeResult]:
     snapshot = snapshot_of(context)
     store = dataset_storage.dataset_store()
-    if corpus_model_missing(context, store, names.COLOR_CONDITIONAL_MODEL, "corpus_refresh"):
+    if corpus_model_missing(context, store, names.COLOR_CONDITIONAL_MODEL):
         return
     options = ColorScoringOptions(
         top_fraction=config.top_fraction,

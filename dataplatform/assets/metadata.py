@@ -10,7 +10,8 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
-from dataplatform.io.datasets import CommitConflict, IncompleteVersion, PartitionNotFound
+from dataplatform import names
+from dataplatform.io.datasets import CommitConflict, DatasetStore, IncompleteVersion, PartitionNotFound
 from dataplatform.stages.runner import StageReport
 
 # Tallies shown as tables (name -> label of their rows, and what their shares are relative to).
@@ -94,18 +95,18 @@ def stage_failures(what: str, *config_errors: type[Exception]) -> Iterator[None]
         raise dg.Failure(description=f"{what}: {exc}") from exc
 
 
-def corpus_model_missing(context: dg.AssetExecutionContext, store, model_asset: str, job: str) -> bool:
+def corpus_model_missing(context: dg.AssetExecutionContext, store: DatasetStore, model_asset: str) -> bool:
     """True (and a warning in the run's log) when the cross-snapshot ``model_asset`` a per-snapshot asset
     needs is not committed yet. Such an asset is declared ``output_required=False`` and then yields
     nothing: on a new deployment the sensor's snapshot run succeeds with this step skipped (its checks
     and downstream steps too) instead of failing, and the asset stays unmaterialized for the snapshot
-    until ``job`` has trained the model and the asset is materialized again (backfill)."""
-    from dataplatform import names
-
+    until ``corpus_refresh`` (which trains every cross-snapshot model) has run and the asset is
+    materialized again (backfill)."""
     if store.manifest(model_asset, names.UNPARTITIONED) is not None:
         return False
+    asset = context.asset_key.to_user_string()
     context.log.warning(
-        f"{context.asset_key.to_user_string()} skipped for {context.partition_key}: {model_asset} is not materialized "
-        f"yet. Run {job} to train it, then materialize {context.asset_key.to_user_string()} for this snapshot."
+        f"{asset} skipped for {context.partition_key}: {model_asset} is not materialized yet. "
+        f"Run corpus_refresh to train it, then materialize {asset} for this snapshot."
     )
     return True

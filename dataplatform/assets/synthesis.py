@@ -60,6 +60,9 @@ GPU_OP_TAGS = {
         },
     }
 }
+# Every GPU step takes both: the pool that serialises GPU steps and the pod's GPU request (a step in the
+# pool without the request would be scheduled on a CPU node).
+GPU_STEP = {"pool": GPU_POOL, "op_tags": GPU_OP_TAGS}
 PromptProfile = Literal["auto", "paper", "small_model"]
 # New tokens for instantiating a template: the paper profile writes instruction + answer, the
 # small-model profile only the instruction.
@@ -135,8 +138,7 @@ class RewireOutputsConfig(dg.Config):
     kinds={"parquet", "vllm"},
     owners=OWNERS,
     tags={"stage": "synthesis", "gpu": "true"},
-    pool=GPU_POOL,
-    op_tags=GPU_OP_TAGS,
+    **GPU_STEP,
     description="REWIRE step 1: every filtered, deduplicated document rewritten by the LLM (purpose, reasoning, improved version); failures with reasons.",
 )
 def rewire_outputs(
@@ -217,7 +219,7 @@ def rewritten(
     from dataplatform.io.datasets import PartitionNotFound
 
     store = dataset_storage.dataset_store()
-    if corpus_model_missing(context, store, names.REWRITE_CLASSIFIER, "corpus_refresh"):
+    if corpus_model_missing(context, store, names.REWRITE_CLASSIFIER):
         return
     try:
         report = materialize_rewritten(store, snapshot_of(context), config.keep_fraction)
@@ -245,8 +247,7 @@ class InstructionTemplatesConfig(dg.Config):
     kinds={"json"},
     owners=OWNERS,
     tags={"stage": "synthesis", "gpu": "true"},
-    pool=GPU_POOL,
-    op_tags=GPU_OP_TAGS,
+    **GPU_STEP,
     description="FineInstructions template bank: seed templates, your files and templates the LLM made from user query logs.",
 )
 def instruction_templates(
@@ -318,8 +319,7 @@ class InstructionPairsConfig(dg.Config):
     kinds={"parquet", "vllm"},
     owners=OWNERS,
     tags={"stage": "synthesis", "gpu": "true"},
-    pool=GPU_POOL,
-    op_tags=GPU_OP_TAGS,
+    **GPU_STEP,
     description="FineInstructions: matched templates instantiated by the LLM, kept when quoted from the document and rated >= 4 by the judge.",
 )
 def instruction_pairs(
@@ -374,8 +374,7 @@ class ContaminationAuditConfig(dg.Config):
     kinds={"vllm"},
     owners=OWNERS,
     tags={"stage": "eval", "gpu": "true"},
-    pool=GPU_POOL,
-    op_tags=GPU_OP_TAGS,
+    **GPU_STEP,
     description="Min-K% Prob membership audit: calibrated on known members vs natural non-members (AUC with CI), then benchmark items flagged.",
 )
 def contamination_audit(
