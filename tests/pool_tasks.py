@@ -9,3 +9,7 @@ def record_pid_and_sleep(args):
     with open(os.path.join(folder, f"{index}-{os.getpid()}.pid"), "w") as f:
         f.write(str(os.getpid()))
     time.sleep(60)
+
+
+def pid_of_worker(_task):
+    return os.getpid()

@@ -38,3 +38,17 @@ def test_workers_exit_when_the_driver_is_killed(tmp_path):
     while any(_alive(w) for w in workers) and time.time() < deadline:
         time.sleep(0.05)
     assert not [w for w in workers if _alive(w)], "pool workers outlived the killed driver"
+
+
+def test_an_isolated_task_never_runs_in_the_driver_process():
+    """One task runs inline (a pool's start-up is not worth it), unless it asks to be isolated: the
+    quality classifier trains that way so its peak memory does not stay with the step's driver."""
+    from pool_tasks import pid_of_worker
+
+    from dataplatform.execution.shard_executor import ProcessPoolShardExecutor
+
+    for workers in (1, 2):
+        pool = ProcessPoolShardExecutor(workers)
+        assert list(pool.map(pid_of_worker, [0])) == [os.getpid()]
+        (pid,) = pool.map_isolated(pid_of_worker, [0])
+        assert pid != os.getpid()

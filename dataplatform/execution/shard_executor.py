@@ -31,6 +31,11 @@ class ShardExecutor(abc.ABC):
     @abc.abstractmethod
     def map(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[R]: ...
 
+    def map_isolated(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[R]:
+        """:meth:`map`, but never in the calling process when the engine has others: for a task
+        whose peak memory must not stay with the step's driver (a model's training)."""
+        return self.map(fn, tasks)
+
     def describe(self) -> str:
         return type(self).__name__
 
@@ -81,8 +86,15 @@ class ProcessPoolShardExecutor(ShardExecutor):
 
     def map(self, fn, tasks):
         tasks = list(tasks)
-        if len(tasks) <= 1 or self.max_workers == 1:
-            yield from InlineExecutor().map(fn, tasks)
+        if len(tasks) <= 1 or self.max_workers == 1:  # a pool costs ~1-2 s of start-up: not for one task
+            return InlineExecutor().map(fn, tasks)
+        return self._pool_map(fn, tasks)
+
+    def map_isolated(self, fn, tasks):
+        return self._pool_map(fn, list(tasks))
+
+    def _pool_map(self, fn, tasks):
+        if not tasks:
             return
         ctx = multiprocessing.get_context(self.start_method)
         with cf.ProcessPoolExecutor(

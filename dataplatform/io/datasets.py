@@ -121,6 +121,25 @@ class ShardInfo:
     sha256: str
 
 
+@dataclasses.dataclass(frozen=True)
+class StoredFile:
+    """A non-tabular artifact of a version (a model file): name, size and sha256."""
+
+    name: str
+    bytes: int
+    sha256: str
+
+
+def store_file(location: StoreLocation, key: str, local_path: str | Path) -> StoredFile:
+    """Copy a local file to ``key`` (streamed, never read whole into memory) and describe it."""
+    digest = hashlib.sha256()
+    with open(local_path, "rb") as src, location.open().writable_path(key) as target, open(target, "wb") as dst:
+        while chunk := src.read(8 * 1024 * 1024):
+            digest.update(chunk)
+            dst.write(chunk)
+    return StoredFile(Path(local_path).name, Path(local_path).stat().st_size, digest.hexdigest())
+
+
 def open_store(location: StoreLocation) -> ObjectStore:
     return location.open()
 
@@ -316,14 +335,30 @@ class PartitionWriter:
         self.add(info)
         return info
 
+    @property
+    def files_prefix(self) -> str:
+        """The folder of this version's non-tabular artifacts (model files)."""
+        return f"{self.version_prefix}/files"
+
+    def file_key(self, name: str) -> str:
+        return f"{self.files_prefix}/{name}"
+
     def add_file(self, local_path: str | Path, name: str | None = None) -> str:
         """Store a non-tabular artifact (a model file) with this version; returns its key."""
         name = name or Path(local_path).name
-        key = f"{self.version_prefix}/files/{name}"
+        key = self.file_key(name)
         data = Path(local_path).read_bytes()
         self.store.object_store.put_bytes(key, data)
-        self.files[name] = {"path": key[len(self.prefix) + 1 :], "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        self.register_file(StoredFile(name, len(data), hashlib.sha256(data).hexdigest()))
         return key
+
+    def register_file(self, stored: StoredFile) -> None:
+        """Publish with this version a file a worker already wrote at :meth:`file_key`."""
+        self.files[stored.name] = {
+            "path": self.file_key(stored.name)[len(self.prefix) + 1 :],
+            "bytes": stored.bytes,
+            "sha256": stored.sha256,
+        }
 
     # -- commit -------------------------------------------------------------------------------
     def _tables(self) -> dict[str, dict[str, Any]]:

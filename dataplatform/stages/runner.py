@@ -322,11 +322,13 @@ class StageRun:
         *,
         collect: bool = True,
         output_table: str = names.DATA,
+        isolated: bool = False,
     ) -> list[TaskResult]:
         """Run ``fn`` over ``tasks`` (skipping those recorded as done), in task order.
 
         With ``collect`` the results' shards join the partition and their counts the report;
-        phases that only produce intermediate files pass ``collect=False``.
+        phases that only produce intermediate files pass ``collect=False``. ``isolated`` tasks
+        never run in the driver's process (see :meth:`ShardExecutor.map_isolated`).
         """
         if self.executor is None:
             raise RuntimeError(f"StageRun({self.asset}) was opened without an executor")
@@ -340,7 +342,7 @@ class StageRun:
         self.phases_resumed[phase] = len(tasks) - len(todo)
         calls = [RecordedCall(fn, t, self.location, self.writer.progress_key(phase, t.task_id)) for t in todo]
         ticker = _Ticker(self.progress, f"{self.report.stage} {self.partition} [{phase}]", len(tasks), len(results))
-        for task, result in zip(todo, self.executor.map(run_recorded, calls)):
+        for task, result in zip(todo, (self.executor.map_isolated if isolated else self.executor.map)(run_recorded, calls)):
             results[task.task_id] = result
             ticker.tick(result.rows_in)
         ordered = [results[tid] for tid in ids]

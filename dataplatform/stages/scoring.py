@@ -39,7 +39,7 @@ from dataplatform.core.quality_classifier import (
 )
 from dataplatform.core.schemas import SCORED, conform
 from dataplatform.execution.shard_executor import ShardExecutor
-from dataplatform.io.datasets import DatasetStore, ShardSink, iter_shard_batches
+from dataplatform.io.datasets import DatasetStore, ShardSink, StoredFile, iter_shard_batches, store_file
 from dataplatform.io.object_store import StoreLocation
 from dataplatform.stages.runner import ProgressSink, ShardTask, StageReport, StageRun, TaskResult, upstream_versions
 
@@ -89,24 +89,39 @@ class NegativesTask(ShardTask):
 
 
 def run_negatives_task(task: NegativesTask) -> TaskResult:
-    """Write this shard's candidates for the negative sample (key, doc_id, text) to a work file."""
+    """Write this shard's candidates for the negative sample (key, doc_id, text) to a work file;
+    only their sample keys come back (the driver picks the cut from keys, never from texts)."""
     parts = []
     for batch in iter_shard_batches(task.source, task.filtered_key, 5000, columns=["doc_id", "text"]):
         frame = pl.from_arrow(pa.Table.from_batches([batch]))
         keys = pl.Series("key", [sample_key(task.seed, d) for d in frame["doc_id"]], dtype=pl.UInt64)
         parts.append(frame.with_columns(keys).filter(pl.col("key") < task.below))
-    chosen = pl.concat(parts) if parts else pl.DataFrame(schema={"doc_id": pl.String, "text": pl.String, "key": pl.UInt64})
+    chosen = pl.concat(parts) if parts else pl.DataFrame(schema=SAMPLE_SCHEMA)
     buffer = io.BytesIO()
     chosen.write_parquet(buffer, compression="zstd")
     task.out.open().put_bytes(task.sample_key, buffer.getvalue())
-    return TaskResult(rows_in=chosen.height, payload={"key": task.sample_key})
+    return TaskResult(rows_in=chosen.height, payload={"key": task.sample_key, "sample_keys": chosen["key"].to_list()})
 
 
-def sample_negatives(run: StageRun, snapshots: Sequence[str], max_rows: int, seed: int) -> list[str]:
-    """A seeded random sample of at most ``max_rows`` kept ``filtered`` documents across snapshots.
+SAMPLE_SCHEMA = {"doc_id": pl.String, "text": pl.String, "key": pl.UInt64}
 
-    Each shard keeps the documents whose sample key falls below a bound chosen so that about twice
-    ``max_rows`` pass in all; the driver keeps the ``max_rows`` smallest keys of those.
+
+def sample_cut(sample_keys: Sequence[int], max_rows: int) -> int | None:
+    """The largest sample key taken: the ``max_rows`` smallest keys (all, when fewer) are the
+    sample. Documents sharing the cut key (one doc_id in two snapshots) are all taken."""
+    if not sample_keys:
+        return None
+    ordered = np.sort(np.asarray(sample_keys, dtype=np.uint64))
+    return int(ordered[min(max_rows, ordered.size) - 1])
+
+
+def sample_negatives(run: StageRun, snapshots: Sequence[str], max_rows: int, seed: int) -> tuple[list[str], int | None, int]:
+    """Draw a seeded random sample of at most ``max_rows`` kept ``filtered`` documents across
+    snapshots: returns the per-shard sample files, the cut key and the sample size.
+
+    Each shard writes the documents whose sample key falls below a bound chosen so that about
+    twice ``max_rows`` pass in all; the driver reads only their keys and takes the ``max_rows``
+    smallest. The texts stay in the files until the training task reads them.
     """
     store = run.store
     keys = [k for s in snapshots for k in store.shard_keys(names.FILTERED, s)]
@@ -117,9 +132,50 @@ def sample_negatives(run: StageRun, snapshots: Sequence[str], max_rows: int, see
         for i, key in enumerate(keys)
     ]
     results = run.map("sample", run_negatives_task, tasks, collect=False)
-    frames = [pl.read_parquet(io.BytesIO(store.object_store.get_bytes(r.payload["key"]))) for r in results]
-    chosen = pl.concat(frames) if frames else pl.DataFrame(schema={"doc_id": pl.String, "text": pl.String, "key": pl.UInt64})
-    return chosen.sort("key").head(max_rows).sort("doc_id")["text"].to_list()
+    sample_keys = [k for r in results for k in r.payload["sample_keys"]]
+    cut = sample_cut(sample_keys, max_rows)
+    size = 0 if cut is None else sum(1 for k in sample_keys if k <= cut)
+    return [r.payload["key"] for r in results], cut, size
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainClassifierTask(ShardTask):
+    """Train the classifier on the sample files' documents with keys up to ``cut``, in a worker:
+    the step's driver never holds the training texts or the fastText model."""
+
+    store: StoreLocation
+    sample_files: tuple[str, ...]
+    cut: int
+    positives_path: str | None
+    options: ClassifierTrainingOptions
+    out_prefix: str  # where the model files go (the version's files folder)
+
+
+def run_train_classifier_task(task: TrainClassifierTask) -> TaskResult:
+    store = task.store.open()
+    frames = [pl.read_parquet(io.BytesIO(store.get_bytes(key))).filter(pl.col("key") <= task.cut) for key in task.sample_files]
+    negatives = pl.concat(frames).sort("doc_id")["text"] if frames else pl.Series("text", [], dtype=pl.String)
+    del frames
+    positives = read_positives(task.positives_path)
+    options = task.options
+    model = train_quality_classifier(
+        positives, negatives, seed=options.seed, epoch=options.epoch, lr=options.lr, word_ngrams=options.word_ngrams
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        bin_path = model.save(tmp)
+        files = [store_file(task.store, f"{task.out_prefix}/{p.name}", p) for p in (bin_path, bin_path.with_suffix(".json"))]
+    return TaskResult(
+        rows_in=len(positives) + negatives.len(),
+        payload={
+            "files": [dataclasses.asdict(f) for f in files],
+            "model_file": bin_path.name,
+            "training_hash": model.training_hash,
+            "metrics": model.metrics.to_dict() if model.metrics else {},
+            "hyperparameters": model.hyperparameters,
+            "positives": len(positives),
+            "negatives": negatives.len(),
+        },
+    )
 
 
 def materialize_quality_classifier(
@@ -135,17 +191,22 @@ def materialize_quality_classifier(
     ) as run:
         if run.up_to_date:
             return run.report
-        negatives = sample_negatives(run, snapshots, options.max_negatives, options.seed)
-        if len(negatives) < MIN_NEGATIVES:
-            too_few = f"only {len(negatives)} filtered documents in {snapshots or 'no snapshot'} (< {MIN_NEGATIVES} to train on)"
+        sample_files, cut, size = sample_negatives(run, snapshots, options.max_negatives, options.seed)
+        if cut is None or size < MIN_NEGATIVES:
+            too_few = f"only {size} filtered documents in {snapshots or 'no snapshot'} (< {MIN_NEGATIVES} to train on)"
             if options.when_too_few == "error":
                 raise ValueError(f"quality_classifier: {too_few}; materialize `filtered` for more snapshots first")
             return commit_default_classifier(run, too_few)
-        positives = read_positives(options.positives_path)
-        model = train_quality_classifier(
-            positives, negatives, seed=options.seed, epoch=options.epoch, lr=options.lr, word_ngrams=options.word_ngrams
+        read_positives(options.positives_path)  # a missing or empty file fails here, naming the field
+        task = TrainClassifierTask(
+            0, store.location, tuple(sample_files), cut, options.positives_path, options, run.writer.files_prefix
         )
-        return commit_classifier(run, model, {"snapshots": snapshots, "positives": len(positives), "negatives": len(negatives)})
+        (trained,) = run.map("train", run_train_classifier_task, [task], collect=False, isolated=True)
+        info = dict(trained.payload)
+        for stored in info.pop("files"):
+            run.writer.register_file(StoredFile(**stored))
+        run.report.rows_in = run.report.rows_out = info["positives"] + info["negatives"]
+        return run.commit({**info, "snapshots": snapshots})
 
 
 def commit_classifier(run: StageRun, model: TrainedQualityClassifier, info: dict[str, Any]) -> StageReport:
