@@ -11,7 +11,7 @@ from dataplatform.assets.eval import decontaminated, eval_benchmarks, eval_split
 from dataplatform.assets.metadata import counts_table, stage_failures
 from dataplatform.assets.partitions import CORPUS_POOL, OWNERS
 from dataplatform.assets.synthesis import instruction_pairs, rewritten
-from dataplatform.resources.storage import DatasetStorageResource
+from dataplatform.resources.storage import DatasetStorageResource, ShardExecutionResource
 from dataplatform.stages.mix import MixOptions, materialize_training_mix
 
 
@@ -42,7 +42,12 @@ class TrainingMixConfig(dg.Config):
     pool=CORPUS_POOL,
     description="The training mix by token proportions, with a manifest that reproduces it byte for byte.",
 )
-def training_mix(config: TrainingMixConfig, dataset_storage: DatasetStorageResource) -> dg.MaterializeResult:
+def training_mix(
+    context: dg.AssetExecutionContext,
+    config: TrainingMixConfig,
+    dataset_storage: DatasetStorageResource,
+    shard_execution: ShardExecutionResource,
+) -> dg.MaterializeResult:
     store = dataset_storage.dataset_store()
     options = MixOptions(
         proportions=(("curated_raw", config.curated_raw), ("rewritten", config.rewritten), ("instructions", config.instructions))
@@ -53,7 +58,7 @@ def training_mix(config: TrainingMixConfig, dataset_storage: DatasetStorageResou
         on_missing=config.on_missing,
     )
     with stage_failures("TrainingMixConfig", FileNotFoundError, ValueError):
-        report = materialize_training_mix(store, options)
+        report = materialize_training_mix(store, options, shard_execution.executor(), progress=context.log.info)
     info = report.extra
     return dg.MaterializeResult(
         metadata={

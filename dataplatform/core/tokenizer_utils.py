@@ -61,18 +61,30 @@ def count_tokens(
     batch_size: int = 4096,
     *,
     add_special_tokens: bool = False,
+    max_batch_chars: int = 1_000_000,
 ) -> np.ndarray:
     """Number of tokens of each text (int64, same order; null text counts 0).
 
     ``add_special_tokens=False`` by default: the mix counts content tokens; BOS/EOS that a trainer
-    adds per document are a per-document constant it can add itself."""
+    adds per document are a per-document constant it can add itself. A batch holds at most
+    ``batch_size`` texts and ``max_batch_chars`` characters (one longer text is a batch alone):
+    the tokenizer's encodings cost ~300 bytes per token, so 4,096 web documents of ~2,700 tokens
+    took ~900 MB at once (``benchmarks/RESULTS.md``, "Token counting memory"), 1M characters ~100 MB."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    if max_batch_chars < 1:
+        raise ValueError(f"max_batch_chars must be >= 1, got {max_batch_chars!r}")
     tok = _counting_copy(tokenizer)
     encode = getattr(tok, "encode_batch_fast", None) or tok.encode_batch
     values = texts.cast(pl.String).fill_null("").to_list()
     out = np.zeros(len(values), dtype=np.int64)
-    for start in range(0, len(values), batch_size):
-        encodings = encode(values[start : start + batch_size], add_special_tokens=add_special_tokens)
-        out[start : start + len(encodings)] = [len(e) for e in encodings]
+    ends = np.cumsum([len(v) for v in values])
+    start = 0
+    while start < len(values):
+        # the last text that keeps the batch under max_batch_chars (at least one text)
+        limit = (ends[start - 1] if start else 0) + max_batch_chars
+        stop = min(start + batch_size, max(start + 1, int(np.searchsorted(ends, limit, side="right"))))
+        encodings = encode(values[start:stop], add_special_tokens=add_special_tokens)
+        out[start:stop] = [len(e) for e in encodings]
+        start = stop
     return out

@@ -53,7 +53,9 @@ __all__ = [
     "MANIFEST_FORMAT",
     "MixPlan",
     "SourceSelection",
+    "MixBudget",
     "build_manifest",
+    "plan_budgets",
     "count_tokens",
     "load_tokenizer",
     "plan_mix",
@@ -132,6 +134,11 @@ def _validate_proportions(proportions: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
+def mix_order_hash(doc_ids: pl.Series, seed: int) -> np.ndarray:
+    """The key of the seeded mix order (ascending; ties by doc_id, then input row)."""
+    return stable_id_hash(doc_ids.cast(pl.String), f"mix:{seed}")
+
+
 def _prepare(name: str, frame: pl.DataFrame, seed: int) -> pl.DataFrame:
     for col in ("doc_id", "n_tokens"):
         if col not in frame.columns:
@@ -144,7 +151,7 @@ def _prepare(name: str, frame: pl.DataFrame, seed: int) -> pl.DataFrame:
         raise ValueError(f"source {name!r}: n_tokens must be an integer column, got {frame['n_tokens'].dtype}")
     if frame["n_tokens"].null_count() or (frame.height and frame["n_tokens"].min() < 0):
         raise ValueError(f"source {name!r}: n_tokens must be non-null and >= 0")
-    key = stable_id_hash(frame["doc_id"].cast(pl.String), f"mix:{seed}")
+    key = mix_order_hash(frame["doc_id"], seed)
     return (
         frame.with_columns(pl.Series("__h", key, dtype=pl.UInt64), pl.int_range(pl.len(), dtype=pl.Int64).alias("__row"))
         .sort(["__h", "doc_id", "__row"])
@@ -152,7 +159,7 @@ def _prepare(name: str, frame: pl.DataFrame, seed: int) -> pl.DataFrame:
     )
 
 
-def _closest_prefix(tokens: np.ndarray, budget: float) -> int:
+def closest_prefix(tokens: np.ndarray, budget: float) -> int:
     """Length ``k`` of the prefix whose token sum is closest to ``budget`` (ties: the longer)."""
     cum = np.zeros(len(tokens) + 1, dtype=np.int64)
     np.cumsum(tokens, out=cum[1:])
@@ -164,33 +171,41 @@ def _closest_prefix(tokens: np.ndarray, budget: float) -> int:
     return j if (cum[j] - budget) <= (budget - cum[j - 1]) else j - 1
 
 
-def _ids_digest(ids: pl.Series) -> str:
+def ids_digest(ids: pl.Series) -> str:
     return hashlib.sha256("\n".join(ids.cast(pl.String).to_list()).encode("utf-8")).hexdigest()
 
 
-def plan_mix(
-    sources: Mapping[str, pl.DataFrame],
-    proportions: Mapping[str, float],
-    *,
-    total_tokens: int | None = None,
-    seed: int = 0,
-    on_missing: Literal["error", "redistribute"] = "error",
-) -> MixPlan:
-    """Choose documents per source so that token shares match ``proportions`` (see the module
-    docstring for ordering, the total, upsampling and missing sources)."""
-    requested = _validate_proportions(proportions)
+def _check_total_and_missing(total_tokens: int | None, on_missing: str) -> None:
     if on_missing not in ("error", "redistribute"):
         raise ValueError(f"on_missing must be 'error' or 'redistribute', got {on_missing!r}")
     if total_tokens is not None and (isinstance(total_tokens, bool) or not isinstance(total_tokens, int) or total_tokens < 0):
         raise ValueError(f"total_tokens must be a non-negative integer or None, got {total_tokens!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
-    unknown = sorted(set(sources) - set(requested))
-    if unknown:
-        raise ValueError(f"sources {unknown} have no entry in proportions (give them 0.0 to leave them out)")
 
-    prepared = {name: _prepare(name, sources[name], seed) for name in sorted(requested) if name in sources}
-    available = {name: int(f["n_tokens"].sum()) if f.height else 0 for name, f in prepared.items()}
+
+@dataclasses.dataclass(frozen=True)
+class MixBudget:
+    """What :func:`plan_budgets` decides: the validated proportions, the shares after missing
+    sources were redistributed, the total token count aimed at, and the missing sources."""
+
+    requested: dict[str, float]
+    target: dict[str, float]
+    total: float
+    missing: tuple[str, ...]
+
+
+def plan_budgets(
+    available: Mapping[str, int],
+    proportions: Mapping[str, float],
+    *,
+    total_tokens: int | None = None,
+    on_missing: Literal["error", "redistribute"] = "error",
+) -> MixBudget:
+    """Each source's share of the total and the total, from the sources' available tokens
+    (``available``: source -> tokens; absent = not materialized), by the rules of the module
+    docstring. Counts only: a sharded mix decides its budgets without holding a row."""
+    requested = _validate_proportions(proportions)
+    _check_total_and_missing(total_tokens, on_missing)
+
     missing = sorted(n for n, p in requested.items() if p > 0 and available.get(n, 0) == 0)
     target = dict(requested)
     if missing:
@@ -216,6 +231,30 @@ def plan_mix(
                 f"total_tokens={total_tokens} cannot be met without upsampling, which is not done: {detail}; "
                 "lower total_tokens or use total_tokens=None"
             )
+    return MixBudget(requested, target, total, tuple(missing))
+
+
+def plan_mix(
+    sources: Mapping[str, pl.DataFrame],
+    proportions: Mapping[str, float],
+    *,
+    total_tokens: int | None = None,
+    seed: int = 0,
+    on_missing: Literal["error", "redistribute"] = "error",
+) -> MixPlan:
+    """Choose documents per source so that token shares match ``proportions`` (see the module
+    docstring for ordering, the total, upsampling and missing sources)."""
+    _validate_proportions(proportions)
+    _check_total_and_missing(total_tokens, on_missing)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    unknown = sorted(set(sources) - set(proportions))
+    if unknown:
+        raise ValueError(f"sources {unknown} have no entry in proportions (give them 0.0 to leave them out)")
+    prepared = {name: _prepare(name, sources[name], seed) for name in sorted(proportions) if name in sources}
+    available = {name: int(f["n_tokens"].sum()) if f.height else 0 for name, f in prepared.items()}
+    budget = plan_budgets(available, proportions, total_tokens=total_tokens, on_missing=on_missing)
+    target, total = budget.target, budget.total
 
     selections: dict[str, SourceSelection] = {}
     frames: dict[str, pl.DataFrame] = {}
@@ -224,7 +263,7 @@ def plan_mix(
         if frame is None:
             frame = pl.DataFrame({"doc_id": [], "n_tokens": []}, schema={"doc_id": pl.String, "n_tokens": pl.Int64})
         p = target[name]
-        k = _closest_prefix(frame["n_tokens"].to_numpy().astype(np.int64), p * total) if p > 0 else 0
+        k = closest_prefix(frame["n_tokens"].to_numpy().astype(np.int64), p * total) if p > 0 else 0
         if p > 0 and k == 0 and frame.height:
             k = 1  # a source with a share is never rounded out of the mix (one long document vs a small budget)
         chosen = frame.head(k)
@@ -236,16 +275,16 @@ def plan_mix(
             tokens=int(chosen["n_tokens"].sum()) if chosen.height else 0,
             available_docs=frame.height,
             available_tokens=available.get(name, 0),
-            doc_ids_sha256=_ids_digest(chosen["doc_id"]),
+            doc_ids_sha256=ids_digest(chosen["doc_id"]),
         )
     return MixPlan(
         sources=selections,
         frames=frames,
-        requested_proportions=requested,
+        requested_proportions=budget.requested,
         requested_total_tokens=total_tokens,
         target_total_tokens=total,
         seed=seed,
-        redistributed=tuple(missing),
+        redistributed=budget.missing,
     )
 
 

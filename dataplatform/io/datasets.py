@@ -303,16 +303,20 @@ class PartitionWriter:
     def progress_key(self, phase: str, task_id: str) -> str:
         return f"{self.version_prefix}/{PROGRESS_DIR}/{phase}/{task_id}.json"
 
-    def completed(self, phase: str) -> dict[str, dict[str, Any]]:
-        """Completion records of ``phase`` already in this version: task id -> recorded result."""
+    def completed_ids(self, phase: str) -> set[str]:
+        """Task ids of ``phase`` with a completion record in this version (records not read)."""
         prefix = f"{self.version_prefix}/{PROGRESS_DIR}/{phase}"
-        records = {}
-        for key in self.store.object_store.list_keys(prefix):
-            if key.endswith(".json") and "/" not in key[len(prefix) + 1 :]:
-                raw = self.store.object_store.get_bytes(key)
-                if raw is not None:
-                    records[key[len(prefix) + 1 : -len(".json")]] = json.loads(raw)
-        return records
+        return {
+            key[len(prefix) + 1 : -len(".json")]
+            for key in self.store.object_store.list_keys(prefix)
+            if key.endswith(".json") and "/" not in key[len(prefix) + 1 :]
+        }
+
+    def read_record(self, phase: str, task_id: str) -> dict[str, Any]:
+        raw = self.store.object_store.get_bytes(self.progress_key(phase, task_id))
+        if raw is None:
+            raise IncompleteVersion(f"{self.prefix}: completion record {phase}/{task_id} vanished under a running writer")
+        return json.loads(raw)
 
     # -- contents -----------------------------------------------------------------------------
     def declare_table(self, table: str, schema: pa.Schema) -> None:

@@ -8,6 +8,8 @@ evaluation data matters and fine-tuning does not undo it).
 ``training_mix``: curated raw text (train split only), rewritten text and instruction pairs,
 chosen by token proportions with a configurable tokenizer; written as shards plus a canonical
 manifest (sources, counts, config, tokenizer and shard hashes) that makes the mix reproducible.
+The selection runs shard by shard (:mod:`dataplatform.stages.mix_selection`); :func:`mix_sources`
+and :func:`color_selected_source` are its whole-frame definition, which the tests hold it to.
 """
 
 from __future__ import annotations
@@ -23,15 +25,15 @@ import polars as pl
 import pyarrow as pa
 
 from dataplatform import names
-from dataplatform.core.decontamination import count_overlaps
 from dataplatform.core.eval_splits import hash_split, temporal_split
-from dataplatform.core.schemas import MIX, conform
-from dataplatform.core.tokenizer_utils import count_tokens, load_tokenizer, tokenizer_sha256
-from dataplatform.core.training_mix import build_manifest, plan_mix
-from dataplatform.execution.shard_executor import ShardExecutor
+from dataplatform.core.schemas import MIX
+from dataplatform.core.tokenizer_utils import load_tokenizer, tokenizer_sha256
+from dataplatform.core.training_mix import MixBudget, MixPlan, build_manifest, plan_budgets
+from dataplatform.execution.shard_executor import InlineExecutor, ShardExecutor
 from dataplatform.io.datasets import DatasetStore, ShardSink, iter_shard_batches
 from dataplatform.io.object_store import StoreLocation
-from dataplatform.stages.decontamination import load_benchmark_index
+from dataplatform.stages.decontamination import ngram_index_location
+from dataplatform.stages.mix_selection import select_and_write, source_shards
 from dataplatform.stages.runner import ProgressSink, ShardTask, StageReport, StageRun, TaskResult, upstream_versions
 
 SplitMode = Literal["hash", "temporal"]
@@ -169,6 +171,11 @@ class MixOptions:
     seed: int = 0
     tokenizer_path: str | None = None  # None: the bundled sample tokenizer
     on_missing: OnMissing = "redistribute"  # sources not materialized yet (no GPU stages) give their share to the rest
+    range_rows: int = 100_000  # candidates per range of the mix order: bounds each task's and the driver's memory
+
+    def __post_init__(self) -> None:
+        if self.range_rows < 1:
+            raise ValueError(f"range_rows must be >= 1, got {self.range_rows}")
 
 
 def _all_partitions(store: DatasetStore, asset: str, columns: list[str]) -> pl.DataFrame | None:
@@ -235,54 +242,79 @@ def _mix_upstream(store: DatasetStore, with_color: bool = False) -> dict[str, st
     return upstream_versions(store, inputs)
 
 
-def materialize_training_mix(store: DatasetStore, options: MixOptions = MixOptions()) -> StageReport:
+def _write_mix_manifest(run: StageRun, plan: MixPlan, options: MixOptions, tokenizer_path: str, shard_hashes: list[str]) -> bytes:
+    config = {
+        "proportions": dict(options.proportions),
+        "total_tokens": options.total_tokens,
+        "seed": options.seed,
+        "on_missing": options.on_missing,
+        "tokenizer": Path(tokenizer_path).name,
+    }
+    manifest = build_manifest(plan, config=config, shard_hashes=shard_hashes, tokenizer_hash=tokenizer_sha256(tokenizer_path))
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / names.MIX_MANIFEST
+        file.write_bytes(manifest)
+        run.writer.add_file(file)
+    return manifest
+
+
+def materialize_training_mix(
+    store: DatasetStore,
+    options: MixOptions = MixOptions(),
+    executor: ShardExecutor | None = None,
+    progress: ProgressSink | None = None,
+) -> StageReport:
+    """The mix of :func:`~dataplatform.core.training_mix.plan_mix` over :func:`mix_sources` (plus
+    CoLoR's selection when named), computed shard by shard (:mod:`dataplatform.stages.mix_selection`):
+    one shard per source and range of the mix order, sources in name order, each in mix order."""
     tokenizer_path = options.tokenizer_path or default_tokenizer_path()
     proportions = dict(options.proportions)
     with_color = names.COLOR_SELECTED in proportions
+    load_tokenizer(tokenizer_path)  # a missing or broken tokenizer fails before any work
     with StageRun(
-        store, names.TRAINING_MIX, names.UNPARTITIONED, config=options, upstream=_mix_upstream(store, with_color)
+        store,
+        names.TRAINING_MIX,
+        names.UNPARTITIONED,
+        executor or InlineExecutor(),
+        config=options,
+        upstream=_mix_upstream(store, with_color),
+        progress=progress,
     ) as run:
         if run.up_to_date:
             return run.report
-        tokenizer = load_tokenizer(tokenizer_path)
-        candidates = mix_sources(store)
-        if with_color and (color := color_selected_source(store, proportions.get("curated_raw", 0) > 0)) is not None:
-            candidates[names.COLOR_SELECTED] = color
-        sources = {
-            name: frame.with_columns(pl.Series("n_tokens", count_tokens(frame["text"], tokenizer), dtype=pl.Int64))
-            for name, frame in candidates.items()
-        }
-        plan = plan_mix(
-            sources,
-            {k: v for k, v in proportions.items() if k in sources or options.on_missing == "redistribute"},
-            total_tokens=options.total_tokens,
+        run.declare(names.DATA, MIX)
+
+        def budget_of(available: dict[str, int]) -> MixBudget:
+            return plan_budgets(
+                available,
+                {k: v for k, v in proportions.items() if k in available or options.on_missing == "redistribute"},
+                total_tokens=options.total_tokens,
+                on_missing=options.on_missing,
+            )
+
+        selections, budget, written = select_and_write(
+            run,
+            source_shards(store, list(proportions)),
+            budget_of,
             seed=options.seed,
-            on_missing=options.on_missing,
+            tokenizer_path=tokenizer_path,
+            exclude_curated=proportions.get("curated_raw", 0) > 0,
+            benchmark_index=ngram_index_location(store),
+            range_rows=options.range_rows,
         )
-        mix = plan.to_frame()  # sources that were missing contribute no rows
-        overlaps = count_overlaps(mix, load_benchmark_index(store))
-        config = {
-            "proportions": proportions,
-            "total_tokens": options.total_tokens,
-            "seed": options.seed,
-            "on_missing": options.on_missing,
-            "tokenizer": Path(tokenizer_path).name,
-        }
-        info = run.write_table(names.DATA, conform(mix.to_arrow(), MIX))
-        manifest = build_manifest(
-            plan, config=config, shard_hashes=[info.sha256], tokenizer_hash=tokenizer_sha256(tokenizer_path)
-        )
-        with tempfile.TemporaryDirectory() as tmp:
-            file = Path(tmp) / names.MIX_MANIFEST
-            file.write_bytes(manifest)
-            run.writer.add_file(file)
-        available = sum(frame.height for frame in sources.values())
-        run.report.rows_in, run.report.rows_out = available, mix.height
-        run.report.routed = {"not_selected": available - mix.height}
+        plan = MixPlan(selections, {}, budget.requested, options.total_tokens, budget.total, options.seed, budget.missing)
+        manifest = _write_mix_manifest(run, plan, options, tokenizer_path, [r.shards[0].sha256 for r in written])
+        overlaps: dict[str, int] = {}
+        for result in written:
+            for benchmark, n in result.payload["overlaps"].items():
+                overlaps[benchmark] = overlaps.get(benchmark, 0) + n
+        available = sum(s.available_docs for s in selections.values())
+        run.report.rows_in, run.report.rows_out = available, plan.total_docs
+        run.report.routed = {"not_selected": available - plan.total_docs}
         return run.commit(
             {
-                "rows": mix.height,
-                "tokens": int(mix["n_tokens"].sum() or 0),
+                "rows": plan.total_docs,
+                "tokens": plan.total_tokens,
                 "tokens_per_source": {k: v.tokens for k, v in plan.sources.items()},
                 "docs_per_source": {k: v.docs for k, v in plan.sources.items()},
                 "achieved_proportions": {k: round(v, 4) for k, v in plan.achieved_proportions.items()},

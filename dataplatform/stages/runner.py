@@ -323,12 +323,18 @@ class StageRun:
         collect: bool = True,
         output_table: str = names.DATA,
         isolated: bool = False,
+        fold: Callable[[TaskResult], TaskResult] | None = None,
     ) -> list[TaskResult]:
-        """Run ``fn`` over ``tasks`` (skipping those recorded as done), in task order.
+        """Run ``fn`` over ``tasks`` (skipping those recorded as done); results in task order.
 
         With ``collect`` the results' shards join the partition and their counts the report;
         phases that only produce intermediate files pass ``collect=False``. ``isolated`` tasks
         never run in the driver's process (see :meth:`ShardExecutor.map_isolated`).
+
+        Each result is handled as it arrives, in task order, so the driver holds what the
+        returned results keep, not every task's full report: with ``collect`` their tallies and
+        examples are folded into the report and dropped; ``fold`` may slim each result further
+        (e.g. merge a histogram into the caller's own and drop it from the payload).
         """
         if self.executor is None:
             raise RuntimeError(f"StageRun({self.asset}) was opened without an executor")
@@ -336,24 +342,29 @@ class StageRun:
         if len(set(ids)) != len(ids):
             raise ValueError(f"{self.asset} phase {phase!r}: task ids must be unique")
         self.writer.touch()
-        recorded = self.writer.completed(phase)
-        results = {tid: TaskResult.from_json(recorded[tid]) for tid in ids if tid in recorded}
-        todo = [t for t in tasks if t.task_id not in results]
-        self.phases_resumed[phase] = len(tasks) - len(todo)
+        done = self.writer.completed_ids(phase) & set(ids)
+        todo = [t for t in tasks if t.task_id not in done]
+        self.phases_resumed[phase] = len(done)
         calls = [RecordedCall(fn, t, self.location, self.writer.progress_key(phase, t.task_id)) for t in todo]
-        ticker = _Ticker(self.progress, f"{self.report.stage} {self.partition} [{phase}]", len(tasks), len(results))
-        for task, result in zip(todo, (self.executor.map_isolated if isolated else self.executor.map)(run_recorded, calls)):
-            results[task.task_id] = result
-            ticker.tick(result.rows_in)
-        ordered = [results[tid] for tid in ids]
-        self.report.task_cpu_seconds += sum(r.cpu_seconds for r in ordered)  # every phase's work counts
+        ticker = _Ticker(self.progress, f"{self.report.stage} {self.partition} [{phase}]", len(tasks), len(done))
+        fresh = iter((self.executor.map_isolated if isolated else self.executor.map)(run_recorded, calls))
         if collect:
-            self.report.tasks_resumed += len(tasks) - len(todo)
+            self.report.tasks_resumed += len(done)
             self.report.shards += len(tasks)
-            for result in ordered:
+        ordered = []
+        for tid in ids:
+            if tid in done:
+                result = TaskResult.from_json(self.writer.read_record(phase, tid))
+            else:
+                result = next(fresh)
+                ticker.tick(result.rows_in)
+            self.report.task_cpu_seconds += result.cpu_seconds  # every phase's work counts
+            if collect:
                 for shard in result.shards:
                     self.writer.add(shard)
                 self.report.add(result, output_table)
+                result = dataclasses.replace(result, tallies={}, examples={})
+            ordered.append(fold(result) if fold else result)
         return ordered
 
     def add_shard(self, shard: ShardInfo, output_table: str = names.DATA) -> None:

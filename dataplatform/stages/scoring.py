@@ -356,15 +356,20 @@ def _rank_count(fraction: float, n: int) -> int:
 
 
 def locate_cuts(
-    run: StageRun, score_results: list[TaskResult], score_tasks: list[ScoreTask], ranks: Sequence[int]
+    run: StageRun,
+    score_results: list[TaskResult],
+    score_tasks: list[ScoreTask],
+    ranks: Sequence[int],
+    high_buckets: dict[int, int],
 ) -> dict[int, rs.Cut | None]:
-    """The exact cut (score key and row) at each rank in ``ranks`` (counts of rows above the cut)."""
+    """The exact cut (score key and row) at each rank in ``ranks`` (counts of rows above the cut);
+    ``high_buckets``: the merged first-pass histogram of every shard's score keys."""
     offsets = np.cumsum([0] + [r.rows_in for r in score_results])[:-1].tolist()
     wanted = sorted({k for k in ranks if k > 0})
     cuts: dict[int, rs.Cut | None] = {k: None for k in ranks if k <= 0}
     if not wanted:
         return cuts
-    first = [rs.locate(rs.merge_histograms(r.payload["high_buckets"] for r in score_results), k - 1) for k in wanted]
+    first = [rs.locate(high_buckets, k - 1) for k in wanted]
 
     def refine(phase: str, **kwargs) -> list[TaskResult]:
         tasks = [RefineTask(t.index, t.source, t.scores_key, off, **kwargs) for t, off in zip(score_tasks, offsets)]
@@ -459,11 +464,18 @@ def materialize_scored(
             ScoreTask(i, store.location, k, model, options.batch_rows, run.work_key(f"scores/part-{i:05d}.parquet"))
             for i, k in enumerate(keys)
         ]
-        score_results = run.map("score", run_score_task, score_tasks, collect=False)
+        high_buckets: dict[int, int] = {}
+
+        def fold(result: TaskResult) -> TaskResult:  # ~40 KB a shard: merged as it arrives, not kept
+            for bucket, count in result.payload.pop("high_buckets").items():
+                high_buckets[int(bucket)] = high_buckets.get(int(bucket), 0) + count
+            return result
+
+        score_results = run.map("score", run_score_task, score_tasks, collect=False, fold=fold)
         n = sum(r.rows_in for r in score_results)
         lo, hi = options.rewrite_band
         k_high, k_lo, k_hi = (_rank_count(f, n) for f in (options.top_fraction, lo, hi))
-        cuts = locate_cuts(run, score_results, score_tasks, (k_high, k_lo, k_hi))
+        cuts = locate_cuts(run, score_results, score_tasks, (k_high, k_lo, k_hi), high_buckets)
         offsets = np.cumsum([0] + [r.rows_in for r in score_results])[:-1].tolist()
         tables = (names.DATA, names.REWRITE_CANDIDATES, names.DROPPED)
         run.map(

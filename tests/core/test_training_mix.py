@@ -43,6 +43,13 @@ def test_token_counts_match_the_tokenizer(tokenizer_file):
     expected = [len(tok.encode(t or "", add_special_tokens=False).ids) for t in texts.to_list()]
     assert counts.tolist() == expected
     assert counts[5] == 0 and counts[6] == 0
+    # Batches cut by characters (one text longer than the cap is a batch alone) count the same.
+    long = " ".join(CORPUS) * 3
+    mixed = pl.Series([long, *texts.to_list(), long])
+    whole = count_tokens(mixed, tok, batch_size=4096, max_batch_chars=10**9)
+    assert count_tokens(mixed, tok, max_batch_chars=len(long) // 2).tolist() == whole.tolist()
+    assert count_tokens(mixed, tok, max_batch_chars=40).tolist() == whole.tolist()
+    assert whole[0] == len(tok.encode(long, add_special_tokens=False).ids) > 0
 
 
 def test_truncation_in_the_json_does_not_cap_counts(tokenizer_file, tmp_path):
