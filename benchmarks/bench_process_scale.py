@@ -33,7 +33,8 @@ def run_scale(copies: int, workers: int) -> dict:
         subprocess.run([*cmd, "--json", out.name], check=True, stdout=subprocess.DEVNULL)
         result = json.loads(Path(out.name).read_text())
     pages = next(s["rows_in"] for s in result["stages"] if s["stage"] == "documents")
-    return {"copies": copies, "pages": pages, **result["measured"]}
+    peaks = {s["stage"]: (s["driver_peak_mb"], s["worker_peak_mb"]) for s in result["stages"]}
+    return {"copies": copies, "pages": pages, "stage_peaks": peaks, **result["measured"]}
 
 
 def main() -> None:
@@ -58,6 +59,14 @@ def main() -> None:
             f"{r['largest_worker_mb']:.0f} | {r['tree_peak_mb']:.0f} | {per_page:.2f} |",
             flush=True,
         )
+    print()
+    print("peak RSS while each stage ran, driver / largest worker MB:")
+    print()
+    print("| stage | " + " | ".join(f"{r['copies']}x" for r in rows) + " |")
+    print("|---|" + "---:|" * len(rows))
+    for stage in rows[0]["stage_peaks"]:
+        print(f"| {stage} | " + " | ".join("%d / %d" % r["stage_peaks"].get(stage, (0, 0)) for r in rows) + " |")
+    print()
     first, last = rows[0], rows[-1]
     for what in ("driver_mb", "tree_peak_mb"):
         ratio = last[what] / first[what]

@@ -23,7 +23,7 @@ import real_corpus  # noqa: E402
 
 SETTINGS = {
     "4096 docs (before)": {"batch_size": 4096, "max_batch_chars": 10**12},
-    "4096 docs / 1M chars (default)": {},
+    "4096 docs / 250k chars (default)": {},
     "64 docs": {"batch_size": 64, "max_batch_chars": 10**12},
 }
 

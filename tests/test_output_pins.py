@@ -69,7 +69,7 @@ PINNED = {
         "validation": "d64f3e7fc7c1987c365cc8f8b704c9eb9fe84af9ba773de95c61bf6155baa7fc",
     },
     "training_mix/unpartitioned": {"data": "8b18ba09ec13bb74668b9d36beb86febb6fa5fe59508ea946c2aa464b3ee8e35"},
-    "training_mix/manifest_sha256": "8f3b2459c6da44066b82cbc27012a441d974d189e26a90474e128bcd620d6d3c",
+    "training_mix/manifest_sha256": "61a2548a17affaf68976890d9bee54f1eef42a6b681f8bed51a282191f60195e",
 }
 
 
@@ -83,11 +83,13 @@ def test_sample_dataset_content_is_pinned(sample, key):
     store, _, _ = sample
     asset, partition = key.split("/")
     assert partition in (*SAMPLE_SNAPSHOTS, "unpartitioned")
-    assert partition_content_hashes(store, asset, partition) == PINNED[key]
+    actual = partition_content_hashes(store, asset, partition)
+    assert actual == PINNED[key], f"{key} content hashes are now {actual}"
 
 
 @pytest.mark.slow
 def test_training_mix_manifest_is_pinned(sample):
     store, _, _ = sample
     manifest = store.require_manifest("training_mix", "unpartitioned")
-    assert manifest["metadata"]["manifest_sha256"] == PINNED["training_mix/manifest_sha256"]
+    actual = manifest["metadata"]["manifest_sha256"]
+    assert actual == PINNED["training_mix/manifest_sha256"], f"training_mix manifest sha256 is now {actual}"

@@ -297,3 +297,28 @@ def test_vllm_backend_is_selected_by_config_and_fails_clearly_without_gpu(sample
     assert not result.success
     message = [e for e in result.all_events if e.is_step_failure][0].event_specific_data.error.message
     assert "vllm" in message.lower() and "pip install" in message
+
+
+def test_rewrite_classifier_negatives_are_sampled_shard_by_shard_as_from_one_frame(tmp_path):
+    """The rewrite classifier's negatives (the rewrites with the smallest salted hashes) are chosen
+    reading one batch at a time, yet are exactly the rows a whole-frame stable_sample picks."""
+    from dataplatform.stages.synthesis import stable_sample, stable_sample_of_shards
+
+    store = DatasetStore.local(tmp_path / "data")
+    frames = []
+    for s, snapshot in enumerate(("CC-RW-2026-01", "CC-RW-2026-05", "CC-RW-2026-10")):
+        with store.write_partition("rewire_outputs", snapshot) as writer:
+            for shard in range(3):
+                frame = pl.DataFrame(
+                    {"doc_id": [f"rw-{s}-{shard}-{i}" for i in range(40)], "text": [f"text {s} {shard} {i}" for i in range(40)]}
+                )
+                writer.write_table("data", frame.to_arrow(), shard)
+                frames.append(frame)
+            writer.commit({})
+    whole = pl.concat(frames)
+    schema = {"doc_id": pl.String, "text": pl.String}
+    snapshots = store.partitions("rewire_outputs")
+    for n in (1, 25, 200, 1000):
+        streamed = stable_sample_of_shards(store, "rewire_outputs", snapshots, schema, n, "salt:3")
+        assert streamed.sort("doc_id").equals(stable_sample(whole, n, "salt:3").sort("doc_id"))
+    assert stable_sample_of_shards(store, "rewire_outputs", snapshots, schema, 25, "salt:3").height == 25

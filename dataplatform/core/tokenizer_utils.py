@@ -61,7 +61,7 @@ def count_tokens(
     batch_size: int = 4096,
     *,
     add_special_tokens: bool = False,
-    max_batch_chars: int = 1_000_000,
+    max_batch_chars: int = 250_000,
 ) -> np.ndarray:
     """Number of tokens of each text (int64, same order; null text counts 0).
 
@@ -69,7 +69,7 @@ def count_tokens(
     adds per document are a per-document constant it can add itself. A batch holds at most
     ``batch_size`` texts and ``max_batch_chars`` characters (one longer text is a batch alone):
     the tokenizer's encodings cost ~300 bytes per token, so 4,096 web documents of ~2,700 tokens
-    took ~900 MB at once (``benchmarks/RESULTS.md``, "Token counting memory"), 1M characters ~100 MB."""
+    took ~900 MB at once; 250,000 characters take ~40 MB (``benchmarks/RESULTS.md``, "Token counting")."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
     if max_batch_chars < 1:

@@ -23,7 +23,7 @@ import io
 import math
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -51,7 +51,7 @@ from dataplatform.core.synthesis.min_k_prob import calibrate_membership, flag_me
 from dataplatform.core.synthesis.query_templates import load_query_log, templates_from_queries
 from dataplatform.core.synthesis.resume import done_marker_name, output_shard_name, plan_resume, work_fingerprint
 from dataplatform.core.synthesis.rewire import FAILURES_SCHEMA, REWRITTEN_SCHEMA, RewireConfig, rewrite_documents, top_by_rank
-from dataplatform.io.datasets import DatasetStore
+from dataplatform.io.datasets import DatasetStore, iter_shard_batches
 from dataplatform.stages.decontamination import load_benchmark_index
 from dataplatform.stages.dedup import read_signature_index
 from dataplatform.stages.runner import StageReport
@@ -99,6 +99,21 @@ def stable_sample(frame: pl.DataFrame, n: int | None, salt: str) -> pl.DataFrame
     if n is None or frame.height <= n:
         return frame
     return frame.with_columns(pl.Series("_h", stable_id_hash(frame["doc_id"], salt))).sort("_h", "doc_id").head(n).drop("_h")
+
+
+def stable_sample_of_shards(
+    store: DatasetStore, asset: str, partitions: Sequence[str], schema: dict[str, Any], n: int, salt: str
+) -> pl.DataFrame:
+    """:func:`stable_sample` of every partition's ``data`` rows, read one batch at a time: holds at
+    most ``n`` rows plus a batch, however many rewrites the snapshots hold."""
+    kept = pl.DataFrame(schema={**schema, "_h": pl.UInt64})
+    for partition in partitions:
+        for key in store.shard_keys(asset, partition):
+            for batch in iter_shard_batches(store.location, key, 10_000, columns=list(schema)):
+                frame = pl.from_arrow(pa.Table.from_batches([batch])).cast(schema)
+                frame = frame.with_columns(pl.Series("_h", stable_id_hash(frame["doc_id"], salt), dtype=pl.UInt64))
+                kept = pl.concat([kept, frame]).sort("_h", "doc_id").head(n)
+    return kept.drop("_h")
 
 
 def run_units(
@@ -279,9 +294,11 @@ def materialize_rewrite_classifier(
     """REWIRE's rewrite-quality classifier: reference text (positives) vs random rewrites (negatives)."""
     started = time.perf_counter()
     snapshots = store.partitions(REWIRE_OUTPUTS_ASSET)
-    frames = [_read(store, REWIRE_OUTPUTS_ASSET, s, "data", {"doc_id": pl.String, "text": pl.String}) for s in snapshots]
-    rewrites = stable_sample(
-        pl.concat(frames) if frames else pl.DataFrame(schema={"doc_id": pl.String, "text": pl.String}),
+    rewrites = stable_sample_of_shards(
+        store,
+        REWIRE_OUTPUTS_ASSET,
+        snapshots,
+        {"doc_id": pl.String, "text": pl.String},
         options.max_negatives,
         f"rewrite_classifier:{options.seed}",
     )
