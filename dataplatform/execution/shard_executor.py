@@ -8,6 +8,7 @@ infrastructure or programming error that must not be papered over.
 from __future__ import annotations
 
 import abc
+import collections
 import concurrent.futures as cf
 import ctypes
 import multiprocessing
@@ -75,6 +76,18 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
+# Tasks submitted ahead of the one whose result is awaited, per worker: enough that a slow task does
+# not idle the pool while the next ones queue, few enough that waiting results stay small.
+IN_FLIGHT_PER_WORKER = 8
+
+
+def _result(task, future: cf.Future):
+    try:
+        return future.result()
+    except Exception as exc:
+        raise ShardTaskError(f"shard task failed: {task!r}: {exc}") from exc
+
+
 class ProcessPoolShardExecutor(ShardExecutor):
     """A process pool per map call. ``spawn`` start method: safe under Dagster's threads and grpc."""
 
@@ -94,21 +107,26 @@ class ProcessPoolShardExecutor(ShardExecutor):
         return self._pool_map(fn, list(tasks))
 
     def _pool_map(self, fn, tasks):
+        """Tasks are submitted a window ahead of the one being yielded, never all at once: a
+        future keeps its result until it is dropped, so submitting 13k tasks up front held every
+        result (shard lists, tallies, examples) in the driver until the map ended."""
         if not tasks:
             return
         ctx = multiprocessing.get_context(self.start_method)
+        window = IN_FLIGHT_PER_WORKER * self.max_workers
+        pending: collections.deque = collections.deque()
         with cf.ProcessPoolExecutor(
             max_workers=min(self.max_workers, len(tasks)), mp_context=ctx, initializer=_die_with_parent, initargs=(os.getpid(),)
         ) as pool:
-            futures = [pool.submit(fn, task) for task in tasks]
             try:
-                for task, future in zip(tasks, futures):
-                    try:
-                        yield future.result()
-                    except Exception as exc:
-                        raise ShardTaskError(f"shard task failed: {task!r}: {exc}") from exc
+                for task in tasks:
+                    pending.append((task, pool.submit(fn, task)))
+                    if len(pending) >= window:
+                        yield _result(*pending.popleft())
+                while pending:
+                    yield _result(*pending.popleft())
             finally:
-                for future in futures:
+                for _, future in pending:
                     future.cancel()
 
     def describe(self) -> str:

@@ -70,7 +70,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -90,8 +90,9 @@ from dataplatform.core.dedup.buckets import (
     PAYLOAD_ROWS,
     anchor_pairs,
     band_keys,
-    cluster_verdicts,
+    exact_copy_verdicts,
     exact_duplicates,
+    near_verdicts,
     pair_jaccard,
     partition_of,
     partition_range,
@@ -270,7 +271,12 @@ def _route(
     store: ObjectStore, work: WorkArea, kind: str, source: int, frame: pl.DataFrame, by: str, partitions: int
 ) -> list[int]:
     """Write ``frame`` split by the partition of its bucket column ``by``; returns the partitions written."""
-    parts = frame.with_columns(_partition=pl.Series(partition_of(frame[by].to_numpy(), partitions)))
+    return _route_to(store, work, kind, source, frame, partition_of(frame[by].to_numpy(), partitions))
+
+
+def _route_to(store: ObjectStore, work: WorkArea, kind: str, source: int, frame: pl.DataFrame, dest: np.ndarray) -> list[int]:
+    """Write ``frame`` split by destination partition ``dest`` (one per row); returns the partitions written."""
+    parts = frame.with_columns(_partition=pl.Series(dest))
     written = []
     for (p,), part in sorted(parts.partition_by("_partition", as_dict=True).items()):
         _write(store, work.key(kind, p, source), part.drop("_partition").to_arrow())
@@ -278,13 +284,16 @@ def _route(
     return written
 
 
-def _save_bitmap(store: ObjectStore, key: str, row_offsets: np.ndarray, shard: np.ndarray, row: np.ndarray) -> None:
+def _save_bitmap(store: ObjectStore, key: str, row_offsets: np.ndarray, parts: Iterable[pl.DataFrame]) -> None:
     """A set of (shard, row) as one bit per input row of the run (``row_offsets``: first row of
-    each shard, then the total)."""
-    bits = np.zeros(int(row_offsets[-1]), dtype=bool)
-    bits[row_offsets[np.asarray(shard, np.int64)] + np.asarray(row, np.int64)] = True
+    each shard, then the total), from frames with ``shard`` and ``row`` read one at a time: the
+    writer holds the packed bits and one frame."""
+    packed = np.zeros((int(row_offsets[-1]) + 7) // 8, dtype=np.uint8)
+    for part in parts:
+        at = row_offsets[part["shard"].to_numpy().astype(np.int64)] + part["row"].to_numpy().astype(np.int64)
+        np.bitwise_or.at(packed, at >> 3, (0x80 >> (at & 7)).astype(np.uint8))
     buf = io.BytesIO()
-    np.savez(buf, offsets=row_offsets, bits=np.packbits(bits))
+    np.savez(buf, offsets=row_offsets, bits=packed)
     store.put_bytes(key, buf.getvalue())
 
 
@@ -812,14 +821,9 @@ def _phase_exact(run: _Run) -> tuple[list[int], str]:
     run.count(run.stage.map("exact", run_exact_task, tasks, collect=False), "prior_files_read", "prior_rows_matched")
     parts = [t.index for t in tasks]
     store = run.store.object_store
-    copies = _read_all(
-        store,
-        [run.work.key("exact_verdicts", p) for p in parts],
-        pa.schema([pa.field("shard", pa.int32()), pa.field("row", pa.int64())]),
-        ["shard", "row"],
-    )
     excluded = run.work.bitmap_key("exact_copies")
-    _save_bitmap(store, excluded, run.row_offsets, copies["shard"].to_numpy(), copies["row"].to_numpy())
+    copies = (_read(store, run.work.key("exact_verdicts", p), ["shard", "row"]) for p in parts)
+    _save_bitmap(store, excluded, run.row_offsets, copies)
     return parts, excluded
 
 
@@ -868,34 +872,88 @@ def _edges(run: _Run, edge_keys: list[str], pair_routes: dict[int, list[int]]) -
     return edges.select(_EDGE_COLUMNS)
 
 
+def shard_group(shards: np.ndarray, groups: int, inputs: int) -> np.ndarray:
+    """Group of each input shard: ``groups`` contiguous ranges of the ``inputs`` shards."""
+    return (np.asarray(shards, np.int64) * groups) // max(inputs, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class FollowTask(ShardTask):
+    """Clusters, step 2, for exact partition ``index``: its copies' verdicts, split by shard group."""
+
+    work: WorkArea
+    groups: int
+    inputs: int
+
+
+def run_follow_task(task: FollowTask) -> TaskResult:
+    """Each exact copy of this partition follows its keeper's verdict (:func:`exact_copy_verdicts`)."""
+    store = task.work.location.open()
+    exact = _read(store, task.work.key("exact_verdicts", task.index))
+    keepers = exact.select(shard="keeper_shard", row="keeper_row").unique()
+    near = _read(store, task.work.key("near", 0)).join(keepers, on=["shard", "row"], how="semi")
+    copies = exact_copy_verdicts(exact, near)
+    groups = _route_to(
+        store, task.work, "copies", task.index, copies, shard_group(copies["shard"].to_numpy(), task.groups, task.inputs)
+    )
+    return TaskResult(rows_out=copies.height, payload={"routes": groups})
+
+
+@dataclasses.dataclass(frozen=True)
+class GatherTask(ShardTask):
+    """Clusters, step 3, for shard group ``index``: the verdicts of its shards, one file per shard."""
+
+    work: WorkArea
+    sources: tuple[int, ...]  # exact partitions that routed copies to this group
+    shards: tuple[int, int]  # [first, end) input shards of the group
+
+
+def run_gather_task(task: GatherTask) -> TaskResult:
+    store = task.work.location.open()
+    first, end = task.shards
+    near = _read(store, task.work.key("near", 0)).filter(pl.col("shard").is_between(first, end, closed="left"))
+    copies = [_read(store, task.work.key("copies", task.index, p)) for p in task.sources]
+    verdicts = pl.concat([near, *copies], how="vertical_relaxed").sort("shard", "row")
+    for (shard,), part in verdicts.partition_by("shard", as_dict=True).items():
+        _write(store, task.work.key("verdicts", shard), part.to_arrow())
+    _write(store, task.work.key("dropped", task.index), verdicts.select("shard", "row").to_arrow())
+    return TaskResult(
+        rows_out=verdicts.height,
+        counters={"cross_snapshot": int(verdicts["cross_snapshot"].sum())},
+        payload={"shards": verdicts["shard"].unique().sort().to_list()},
+    )
+
+
 def _phase_clusters(run: _Run, exact_parts: list[int], edge_keys: list[str], pair_routes: dict[int, list[int]]) -> set[int]:
-    """Connected components over the verified edges (in this process: the edge list is small);
-    writes each shard's verdicts and the bitmap of dropped rows. Returns the shards with verdicts.
-    Deterministic: a resumed run redoes it and writes the same files."""
+    """Connected components over the verified edges, in this process (the edge list is small);
+    then, in workers, every exact copy follows its keeper (per exact partition) and the verdicts
+    are gathered per group of input shards into one file per shard. The driver never holds the
+    exact copies, which can be most of a crawl. Writes the bitmap of dropped rows; returns the
+    shards with verdicts. Deterministic: a resumed run redoes the components and writes the same
+    file."""
     store = run.store.object_store
     edges = _edges(run, edge_keys, pair_routes)
-    exact = [_read(store, run.work.key("exact_verdicts", p)) for p in exact_parts]
-    exact = (
-        pl.concat(exact)
-        if exact
-        else pl.DataFrame(
-            schema={
-                "shard": pl.Int32,
-                "row": pl.Int64,
-                "keeper_prior": pl.Boolean,
-                "keeper_doc_id": pl.Utf8,
-                "keeper_shard": pl.Int32,
-                "keeper_row": pl.Int64,
-            }
-        )
-    )
-    verdicts = cluster_verdicts(edges, exact, run.config)
-    run.stats["cross_snapshot"] = int(verdicts["cross_snapshot"].sum())
-    for (shard,), part in verdicts.partition_by("shard", as_dict=True).items():
-        _write(store, run.work.key("verdicts", shard), part.to_arrow())
-    _save_bitmap(store, run.work.bitmap_key("dropped"), run.row_offsets, verdicts["shard"].to_numpy(), verdicts["row"].to_numpy())
-    run.plan.say(f"[clusters] {edges.height} verified edges + {exact.height} exact copies -> {verdicts.height} duplicates")
-    return set(verdicts["shard"].unique().to_list())
+    near = near_verdicts(edges, run.config)
+    _write(store, run.work.key("near", 0), near.to_arrow())
+    inputs, groups = len(run.plan.inputs), run.partitions
+    follow = [FollowTask(p, run.work, groups, inputs) for p in exact_parts]
+    follow_results = run.stage.map("follow", run_follow_task, follow, collect=False)
+    routes = _routes(follow, follow_results)
+    for g in np.unique(shard_group(near["shard"].to_numpy(), groups, inputs)).tolist():
+        routes.setdefault(int(g), [])
+    gather = [
+        GatherTask(g, run.work, tuple(sources), (-(-g * inputs // groups), -(-(g + 1) * inputs // groups)))
+        for g, sources in sorted(routes.items())
+    ]
+    gathered = run.stage.map("gather", run_gather_task, gather, collect=False)
+    run.count(gathered, "cross_snapshot")
+    with_verdicts = {s for result in gathered for s in result.payload["shards"]}
+    dropped = (_read(store, run.work.key("dropped", t.index)) for t in gather)
+    _save_bitmap(store, run.work.bitmap_key("dropped"), run.row_offsets, dropped)
+    copies = sum(r.rows_out for r in follow_results)
+    duplicates = sum(r.rows_out for r in gathered)
+    run.plan.say(f"[clusters] {edges.height} verified edges + {copies} exact copies -> {duplicates} duplicates")
+    return with_verdicts
 
 
 def _phase_apply(run: _Run, with_verdicts: set[int]) -> None:
@@ -1024,7 +1082,7 @@ def _commit_index(
         rows: dict[str, int] = {}
         for result in results:
             add_counts(rows, result.payload["rows"])
-        stage.report.bytes_out = sum(s.bytes for r in results for s in r.shards)
+        stage.report.bytes_out = sum(s.bytes for s in stage.writer.shards)
         stage.commit(
             {
                 "rows": rows.get(names.INDEX_EXACT, 0) + rows.get(names.INDEX_BANDS, 0),

@@ -197,6 +197,8 @@ def test_every_phase_is_a_picklable_task_with_a_small_json_result(tmp_path):
         "run_bucket_task",
         "run_attach_task",
         "run_verify_task",
+        "run_follow_task",
+        "run_gather_task",
         "run_apply_task",
         "run_index_task",
     ]

@@ -24,7 +24,8 @@ Steps:
   member, every member paired with the group's first (highest-priority) member; exact copies
   are left out beforehand, as in the reference.
 * :func:`pair_jaccard` (per partition of pairs with both payloads attached): the verification.
-* :func:`cluster_verdicts` (once, over the verified edges and the exact verdicts): keepers.
+* :func:`near_verdicts` (once, over the verified edges): keepers of near duplicates.
+* :func:`exact_copy_verdicts` (per partition of exact verdicts): each copy follows its keeper.
 """
 
 from __future__ import annotations
@@ -58,9 +59,10 @@ __all__ = [
     "anchor_pairs",
     "band_buckets",
     "band_keys",
-    "cluster_verdicts",
     "doc_buckets",
+    "exact_copy_verdicts",
     "exact_duplicates",
+    "near_verdicts",
     "pair_jaccard",
     "partition_of",
     "partition_range",
@@ -319,12 +321,11 @@ def _edge_ends(edges: pl.DataFrame, side: str) -> pl.DataFrame:
     )
 
 
-def cluster_verdicts(edges: pl.DataFrame, exact: pl.DataFrame, config: DedupConfig) -> pl.DataFrame:
-    """The verdict of every duplicate: ``shard``, ``row``, ``duplicate_of``, ``drop_reason``,
+def near_verdicts(edges: pl.DataFrame, config: DedupConfig) -> pl.DataFrame:
+    """The verdict of every near duplicate: ``shard``, ``row``, ``duplicate_of``, ``drop_reason``,
     ``cross_snapshot``. ``edges``: verified pairs (``u_kind``, ``u_doc_id``, ``u_snapshot``,
-    ``u_shard``, ``u_row``, ``v_doc_id``, ``v_snapshot``, ``v_shard``, ``v_row``); ``exact``:
-    :func:`exact_duplicates` of every partition. A connected component's keeper is its first
-    node in priority order; exact copies follow their keeper's own verdict."""
+    ``u_shard``, ``u_row``, ``v_doc_id``, ``v_snapshot``, ``v_shard``, ``v_row``). A connected
+    component's keeper is its first node in priority order."""
     key = ["kind", "doc_id", "snapshot", "shard", "row"]
     u, v = _edge_ends(edges, "u"), _edge_ends(edges, "v")
     nodes = (
@@ -338,7 +339,7 @@ def cluster_verdicts(edges: pl.DataFrame, exact: pl.DataFrame, config: DedupConf
     u_id, v_id = (e.join(nodes, on=key, how="left", maintain_order="left")["node"].to_numpy().astype(np.int64) for e in (u, v))
     label = lsh.connected_components(nodes.height, u_id, v_id)
     keeper = nodes[label]
-    near = (
+    return (
         nodes.with_columns(keeper_kind=keeper["kind"], keeper_doc_id=keeper["doc_id"])
         .filter(pl.Series(label != np.arange(nodes.height)) & (pl.col("kind") == 1))
         .select(
@@ -348,13 +349,20 @@ def cluster_verdicts(edges: pl.DataFrame, exact: pl.DataFrame, config: DedupConf
             drop_reason=pl.lit(DROP_MINHASH),
             cross_snapshot=pl.col("keeper_kind") == 0,
         )
+        .sort("shard", "row")
     )
+
+
+def exact_copy_verdicts(exact: pl.DataFrame, near: pl.DataFrame) -> pl.DataFrame:
+    """The verdicts of exact copies (``exact``: :func:`exact_duplicates` of any set of
+    partitions), in :func:`near_verdicts`' columns: a copy follows its keeper's own verdict, so a
+    copy of a near duplicate names that duplicate's keeper. ``near``: every near verdict, or any
+    superset of those whose row keeps one of these copies."""
     follow = near.select(keeper_shard="shard", keeper_row="row", via="duplicate_of", via_cross="cross_snapshot")
-    copies = exact.join(follow, on=["keeper_shard", "keeper_row"], how="left").select(
+    return exact.join(follow, on=["keeper_shard", "keeper_row"], how="left").select(
         "shard",
         "row",
         duplicate_of=pl.coalesce("via", "keeper_doc_id"),
         drop_reason=pl.lit(DROP_EXACT),
         cross_snapshot=pl.col("keeper_prior") | pl.col("via_cross").fill_null(False),
     )
-    return pl.concat([near, copies]).sort("shard", "row")
