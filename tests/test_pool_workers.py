@@ -52,3 +52,21 @@ def test_an_isolated_task_never_runs_in_the_driver_process():
         assert list(pool.map(pid_of_worker, [0])) == [os.getpid()]
         (pid,) = pool.map_isolated(pid_of_worker, [0])
         assert pid != os.getpid()
+
+
+def test_the_pool_runs_a_window_of_tasks_ahead_of_the_consumer(tmp_path):
+    """Tasks are handed to the pool a bounded window ahead of the result being read, so a map over
+    a whole crawl's shards never holds every result (nor every pending task) in the driver; the
+    results still come back complete and in task order."""
+    from pool_tasks import mark_started
+
+    from dataplatform.execution.shard_executor import IN_FLIGHT_PER_WORKER, ProcessPoolShardExecutor
+
+    tasks = [(str(tmp_path), i) for i in range(10 * IN_FLIGHT_PER_WORKER * 2)]
+    results = ProcessPoolShardExecutor(2).map(mark_started, tasks)
+    assert next(results) == 0
+    time.sleep(2)  # a pool given every task up front would run far past the window meanwhile
+    started = len(list(tmp_path.glob("*.started")))
+    assert started <= IN_FLIGHT_PER_WORKER * 2 + 1
+    assert list(results) == list(range(1, len(tasks)))
+    assert len(list(tmp_path.glob("*.started"))) == len(tasks)

@@ -3,9 +3,9 @@
 Exact (normalised-text hash) and MinHash-LSH dedup within the snapshot and against every earlier
 snapshot through the ``dedup_signature_index`` dataset, with the algorithm and keeper rule of the
 in-memory reference :func:`dataplatform.core.dedup.deduplicate` (tests prove both agree). No
-process holds more than one input shard or one bucket partition; every step but the clustering
-of the (small) verified edge list is a task mapped over the shard engine (process pool, Ray) by
-the common stage runner (:class:`~dataplatform.stages.runner.StageRun`):
+process holds more than one input shard or one bucket partition; every step but the connected
+components of the (small) verified edge list is a task mapped over the shard engine (process
+pool, Ray) by the common stage runner (:class:`~dataplatform.stages.runner.StageRun`):
 
 ==============  ====================  =====================================================
 phase           one task per          writes (under ``<deduplicated version>/_work/``)
@@ -20,8 +20,11 @@ phase           one task per          writes (under ``<deduplicated version>/_wo
 4 attach        payload partition     pairs + the first document's payload (an earlier
                                       snapshot's from its index), routed by the second's
 5 verify        payload partition     verified edges (phases 4-5 only if ``verify != "none"``)
-6 clusters      - (the driver)        connected components of the edges: each shard's
-                                      verdicts, bitmap of dropped rows
+6 clusters      - (the driver)        connected components of the edges: near verdicts
+  follow        exact partition       each exact copy takes its keeper's verdict, split by
+                                      group of input shards
+  gather        group of input shards each shard's verdicts (the driver then writes the
+                                      bitmap of dropped rows, one group file at a time)
 7 apply         input shard           ``data`` / ``rewrite_pool`` / ``dropped`` shards
                                       (``part-NNNNN`` = input shard NNNNN)
 8 index         bucket partition      this snapshot's index part: kept documents' rows
@@ -34,7 +37,9 @@ records each finished task in the version it writes, so a killed run resumes ins
 recorded tasks are skipped, their results read back. The driver steps (the bitmaps, the plan,
 phase 6) are deterministic functions of recorded results and work files and write the same
 bytes again when a resumed run redoes them. The work files live under the in-progress version
-(``run.work_key``), where a resumed run finds them; they are never named by a manifest.
+(``run.work_key``), where a resumed run finds them; they are never named by a manifest. Besides
+the edges, the driver holds the bitmaps (one bit per input row) and one file at a time: exact
+copies, which can be most of a crawl, never reach it.
 
 **Two partitions, one truth.** ``deduplicated`` is committed first (its own fingerprint: the
 scored version and the committed index version of every earlier snapshot compared against, the
