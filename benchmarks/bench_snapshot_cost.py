@@ -66,7 +66,9 @@ def crawl_files(copies: int) -> list[Path]:
     for copy in range(copies):
         for i, f in enumerate(files):
             link = folder / f"c{copy}-{i:02d}-{Path(f).name}"
-            if not link.exists():
+            if link.is_symlink() and link.resolve() != Path(f).resolve():
+                link.unlink()  # left by a checkout elsewhere (a removed worktree)
+            if not link.is_symlink():
                 link.symlink_to(Path(f).resolve())
             out.append(link)
     return out
