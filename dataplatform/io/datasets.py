@@ -29,6 +29,7 @@ This works identically on a local disk and on S3, which has no rename.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import datetime as dt
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 MANIFEST_NAME = "_manifest.json"
 MANIFEST_FORMAT = "dataplatform.partition/v2"
 SHARD_INDEX_NAME = "_shards.parquet"
+SHARD_CACHE_ENTRIES = 4  # shard lists of committed versions a DatasetStore keeps (see DatasetStore.shards)
 ATTEMPT_NAME = "_attempt.json"
 PROGRESS_DIR = "_progress"
 WORK_DIR = "_work"
@@ -112,7 +114,7 @@ class RetentionPolicy:
             raise ValueError(f"RetentionPolicy.keep_superseded must be >= 0, got {self.keep_superseded}")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class ShardInfo:
     table: str
     key: str  # relative to the partition folder
@@ -378,7 +380,12 @@ class PartitionWriter:
         return dict(sorted(tables.items()))
 
     def _check_complete(self) -> None:
-        present = set(self.store.object_store.list_keys(self.version_prefix))
+        # Lists only the folders the manifest names: a version also holds a completion record per
+        # task and (dedup) work files, several times the shards on a crawl.
+        folders = sorted(
+            {k.rsplit("/", 1)[0] for k in (*(s.key for s in self.shards), *(f["path"] for f in self.files.values()))}
+        )
+        present = {key for folder in folders for key in self.store.object_store.list_keys(f"{self.prefix}/{folder}")}
         missing = [s.key for s in self.shards if f"{self.prefix}/{s.key}" not in present]
         missing += [f["path"] for f in self.files.values() if f"{self.prefix}/{f['path']}" not in present]
         if missing:
@@ -476,7 +483,8 @@ class DatasetStore:
         self.location = location
         self.object_store = open_store(location)
         self.retention = retention or RetentionPolicy()
-        self._shard_cache: dict[tuple[str, str, str], list[ShardInfo]] = {}
+        # (asset, partition, version) -> its shards; most recently read last, SHARD_CACHE_ENTRIES kept.
+        self._shard_cache: collections.OrderedDict[tuple[str, str, str], list[ShardInfo]] = collections.OrderedDict()
 
     @classmethod
     def local(cls, root: str | Path, retention: RetentionPolicy | None = None) -> DatasetStore:
@@ -609,8 +617,15 @@ class DatasetStore:
             raw = self.object_store.get_bytes(f"{asset}/{partition}/{manifest['shard_index']}")
             if raw is None:
                 raise PartitionNotFound(f"{asset}/{partition}: shard index of version {manifest['version']} is missing")
-            index = pq.read_table(io.BytesIO(raw)).to_pylist()
-            self._shard_cache[cache_key] = [ShardInfo(r["table"], r["path"], r["rows"], r["bytes"], r["sha256"]) for r in index]
+            index = pq.read_table(io.BytesIO(raw))
+            self._shard_cache[cache_key] = [
+                ShardInfo(*row) for row in zip(*(index[c].to_pylist() for c in ("table", "path", "rows", "bytes", "sha256")))
+            ]
+            # Bounded: a process that runs stage after stage (`dataplatform process`, a Dagster run)
+            # otherwise keeps every shard list it ever read, ~0.4 KB per shard.
+            while len(self._shard_cache) > SHARD_CACHE_ENTRIES:
+                self._shard_cache.popitem(last=False)
+        self._shard_cache.move_to_end(cache_key)
         return [s for s in self._shard_cache[cache_key] if s.table == table]
 
     def shard_keys(self, asset: str, partition: str, table: str = DEFAULT_TABLE) -> list[str]:
