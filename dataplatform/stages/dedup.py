@@ -790,6 +790,9 @@ class _Run:
         return tuple(p.overlapping(lo, hi) for p in self.plan.prior[table])
 
 
+# The bucket-partition phases map with ``isolated=True``: a partition task holds up to
+# `partition_rows` rows (~800 MB), so even a run with one partition runs it in a worker, never in
+# the step's driver (a process pool otherwise runs a lone task inline).
 def _routes(tasks: Sequence[ShardTask], results: Sequence[TaskResult], key: str = "routes") -> dict[int, list[int]]:
     """Destination partition -> the source tasks (in task order) that routed rows to it."""
     routes: dict[int, list[int]] = {}
@@ -823,7 +826,11 @@ def _phase_exact(run: _Run) -> tuple[list[int], str]:
         ExactTask(p, run.work, tuple(shards), run.prior_for("exact", p), run.config)
         for p, shards in sorted(run.wrote["exact"].items())
     ]
-    run.count(run.stage.map("exact", run_exact_task, tasks, collect=False), "prior_files_read", "prior_rows_matched")
+    run.count(
+        run.stage.map("exact", run_exact_task, tasks, collect=False, isolated=True),
+        "prior_files_read",
+        "prior_rows_matched",
+    )
     parts = [t.index for t in tasks]
     store = run.store.object_store
     excluded = run.work.bitmap_key("exact_copies")
@@ -838,7 +845,7 @@ def _phase_buckets(run: _Run, excluded: str | None) -> dict[int, list[int]]:
         BucketTask(p, run.work, tuple(shards), run.prior_for("bands", p), excluded, run.partitions, run.config)
         for p, shards in sorted(run.wrote["bands"].items())
     ]
-    results = run.stage.map("buckets", run_bucket_task, tasks, collect=False)
+    results = run.stage.map("buckets", run_bucket_task, tasks, collect=False, isolated=True)
     run.count(results, "prior_files_read", "prior_rows_matched")
     return _routes(tasks, results)
 
@@ -850,11 +857,11 @@ def _phase_verify(run: _Run, routes: dict[int, list[int]]) -> list[str]:
         AttachTask(p, run.work, tuple(src), tuple(payload.get(p, ())), run.prior_for("signatures", p), run.partitions, run.config)
         for p, src in sorted(routes.items())
     ]
-    results = run.stage.map("attach", run_attach_task, attach, collect=False)
+    results = run.stage.map("attach", run_attach_task, attach, collect=False, isolated=True)
     run.count(results, "candidate_pairs", "prior_files_read", "prior_rows_matched")
     second = _routes(attach, results)
     verify = [VerifyTask(p, run.work, tuple(src), tuple(payload.get(p, ())), run.config) for p, src in sorted(second.items())]
-    run.count(run.stage.map("verify", run_verify_task, verify, collect=False), "verified_pairs")
+    run.count(run.stage.map("verify", run_verify_task, verify, collect=False, isolated=True), "verified_pairs")
     return [run.work.key("edges", t.index) for t in verify]
 
 
@@ -942,7 +949,7 @@ def _phase_clusters(run: _Run, exact_parts: list[int], edge_keys: list[str], pai
     _write(store, run.work.key("near", 0), near.to_arrow())
     inputs, groups = len(run.plan.inputs), run.partitions
     follow = [FollowTask(p, run.work, groups, inputs) for p in exact_parts]
-    follow_results = run.stage.map("follow", run_follow_task, follow, collect=False)
+    follow_results = run.stage.map("follow", run_follow_task, follow, collect=False, isolated=True)
     routes = _routes(follow, follow_results)
     for g in np.unique(shard_group(near["shard"].to_numpy(), groups, inputs)).tolist():
         routes.setdefault(int(g), [])
@@ -950,7 +957,7 @@ def _phase_clusters(run: _Run, exact_parts: list[int], edge_keys: list[str], pai
         GatherTask(g, run.work, tuple(sources), (-(-g * inputs // groups), -(-(g + 1) * inputs // groups)))
         for g, sources in sorted(routes.items())
     ]
-    gathered = run.stage.map("gather", run_gather_task, gather, collect=False)
+    gathered = run.stage.map("gather", run_gather_task, gather, collect=False, isolated=True)
     run.count(gathered, "cross_snapshot")
     with_verdicts = {s for result in gathered for s in result.payload["shards"]}
     dropped = (_read(store, run.work.key("dropped", t.index)) for t in gather)
@@ -1083,7 +1090,7 @@ def _commit_index(
         if stage.up_to_date:
             return plan.store.require_manifest(SIGNATURE_INDEX_ASSET, plan.snapshot)["metadata"]
         partitions, wrote = layout
-        results = stage.map("index", run_index_task, _index_tasks(plan, stage, work, wrote))
+        results = stage.map("index", run_index_task, _index_tasks(plan, stage, work, wrote), isolated=True)
         rows: dict[str, int] = {}
         for result in results:
             add_counts(rows, result.payload["rows"])
