@@ -303,7 +303,7 @@ def materialize_training_mix(
             range_rows=options.range_rows,
         )
         plan = MixPlan(selections, {}, budget.requested, options.total_tokens, budget.total, options.seed, budget.missing)
-        manifest = _write_mix_manifest(run, plan, options, tokenizer_path, [r.payload["sha256"] for r in written])
+        manifest = _write_mix_manifest(run, plan, options, tokenizer_path, [r.shards[0].sha256 for r in written])
         overlaps: dict[str, int] = {}
         for result in written:
             for benchmark, n in result.payload["overlaps"].items():

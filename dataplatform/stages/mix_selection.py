@@ -292,14 +292,7 @@ def run_write_task(task: WriteTask) -> TaskResult:
         shards=[sink.info],
         rows_in=rows.height,
         rows_out=rows.height,
-        # The shard's key and hash again: the runner keeps a collected result's counts, not its shards.
-        payload={
-            "source": task.source,
-            "tokens": int(mix["n_tokens"].sum() or 0),
-            "overlaps": overlaps,
-            "shard_key": sink.info.key,
-            "sha256": sink.info.sha256,
-        },
+        payload={"source": task.source, "tokens": int(mix["n_tokens"].sum() or 0), "overlaps": overlaps},
     )
 
 
@@ -385,5 +378,5 @@ def _selection(
         tokens=sum(res.payload["tokens"] for res in mine),
         available_docs=ranges.total_docs,
         available_tokens=ranges.total_tokens,
-        doc_ids_sha256=doc_ids_sha256(run.store, [f"{run.prefix}/{res.payload['shard_key']}" for res in mine]),
+        doc_ids_sha256=doc_ids_sha256(run.store, [f"{run.prefix}/{res.shards[0].key}" for res in mine]),
     )

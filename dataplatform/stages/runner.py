@@ -332,9 +332,8 @@ class StageRun:
         never run in the driver's process (see :meth:`ShardExecutor.map_isolated`).
 
         Each result is handled as it arrives, in task order, so the driver holds what the
-        returned results keep, not every task's full report: with ``collect`` their shards go to
-        the partition's writer and their tallies and examples into the report, and all three are
-        dropped from the returned results; ``fold`` may slim each result further
+        returned results keep, not every task's full report: with ``collect`` their tallies and
+        examples are folded into the report and dropped; ``fold`` may slim each result further
         (e.g. merge a histogram into the caller's own and drop it from the payload).
         """
         if self.executor is None:
@@ -364,7 +363,7 @@ class StageRun:
                 for shard in result.shards:
                     self.writer.add(shard)
                 self.report.add(result, output_table)
-                result = dataclasses.replace(result, shards=[], tallies={}, examples={})
+                result = dataclasses.replace(result, tallies={}, examples={})
             ordered.append(fold(result) if fold else result)
         return ordered
 
