@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import collections
 import importlib.util
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from dataplatform.execution.shard_executor import ShardExecutor, ShardTaskError
+
+_NO_TASK = object()
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -119,25 +122,26 @@ class RayShardExecutor(ShardExecutor):
         return max(2, 2 * cpus)
 
     # ----------------------------------------------------------------------------------- map
-    def map(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[R]:
-        tasks = list(tasks)
-        if not tasks:
+    def map(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
+        tasks = iter(tasks)
+        first = next(tasks, _NO_TASK)
+        if first is _NO_TASK:
             return
+        tasks = itertools.chain([first], tasks)
         ray = self._ensure_ray()
         remote = ray.remote(_apply)
         fn_ref = ray.put(fn)
         if self.task_options:
             remote = remote.options(**self.task_options)
         pending: collections.deque = collections.deque()
-        next_index = 0
 
         def fill() -> None:
-            nonlocal next_index
             window = self._window(ray)
-            while next_index < len(tasks) and len(pending) < window:
-                task = tasks[next_index]
+            while len(pending) < window:
+                task = next(tasks, _NO_TASK)
+                if task is _NO_TASK:
+                    return
                 pending.append((task, remote.remote(fn_ref, task)))
-                next_index += 1
 
         try:
             fill()

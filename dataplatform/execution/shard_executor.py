@@ -11,13 +11,14 @@ import abc
 import collections
 import concurrent.futures as cf
 import ctypes
+import itertools
 import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -29,10 +30,13 @@ class ShardTaskError(RuntimeError):
 
 
 class ShardExecutor(abc.ABC):
-    @abc.abstractmethod
-    def map(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[R]: ...
+    """``tasks`` may be any iterable, a generator included: engines take tasks from it as they
+    submit them, so a driver need not hold one object per task of a 90k-file snapshot."""
 
-    def map_isolated(self, fn: Callable[[T], R], tasks: Sequence[T]) -> Iterator[R]:
+    @abc.abstractmethod
+    def map(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]: ...
+
+    def map_isolated(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         """:meth:`map`, but never in the calling process when the engine has others: for a task
         whose peak memory must not stay with the step's driver (a model's training)."""
         return self.map(fn, tasks)
@@ -98,28 +102,33 @@ class ProcessPoolShardExecutor(ShardExecutor):
         self.start_method = start_method
 
     def map(self, fn, tasks):
-        tasks = list(tasks)
-        if len(tasks) <= 1 or self.max_workers == 1:  # a pool costs ~1-2 s of start-up: not for one task
-            return InlineExecutor().map(fn, tasks)
-        return self._pool_map(fn, tasks)
+        tasks = iter(tasks)
+        head = list(itertools.islice(tasks, 2))
+        if len(head) <= 1 or self.max_workers == 1:  # a pool costs ~1-2 s of start-up: not for one task
+            return InlineExecutor().map(fn, itertools.chain(head, tasks))
+        return self._pool_map(fn, itertools.chain(head, tasks))
 
     def map_isolated(self, fn, tasks):
-        return self._pool_map(fn, list(tasks))
+        return self._pool_map(fn, tasks)
 
     def _pool_map(self, fn, tasks):
-        """Tasks are submitted a window ahead of the one being yielded, never all at once: a
-        future keeps its result until it is dropped, so submitting 13k tasks up front held every
-        result (shard lists, tallies, examples) in the driver until the map ended."""
-        if not tasks:
+        """Tasks are taken from ``tasks`` and submitted a window ahead of the one being yielded,
+        never all at once: a future keeps its result until it is dropped, so submitting 13k tasks
+        up front held every result (shard lists, tallies, examples) in the driver until the map
+        ended."""
+        tasks = iter(tasks)
+        # No more workers than tasks: the first ``max_workers`` tasks tell how many there are.
+        head = list(itertools.islice(tasks, self.max_workers))
+        if not head:
             return
         ctx = multiprocessing.get_context(self.start_method)
         window = IN_FLIGHT_PER_WORKER * self.max_workers
         pending: collections.deque = collections.deque()
         with cf.ProcessPoolExecutor(
-            max_workers=min(self.max_workers, len(tasks)), mp_context=ctx, initializer=_die_with_parent, initargs=(os.getpid(),)
+            max_workers=len(head), mp_context=ctx, initializer=_die_with_parent, initargs=(os.getpid(),)
         ) as pool:
             try:
-                for task in tasks:
+                for task in itertools.chain(head, tasks):
                     pending.append((task, pool.submit(fn, task)))
                     if len(pending) >= window:
                         yield _result(*pending.popleft())

@@ -434,7 +434,7 @@ def materialize_color_scores(
                       run.prefix, run.shard_key(t.index), run.shard_key(t.index, names.DROPPED))
             for t, (table, _), off in zip(cond_tasks, inputs, offsets)
         ]  # fmt: skip
-        run.map("split", run_split_task, split_tasks)
+        run.map_into_report("split", run_split_task, split_tasks)
         run.report.bytes_in = sum(store.table_bytes(options.source_asset, snapshot, t) for t in options.source_tables)
         tokens = sum(r.counters.get("tokens_scored", 0) for r in prior_results + cond_results)
         return run.commit(

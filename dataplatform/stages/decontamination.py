@@ -25,7 +25,16 @@ from dataplatform.core.schemas import DECONTAMINATED, conform
 from dataplatform.execution.shard_executor import ShardExecutor
 from dataplatform.io.datasets import DatasetStore, ShardSink, iter_shard_batches
 from dataplatform.io.object_store import StoreLocation
-from dataplatform.stages.runner import ProgressSink, ShardTask, StageReport, StageRun, TaskResult, add_counts, upstream_versions
+from dataplatform.stages.runner import (
+    ProgressSink,
+    ShardTask,
+    StageReport,
+    StageRun,
+    TaskList,
+    TaskResult,
+    add_counts,
+    upstream_versions,
+)
 
 DecontaminationMode = Literal["drop", "cut"]
 _SHARD_INDEX = re.compile(r"part-(\d+)\.parquet$")
@@ -164,20 +173,20 @@ def decontaminate_partition(
         for table in outputs:
             run.declare(table, DECONTAMINATED)
         groups = shards_by_index(store, source_asset, snapshot, (names.DATA, names.REWRITE_POOL))
-        tasks = [
-            DecontaminateTask(
-                i,
+        tasks = TaskList(
+            list(groups.items()),
+            lambda _, group: DecontaminateTask(
+                group[0],
                 store.location,
-                tuple(inputs),
+                tuple(group[1]),
                 index,
                 mode,
                 store.location,
                 run.prefix,
-                tuple((t, run.shard_key(i, t)) for t in outputs),
-            )
-            for i, inputs in groups.items()
-        ]
-        run.map("decontaminate", run_decontaminate_task, tasks)
+                tuple((t, run.shard_key(group[0], t)) for t in outputs),
+            ),
+        )
+        run.map_into_report("decontaminate", run_decontaminate_task, tasks)
         run.report.bytes_in = store.table_bytes(source_asset, snapshot)
         benchmarks = load_benchmark_index(store)
         return run.commit({"mode": mode, "ngram_n": benchmarks.n, "benchmarks": list(benchmarks.benchmarks)})

@@ -119,6 +119,7 @@ from dataplatform.stages.runner import (
     ShardTask,
     StageReport,
     StageRun,
+    TaskList,
     TaskResult,
     add_counts,
     upstream_versions,
@@ -803,10 +804,12 @@ def _routes(tasks: Sequence[ShardTask], results: Sequence[TaskResult], key: str 
 
 
 def _phase_signatures(run: _Run) -> None:
-    tasks = [
-        SignatureTask(i, run.store.location, key, run.work, run.partitions, run.config, run.plan.options.batch_rows)
-        for i, key in enumerate(run.plan.inputs)
-    ]
+    tasks = TaskList(
+        run.plan.inputs,
+        lambda i, key: SignatureTask(
+            i, run.store.location, key, run.work, run.partitions, run.config, run.plan.options.batch_rows
+        ),
+    )
     results = run.stage.map("signatures", run_signature_task, tasks, collect=False)
     run.count(results, "considered")
     run.wrote = {kind: {} for kind in ("exact", "bands", "payload")}
@@ -970,8 +973,9 @@ def _phase_clusters(run: _Run, exact_parts: list[int], edge_keys: list[str], pai
 
 def _phase_apply(run: _Run, with_verdicts: set[int]) -> None:
     stage, out = run.stage, run.store.location
-    tasks = [
-        ApplyTask(
+    tasks = TaskList(
+        run.plan.inputs,
+        lambda i, key: ApplyTask(
             i,
             out,
             key,
@@ -983,10 +987,9 @@ def _phase_apply(run: _Run, with_verdicts: set[int]) -> None:
             stage.shard_key(i, REWRITE_POOL_TABLE),
             stage.shard_key(i, DROPPED_TABLE),
             run.plan.options.batch_rows,
-        )
-        for i, key in enumerate(run.plan.inputs)
-    ]
-    stage.map("apply", run_apply_task, tasks)
+        ),
+    )
+    stage.map_into_report("apply", run_apply_task, tasks)
 
 
 def _run_phases(run: _Run) -> dict[str, float]:

@@ -27,6 +27,7 @@ from dataplatform.stages.runner import (
     ShardTask,
     StageReport,
     StageRun,
+    TaskList,
     TaskResult,
     add_counts,
     upstream_versions,
@@ -128,12 +129,12 @@ def materialize_filtered(
             return run.report
         run.declare(names.DATA, FILTERED)
         run.declare(names.DROPPED, FILTERED)
-        tasks = [
-            FilterTask(
+        tasks = TaskList(
+            store.shard_keys(names.DOCUMENTS, snapshot),
+            lambda i, key: FilterTask(
                 i, store.location, key, store.location, run.prefix, run.shard_key(i), run.shard_key(i, names.DROPPED), options
-            )
-            for i, key in enumerate(store.shard_keys(names.DOCUMENTS, snapshot))
-        ]
-        run.map("filter", run_filter_task, tasks)
+            ),
+        )
+        run.map_into_report("filter", run_filter_task, tasks)
         run.report.bytes_in = store.table_bytes(names.DOCUMENTS, snapshot)
         return run.commit()

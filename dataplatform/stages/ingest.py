@@ -24,7 +24,7 @@ from dataplatform.execution.shard_executor import ShardExecutor
 from dataplatform.io.crawl_sources import CrawlSource, WarcFile
 from dataplatform.io.datasets import DatasetStore, ShardInfo, ShardSink, iter_shard_batches
 from dataplatform.io.object_store import StoreLocation
-from dataplatform.stages.runner import ProgressSink, ShardTask, StageReport, StageRun, TaskResult, upstream_versions
+from dataplatform.stages.runner import ProgressSink, ShardTask, StageReport, StageRun, TaskList, TaskResult, upstream_versions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,7 +151,7 @@ def materialize_raw_pages(
             )
             for i, f in enumerate(files)
         ]
-        run.map("read", run_raw_pages_task, tasks)
+        run.map_into_report("read", run_raw_pages_task, tasks)
         return run.commit({"warc_files": len(files)})
 
 
@@ -213,8 +213,9 @@ def materialize_documents(
         if run.up_to_date:
             return run.report
         run.declare(names.DATA, DOCUMENTS)
-        tasks = [
-            DocumentsTask(
+        tasks = TaskList(
+            store.shard_keys(names.RAW_PAGES, snapshot),
+            lambda i, key: DocumentsTask(
                 i,
                 RawPagesShard(store.location, key),
                 store.location,
@@ -222,10 +223,9 @@ def materialize_documents(
                 run.shard_key(i),
                 language_model_path,
                 extraction,
-            )
-            for i, key in enumerate(store.shard_keys(names.RAW_PAGES, snapshot))
-        ]
-        run.map("extract", run_documents_task, tasks)
+            ),
+        )
+        run.map_into_report("extract", run_documents_task, tasks)
         run.report.bytes_in = store.table_bytes(names.RAW_PAGES, snapshot)
         _languages_by_count(run.report)
         return run.commit()
@@ -251,8 +251,9 @@ def materialize_documents_from_warcs(
             return run.report
         run.declare(names.DATA, DOCUMENTS)
         run.declare(names.QUARANTINE, QUARANTINE)
-        tasks = [
-            DocumentsTask(
+        tasks = TaskList(
+            warc_keys,
+            lambda i, key: DocumentsTask(
                 i,
                 WarcSource(crawl.location, key, snapshot, options, run.shard_key(i, names.QUARANTINE)),
                 store.location,
@@ -260,9 +261,8 @@ def materialize_documents_from_warcs(
                 run.shard_key(i),
                 language_model_path,
                 extraction,
-            )
-            for i, key in enumerate(warc_keys)
-        ]
-        run.map("extract", run_documents_task, tasks)
+            ),
+        )
+        run.map_into_report("extract", run_documents_task, tasks)
         _languages_by_count(run.report)
         return run.commit({"warc_files": len(warc_keys)})

@@ -133,7 +133,7 @@ def materialize_eval_splits(
         for name in names.SPLITS:
             run.declare(name, SPLIT_SCHEMA)
         keys = [key for s in snapshots for key in store.shard_keys(names.DECONTAMINATED, s)]
-        run.map(
+        run.map_into_report(
             "split",
             run_split_task,
             [

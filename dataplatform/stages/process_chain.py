@@ -30,7 +30,7 @@ from dataplatform.stages.decontamination import decontaminate_partition, materia
 from dataplatform.stages.dedup import materialize_deduplicated
 from dataplatform.stages.filtering import materialize_filtered
 from dataplatform.stages.ingest import materialize_documents_from_warcs
-from dataplatform.stages.runner import ProgressSink, ShardTask, StageReport, StageRun, TaskResult, upstream_versions
+from dataplatform.stages.runner import ProgressSink, ShardTask, StageReport, StageRun, TaskList, TaskResult, upstream_versions
 from dataplatform.stages.scoring import (
     ClassifierTrainingOptions,
     commit_classifier,
@@ -223,13 +223,15 @@ def assemble_processed(
         if run.up_to_date:
             return run.report
         run.declare(names.DATA, PROCESSED)
-        run.map(
+        run.map_into_report(
             "assemble",
             run_assemble_task,
-            [
-                AssembleTask(i, store.location, tuple(inputs), store.location, run.prefix, run.shard_key(i))
-                for i, inputs in groups.items()
-            ],
+            TaskList(
+                list(groups.items()),
+                lambda _, group: AssembleTask(
+                    group[0], store.location, tuple(group[1]), store.location, run.prefix, run.shard_key(group[0])
+                ),
+            ),
         )
         run.report.rows_in = run.report.rows_out + run.report.dropped
         return run.commit({"rows": run.report.rows_in, "kept": run.report.rows_out})

@@ -41,7 +41,7 @@ from dataplatform.core.schemas import SCORED, conform
 from dataplatform.execution.shard_executor import ShardExecutor
 from dataplatform.io.datasets import DatasetStore, ShardSink, StoredFile, iter_shard_batches, store_file
 from dataplatform.io.object_store import StoreLocation
-from dataplatform.stages.runner import ProgressSink, ShardTask, StageReport, StageRun, TaskResult, upstream_versions
+from dataplatform.stages.runner import ProgressSink, ShardTask, StageReport, StageRun, TaskList, TaskResult, upstream_versions
 
 BELOW_THRESHOLD = "quality:below_threshold"
 MIN_NEGATIVES = 10
@@ -127,10 +127,12 @@ def sample_negatives(run: StageRun, snapshots: Sequence[str], max_rows: int, see
     keys = [k for s in snapshots for k in store.shard_keys(names.FILTERED, s)]
     total = sum(store.require_manifest(names.FILTERED, s)["tables"].get(names.DATA, {}).get("rows", 0) for s in snapshots)
     below = 2**64 if total <= max_rows else min(2**64, int(2**64 * min(1.0, 2.0 * max_rows / total)))
-    tasks = [
-        NegativesTask(i, store.location, key, seed, below, store.location, run.work_key(f"negatives/part-{i:05d}.parquet"))
-        for i, key in enumerate(keys)
-    ]
+    tasks = TaskList(
+        keys,
+        lambda i, key: NegativesTask(
+            i, store.location, key, seed, below, store.location, run.work_key(f"negatives/part-{i:05d}.parquet")
+        ),
+    )
     results = run.map("sample", run_negatives_task, tasks, collect=False)
     sample_keys = [k for r in results for k in r.payload["sample_keys"]]
     cut = sample_cut(sample_keys, max_rows)
@@ -460,10 +462,10 @@ def materialize_scored(
         for table in (names.DATA, names.REWRITE_CANDIDATES, names.DROPPED):
             run.declare(table, SCORED)
         keys = store.shard_keys(source, snapshot)
-        score_tasks = [
-            ScoreTask(i, store.location, k, model, options.batch_rows, run.work_key(f"scores/part-{i:05d}.parquet"))
-            for i, k in enumerate(keys)
-        ]
+        score_tasks = TaskList(
+            keys,
+            lambda i, k: ScoreTask(i, store.location, k, model, options.batch_rows, run.work_key(f"scores/part-{i:05d}.parquet")),
+        )
         high_buckets: dict[int, int] = {}
 
         def fold(result: TaskResult) -> TaskResult:  # ~40 KB a shard: merged as it arrives, not kept
@@ -478,24 +480,24 @@ def materialize_scored(
         cuts = locate_cuts(run, score_results, score_tasks, (k_high, k_lo, k_hi), high_buckets)
         offsets = np.cumsum([0] + [r.rows_in for r in score_results])[:-1].tolist()
         tables = (names.DATA, names.REWRITE_CANDIDATES, names.DROPPED)
-        run.map(
+        run.map_into_report(
             "split",
             run_split_task,
-            [
-                SplitTask(
-                    t.index,
+            TaskList(
+                offsets,
+                lambda i, off: SplitTask(
+                    i,
                     store.location,
-                    t.filtered_key,
-                    t.scores_key,
+                    score_tasks[i].filtered_key,
+                    score_tasks[i].scores_key,
                     off,
                     (cuts[k_high], cuts[k_lo], cuts[k_hi]),
                     store.location,
                     run.prefix,
-                    tuple((tb, run.shard_key(t.index, tb)) for tb in tables),
+                    tuple((tb, run.shard_key(i, tb)) for tb in tables),
                     options.batch_rows,
-                )
-                for t, off in zip(score_tasks, offsets)
-            ],
+                ),
+            ),
         )
         run.report.bytes_in = store.table_bytes(source, snapshot)
         rewrite_cut = cuts[k_hi] if k_hi > max(k_lo, k_high) else None
