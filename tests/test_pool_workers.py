@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 DRIVER = r"""
 import os, sys, time
 from dataplatform.execution.shard_executor import ProcessPoolShardExecutor
@@ -70,3 +72,43 @@ def test_the_pool_runs_a_window_of_tasks_ahead_of_the_consumer(tmp_path):
     assert started <= IN_FLIGHT_PER_WORKER * 2 + 1
     assert list(results) == list(range(1, len(tasks)))
     assert len(list(tmp_path.glob("*.started"))) == len(tasks)
+
+
+def test_the_pool_takes_tasks_from_a_generator_as_it_submits_them(tmp_path):
+    """A stage hands the engine a generator of tasks (built one at a time from shard keys): the
+    pool draws from it only as far as its window, so the driver never holds a task object per
+    shard of the snapshot; every result still comes back, in order."""
+    from pool_tasks import mark_started
+
+    from dataplatform.execution.shard_executor import IN_FLIGHT_PER_WORKER, ProcessPoolShardExecutor
+
+    total = 10 * IN_FLIGHT_PER_WORKER * 2
+    drawn = []
+
+    def tasks():
+        for i in range(total):
+            drawn.append(i)
+            yield (str(tmp_path), i)
+
+    results = ProcessPoolShardExecutor(2).map(mark_started, tasks())
+    assert next(results) == 0
+    assert len(drawn) <= IN_FLIGHT_PER_WORKER * 2 + 1
+    assert list(results) == list(range(1, total))
+    assert len(drawn) == total
+
+
+def test_a_task_list_builds_each_task_from_its_input_when_asked():
+    from dataplatform.stages.runner import ShardTask, TaskList
+
+    built = []
+
+    def make(i, key):
+        built.append(key)
+        return ShardTask(i)
+
+    tasks = TaskList(["a", "b", "c"], make)
+    assert built == [] and len(tasks) == 3
+    assert [t.task_id for t in tasks] == ["part-00000", "part-00001", "part-00002"]
+    assert tasks[-1] == ShardTask(2) and built == ["a", "b", "c", "c"]
+    with pytest.raises(IndexError):
+        tasks[3]
