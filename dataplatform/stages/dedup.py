@@ -810,14 +810,18 @@ def _phase_signatures(run: _Run) -> None:
             i, run.store.location, key, run.work, run.partitions, run.config, run.plan.options.batch_rows
         ),
     )
-    results = run.stage.map("signatures", run_signature_task, tasks, collect=False)
-    run.count(results, "considered")
     run.wrote = {kind: {} for kind in ("exact", "bands", "payload")}
-    for task, result in zip(tasks, results):
+    positions = iter(range(len(tasks)))
+
+    def fold(result: TaskResult) -> int:  # merged as it arrives: no result per shard is kept
+        index = next(positions)  # results come in task order
+        run.count([result], "considered")
         for kind, parts in result.payload["written"].items():
             for p in parts:
-                run.wrote[kind].setdefault(int(p), []).append(task.index)
-    rows = np.array([r.rows_in for r in results], dtype=np.int64)
+                run.wrote[kind].setdefault(int(p), []).append(index)
+        return result.rows_in
+
+    rows = np.array(run.stage.map("signatures", run_signature_task, tasks, collect=False, fold=fold), dtype=np.int64)
     run.row_offsets = np.concatenate(([0], np.cumsum(rows))).astype(np.int64)
     save_plan(run.store.object_store, run.work, run.partitions, run.wrote)
 

@@ -344,8 +344,8 @@ class StageRun:
         collect: bool = True,
         output_table: str = names.DATA,
         isolated: bool = False,
-        fold: Callable[[TaskResult], TaskResult] | None = None,
-    ) -> list[TaskResult]:
+        fold: Callable[[TaskResult], Any] | None = None,
+    ) -> list[Any]:
         """Run ``fn`` over ``tasks`` (skipping those recorded as done); results in task order.
 
         With ``collect`` the results' shards join the partition and their counts the report;
@@ -355,7 +355,8 @@ class StageRun:
         Each result is handled as it arrives, in task order, so the driver holds what the
         returned results keep, not every task's full report: with ``collect`` their tallies and
         examples are folded into the report and dropped; ``fold`` may slim each result further
-        (e.g. merge a histogram into the caller's own and drop it from the payload). A phase
+        (e.g. merge a histogram into the caller's own and drop it from the payload) or return
+        only what the caller needs (its value is what the list holds). A phase
         whose caller needs nothing back uses :meth:`map_into_report`, which keeps no result.
         """
         return list(self._results(phase, fn, tasks, collect, output_table, isolated, fold))
@@ -378,8 +379,8 @@ class StageRun:
         collect: bool,
         output_table: str,
         isolated: bool,
-        fold: Callable[[TaskResult], TaskResult] | None,
-    ) -> Iterator[TaskResult]:
+        fold: Callable[[TaskResult], Any] | None,
+    ) -> Iterator[Any]:
         if self.executor is None:
             raise RuntimeError(f"StageRun({self.asset}) was opened without an executor")
         ids = [t.task_id for t in tasks]

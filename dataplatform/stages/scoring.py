@@ -18,7 +18,7 @@ import dataclasses
 import functools
 import io
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -133,11 +133,16 @@ def sample_negatives(run: StageRun, snapshots: Sequence[str], max_rows: int, see
             i, store.location, key, seed, below, store.location, run.work_key(f"negatives/part-{i:05d}.parquet")
         ),
     )
-    results = run.map("sample", run_negatives_task, tasks, collect=False)
-    sample_keys = [k for r in results for k in r.payload["sample_keys"]]
+    sample_keys: list[int] = []
+
+    def fold(result: TaskResult) -> str:  # the driver keeps the keys and file names, not the results
+        sample_keys.extend(result.payload["sample_keys"])
+        return result.payload["key"]
+
+    files = run.map("sample", run_negatives_task, tasks, collect=False, fold=fold)
     cut = sample_cut(sample_keys, max_rows)
     size = 0 if cut is None else sum(1 for k in sample_keys if k <= cut)
-    return [r.payload["key"] for r in results], cut, size
+    return files, cut, size
 
 
 @dataclasses.dataclass(frozen=True)
@@ -359,33 +364,42 @@ def _rank_count(fraction: float, n: int) -> int:
 
 def locate_cuts(
     run: StageRun,
-    score_results: list[TaskResult],
-    score_tasks: list[ScoreTask],
+    rows: Sequence[int],
+    score_tasks: Sequence[ScoreTask],
     ranks: Sequence[int],
     high_buckets: dict[int, int],
 ) -> dict[int, rs.Cut | None]:
     """The exact cut (score key and row) at each rank in ``ranks`` (counts of rows above the cut);
-    ``high_buckets``: the merged first-pass histogram of every shard's score keys."""
-    offsets = np.cumsum([0] + [r.rows_in for r in score_results])[:-1].tolist()
+    ``rows``: rows scored per task; ``high_buckets``: the merged first-pass histogram of every
+    shard's score keys. Each pass merges its tasks' answers as they arrive: the driver holds the
+    merged histogram and tied rows, not a result per shard."""
+    offsets = np.cumsum([0, *rows])[:-1].tolist()
     wanted = sorted({k for k in ranks if k > 0})
     cuts: dict[int, rs.Cut | None] = {k: None for k in ranks if k <= 0}
     if not wanted:
         return cuts
     first = [rs.locate(high_buckets, k - 1) for k in wanted]
 
-    def refine(phase: str, **kwargs) -> list[TaskResult]:
-        tasks = [RefineTask(t.index, t.source, t.scores_key, off, **kwargs) for t, off in zip(score_tasks, offsets)]
-        return run.map(phase, run_refine_task, tasks, collect=False)
+    def refine(phase: str, prefix: str, merge: Callable[[dict, Any], None], **kwargs) -> dict[int, Any]:
+        merged: dict[int, Any] = {}
 
-    buckets = tuple(sorted({loc.bucket for loc in first}))
-    inside = refine("cut-buckets", high_buckets=buckets)
-    exact = [
-        rs.locate(rs.merge_histograms(r.payload.get(f"bucket:{loc.bucket}", {}) for r in inside), loc.offset) for loc in first
-    ]
-    tied = refine("cut-ties", exact_keys=tuple(sorted({loc.bucket for loc in exact})))
+        def fold(result: TaskResult) -> None:
+            for name, value in result.payload.items():
+                merge(merged.setdefault(int(name.removeprefix(prefix)), {} if prefix == "bucket:" else []), value)
+
+        tasks = TaskList(offsets, lambda i, off: RefineTask(i, score_tasks[i].source, score_tasks[i].scores_key, off, **kwargs))
+        run.map(phase, run_refine_task, tasks, collect=False, fold=fold)
+        return merged
+
+    def add_counts(into: dict[int, int], part: Mapping[str, int]) -> None:
+        for value, count in part.items():
+            into[int(value)] = into.get(int(value), 0) + count
+
+    inside = refine("cut-buckets", "bucket:", add_counts, high_buckets=tuple(sorted({loc.bucket for loc in first})))
+    exact = [rs.locate(inside.get(loc.bucket, {}), loc.offset) for loc in first]
+    tied = refine("cut-ties", "key:", list.extend, exact_keys=tuple(sorted({loc.bucket for loc in exact})))
     for k, loc in zip(wanted, exact):
-        rows = [row for r in tied for row in r.payload.get(f"key:{loc.bucket}", [])]
-        cuts[k] = rs.cut_from_ties(loc.bucket, loc.offset, rows, k - 1)
+        cuts[k] = rs.cut_from_ties(loc.bucket, loc.offset, tied.get(loc.bucket, []), k - 1)
     return cuts
 
 
@@ -434,14 +448,30 @@ def run_split_task(task: SplitTask) -> TaskResult:
     return result
 
 
-def _score_summary(score_results: list[TaskResult]) -> dict[str, Any]:
-    valid = sum(r.payload["valid"] for r in score_results)
-    histogram = np.sum([r.payload["histogram"] for r in score_results], axis=0) if score_results else np.zeros(10, int)
-    edges = np.linspace(0.0, 1.0, 11)
-    return {
-        "quality_score_mean": round(sum(r.payload["sum"] for r in score_results) / valid, 4) if valid else None,
-        "quality_score_histogram": {f"{edges[i]:.1f}-{edges[i + 1]:.1f}": int(c) for i, c in enumerate(histogram)},
-    }
+@dataclasses.dataclass
+class ScoreTotals:
+    """The score tasks' answers merged as they arrive (:meth:`add` is the map's ``fold``): the
+    driver keeps these sums and the rows per task, not a result per shard."""
+
+    high_buckets: dict[int, int] = dataclasses.field(default_factory=dict)
+    total: float = 0.0
+    valid: int = 0
+    histogram: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(10, dtype=np.int64))
+
+    def add(self, result: TaskResult) -> int:
+        for bucket, count in result.payload["high_buckets"].items():
+            self.high_buckets[int(bucket)] = self.high_buckets.get(int(bucket), 0) + count
+        self.total += result.payload["sum"]
+        self.valid += result.payload["valid"]
+        self.histogram += np.asarray(result.payload["histogram"], dtype=np.int64)
+        return result.rows_in
+
+    def summary(self) -> dict[str, Any]:
+        edges = np.linspace(0.0, 1.0, 11)
+        return {
+            "quality_score_mean": round(self.total / self.valid, 4) if self.valid else None,
+            "quality_score_histogram": {f"{edges[i]:.1f}-{edges[i + 1]:.1f}": int(c) for i, c in enumerate(self.histogram)},
+        }
 
 
 def materialize_scored(
@@ -466,19 +496,13 @@ def materialize_scored(
             keys,
             lambda i, k: ScoreTask(i, store.location, k, model, options.batch_rows, run.work_key(f"scores/part-{i:05d}.parquet")),
         )
-        high_buckets: dict[int, int] = {}
-
-        def fold(result: TaskResult) -> TaskResult:  # ~40 KB a shard: merged as it arrives, not kept
-            for bucket, count in result.payload.pop("high_buckets").items():
-                high_buckets[int(bucket)] = high_buckets.get(int(bucket), 0) + count
-            return result
-
-        score_results = run.map("score", run_score_task, score_tasks, collect=False, fold=fold)
-        n = sum(r.rows_in for r in score_results)
+        totals = ScoreTotals()  # a score result is ~40 KB: merged as it arrives, not kept
+        rows = run.map("score", run_score_task, score_tasks, collect=False, fold=totals.add)
+        n = sum(rows)
         lo, hi = options.rewrite_band
         k_high, k_lo, k_hi = (_rank_count(f, n) for f in (options.top_fraction, lo, hi))
-        cuts = locate_cuts(run, score_results, score_tasks, (k_high, k_lo, k_hi), high_buckets)
-        offsets = np.cumsum([0] + [r.rows_in for r in score_results])[:-1].tolist()
+        cuts = locate_cuts(run, rows, score_tasks, (k_high, k_lo, k_hi), totals.high_buckets)
+        offsets = np.cumsum([0, *rows])[:-1].tolist()
         tables = (names.DATA, names.REWRITE_CANDIDATES, names.DROPPED)
         run.map_into_report(
             "split",
@@ -506,7 +530,7 @@ def materialize_scored(
                 "rewrite_candidates": run.report.routed.get(names.REWRITE_CANDIDATES, 0),
                 "high_quality_threshold": round(cuts[k_high].score, 4) if cuts[k_high] else None,
                 "rewrite_threshold": round(rewrite_cut.score, 4) if rewrite_cut else None,
-                **_score_summary(score_results),
+                **totals.summary(),
                 "classifier": Path(model[1]).name,
             }
         )
