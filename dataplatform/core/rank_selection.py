@@ -45,11 +45,16 @@ def sparse_histogram(values: np.ndarray) -> dict[str, int]:
     return {str(int(v)): int(c) for v, c in zip(distinct, counts)}
 
 
+def add_histogram(into: dict[int, int], part: Mapping[str, int]) -> None:
+    """Add one :func:`sparse_histogram` (keys as str or int) into ``into``."""
+    for value, count in part.items():
+        into[int(value)] = into.get(int(value), 0) + count
+
+
 def merge_histograms(parts: Iterable[Mapping[str, int]]) -> dict[int, int]:
     total: dict[int, int] = {}
     for part in parts:
-        for value, count in part.items():
-            total[int(value)] = total.get(int(value), 0) + count
+        add_histogram(total, part)
     return total
 
 

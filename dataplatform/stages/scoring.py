@@ -18,7 +18,7 @@ import dataclasses
 import functools
 import io
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -380,24 +380,20 @@ def locate_cuts(
         return cuts
     first = [rs.locate(high_buckets, k - 1) for k in wanted]
 
-    def refine(phase: str, prefix: str, merge: Callable[[dict, Any], None], **kwargs) -> dict[int, Any]:
+    def refine(phase: str, prefix: str, empty: type, merge: Callable[[Any, Any], None], **kwargs) -> dict[int, Any]:
         merged: dict[int, Any] = {}
 
         def fold(result: TaskResult) -> None:
             for name, value in result.payload.items():
-                merge(merged.setdefault(int(name.removeprefix(prefix)), {} if prefix == "bucket:" else []), value)
+                merge(merged.setdefault(int(name.removeprefix(prefix)), empty()), value)
 
         tasks = TaskList(offsets, lambda i, off: RefineTask(i, score_tasks[i].source, score_tasks[i].scores_key, off, **kwargs))
         run.map(phase, run_refine_task, tasks, collect=False, fold=fold)
         return merged
 
-    def add_counts(into: dict[int, int], part: Mapping[str, int]) -> None:
-        for value, count in part.items():
-            into[int(value)] = into.get(int(value), 0) + count
-
-    inside = refine("cut-buckets", "bucket:", add_counts, high_buckets=tuple(sorted({loc.bucket for loc in first})))
+    inside = refine("cut-buckets", "bucket:", dict, rs.add_histogram, high_buckets=tuple(sorted({loc.bucket for loc in first})))
     exact = [rs.locate(inside.get(loc.bucket, {}), loc.offset) for loc in first]
-    tied = refine("cut-ties", "key:", list.extend, exact_keys=tuple(sorted({loc.bucket for loc in exact})))
+    tied = refine("cut-ties", "key:", list, list.extend, exact_keys=tuple(sorted({loc.bucket for loc in exact})))
     for k, loc in zip(wanted, exact):
         cuts[k] = rs.cut_from_ties(loc.bucket, loc.offset, tied.get(loc.bucket, []), k - 1)
     return cuts
@@ -459,8 +455,7 @@ class ScoreTotals:
     histogram: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(10, dtype=np.int64))
 
     def add(self, result: TaskResult) -> int:
-        for bucket, count in result.payload["high_buckets"].items():
-            self.high_buckets[int(bucket)] = self.high_buckets.get(int(bucket), 0) + count
+        rs.add_histogram(self.high_buckets, result.payload["high_buckets"])
         self.total += result.payload["sum"]
         self.valid += result.payload["valid"]
         self.histogram += np.asarray(result.payload["histogram"], dtype=np.int64)
