@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -23,7 +22,7 @@ from dataplatform import names
 from dataplatform.core.decontamination import BenchmarkNgramIndex, decontaminate, find_benchmark_files, load_benchmark_items
 from dataplatform.core.schemas import DECONTAMINATED, conform
 from dataplatform.execution.shard_executor import ShardExecutor
-from dataplatform.io.datasets import DatasetStore, ShardSink, iter_shard_batches
+from dataplatform.io.datasets import DatasetStore, ShardsByIndex, ShardSink, iter_shard_batches
 from dataplatform.io.object_store import StoreLocation
 from dataplatform.stages.runner import (
     ProgressSink,
@@ -37,7 +36,6 @@ from dataplatform.stages.runner import (
 )
 
 DecontaminationMode = Literal["drop", "cut"]
-_SHARD_INDEX = re.compile(r"part-(\d+)\.parquet$")
 
 
 def build_benchmark_index(
@@ -139,15 +137,10 @@ def run_decontaminate_task(task: DecontaminateTask) -> TaskResult:
 
 
 def shards_by_index(store: DatasetStore, asset: str, partition: str, tables: Sequence[str]) -> dict[int, list[tuple[str, str]]]:
-    """Shard keys of ``tables`` grouped by their ``part-NNNNN`` number (shards line up across tables)."""
-    grouped: dict[int, list[tuple[str, str]]] = {}
-    for table in tables:
-        for key in store.shard_keys(asset, partition, table):
-            match = _SHARD_INDEX.search(key)
-            if match is None:
-                raise ValueError(f"{asset}/{partition}: shard {key} is not named part-NNNNN.parquet")
-            grouped.setdefault(int(match.group(1)), []).append((table, key))
-    return dict(sorted(grouped.items()))
+    """Shard keys of ``tables`` grouped by their ``part-NNNNN`` number (shards line up across tables),
+    as a dict: for stages that read a few shards; a crawl-wide map keeps :class:`ShardsByIndex`."""
+    shards = ShardsByIndex(store, partition, [(table, asset, table) for table in tables])
+    return {int(index): shards.group(int(index)) for index in shards.indices}
 
 
 def decontaminate_partition(
@@ -172,18 +165,18 @@ def decontaminate_partition(
         outputs = (names.DATA, names.REWRITE_POOL, names.DROPPED)
         for table in outputs:
             run.declare(table, DECONTAMINATED)
-        groups = shards_by_index(store, source_asset, snapshot, (names.DATA, names.REWRITE_POOL))
+        shards = ShardsByIndex(store, snapshot, [(t, source_asset, t) for t in (names.DATA, names.REWRITE_POOL)])
         tasks = TaskList(
-            list(groups.items()),
-            lambda _, group: DecontaminateTask(
-                group[0],
+            shards.indices,
+            lambda _, i: DecontaminateTask(
+                int(i),
                 store.location,
-                tuple(group[1]),
+                tuple(shards.group(int(i))),
                 index,
                 mode,
                 store.location,
                 run.prefix,
-                tuple((t, run.shard_key(group[0], t)) for t in outputs),
+                tuple((t, run.shard_key(int(i), t)) for t in outputs),
             ),
         )
         run.map_into_report("decontaminate", run_decontaminate_task, tasks)

@@ -68,6 +68,7 @@ names sort before N (Common Crawl names sort chronologically).
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import io
 import itertools
@@ -200,13 +201,22 @@ def committed_work_area(store: DatasetStore, snapshot: str, version: str) -> Wor
     return WorkArea(store.location, f"{DEDUPLICATED_ASSET}/{snapshot}/v{version}/{WORK_DIR}")
 
 
-Wrote = dict[str, dict[int, list[int]]]  # work kind -> bucket partition -> input shards that wrote it
+# work kind -> bucket partition -> input shards that wrote it, as 4-byte ints: every shard writes
+# every partition, so this is 3 x partitions x shards numbers (~13 MB as Python lists at 13k shards
+# and 9 partitions, held by the driver for the whole run and copied into each partition's task).
+Wrote = dict[str, dict[int, array.array]]
+
+
+def shard_numbers(values: Iterable[int] = ()) -> array.array:
+    return array.array("i", values)
 
 
 def save_plan(store: ObjectStore, work: WorkArea, partitions: int, wrote: Wrote) -> None:
     body = {
         "partitions": partitions,
-        "wrote": {kind: {str(p): shards for p, shards in sorted(parts.items())} for kind, parts in sorted(wrote.items())},
+        "wrote": {
+            kind: {str(p): shards.tolist() for p, shards in sorted(parts.items())} for kind, parts in sorted(wrote.items())
+        },
     }
     store.put_bytes(work.plan_key(), json.dumps(body, sort_keys=True).encode())
 
@@ -217,7 +227,8 @@ def load_plan(store: ObjectStore, work: WorkArea) -> tuple[int, Wrote] | None:
     if raw is None:
         return None
     body = json.loads(raw)
-    return body["partitions"], {kind: {int(p): shards for p, shards in parts.items()} for kind, parts in body["wrote"].items()}
+    wrote = {kind: {int(p): shard_numbers(shards) for p, shards in parts.items()} for kind, parts in body["wrote"].items()}
+    return body["partitions"], wrote
 
 
 def delete_work(store: ObjectStore, work: WorkArea) -> None:
@@ -449,7 +460,7 @@ class ExactTask(ShardTask):
     """Phase 2 of bucket partition ``index``."""
 
     work: WorkArea
-    shards: tuple[int, ...]
+    shards: Sequence[int]
     prior: tuple[PriorParts, ...]
     config: DedupConfig
 
@@ -477,7 +488,7 @@ class BucketTask(ShardTask):
     """Phase 3 of bucket partition ``index``."""
 
     work: WorkArea
-    shards: tuple[int, ...]
+    shards: Sequence[int]
     prior: tuple[PriorParts, ...]
     excluded: str | None  # bitmap of exact copies, left out of LSH
     partitions: int
@@ -534,7 +545,7 @@ class AttachTask(ShardTask):
 
     work: WorkArea
     sources: tuple[int, ...]  # bucket partitions that routed pairs here
-    shards: tuple[int, ...]  # input shards with payload rows in this partition
+    shards: Sequence[int]  # input shards with payload rows in this partition
     prior: tuple[PriorParts, ...]  # signatures of earlier snapshots
     partitions: int
     config: DedupConfig
@@ -600,7 +611,7 @@ class VerifyTask(ShardTask):
 
     work: WorkArea
     sources: tuple[int, ...]  # attach partitions that routed pairs here
-    shards: tuple[int, ...]
+    shards: Sequence[int]
     config: DedupConfig
 
 
@@ -684,7 +695,7 @@ class IndexTask(ShardTask):
     """Phase 8 of bucket partition ``index``: index part ``index`` of each table."""
 
     work: WorkArea
-    shards: tuple[tuple[str, tuple[int, ...]], ...]  # (work kind, input shards that wrote it)
+    shards: tuple[tuple[str, Sequence[int]], ...]  # (work kind, input shards that wrote it)
     dropped: str | None
     out: StoreLocation
     partition_prefix: str
@@ -818,7 +829,7 @@ def _phase_signatures(run: _Run) -> None:
         run.count([result], "considered")
         for kind, parts in result.payload["written"].items():
             for p in parts:
-                run.wrote[kind].setdefault(int(p), []).append(index)
+                run.wrote[kind].setdefault(int(p), shard_numbers()).append(index)
         return result.rows_in
 
     rows = np.array(run.stage.map("signatures", run_signature_task, tasks, collect=False, fold=fold), dtype=np.int64)
@@ -830,8 +841,7 @@ def _phase_exact(run: _Run) -> tuple[list[int], str]:
     """Exact verdicts per partition; returns the partitions that wrote them and the bitmap of the
     exact copies (left out of LSH)."""
     tasks = [
-        ExactTask(p, run.work, tuple(shards), run.prior_for("exact", p), run.config)
-        for p, shards in sorted(run.wrote["exact"].items())
+        ExactTask(p, run.work, shards, run.prior_for("exact", p), run.config) for p, shards in sorted(run.wrote["exact"].items())
     ]
     run.count(
         run.stage.map("exact", run_exact_task, tasks, collect=False, isolated=True),
@@ -849,7 +859,7 @@ def _phase_exact(run: _Run) -> tuple[list[int], str]:
 def _phase_buckets(run: _Run, excluded: str | None) -> dict[int, list[int]]:
     """Candidate pairs per bucket partition; returns destination -> source partitions."""
     tasks = [
-        BucketTask(p, run.work, tuple(shards), run.prior_for("bands", p), excluded, run.partitions, run.config)
+        BucketTask(p, run.work, shards, run.prior_for("bands", p), excluded, run.partitions, run.config)
         for p, shards in sorted(run.wrote["bands"].items())
     ]
     results = run.stage.map("buckets", run_bucket_task, tasks, collect=False, isolated=True)
@@ -861,13 +871,17 @@ def _phase_verify(run: _Run, routes: dict[int, list[int]]) -> list[str]:
     """Attach both payloads to the candidate pairs and verify them; returns the edge files."""
     payload = run.wrote["payload"]
     attach = [
-        AttachTask(p, run.work, tuple(src), tuple(payload.get(p, ())), run.prior_for("signatures", p), run.partitions, run.config)
+        AttachTask(
+            p, run.work, tuple(src), payload.get(p, shard_numbers()), run.prior_for("signatures", p), run.partitions, run.config
+        )
         for p, src in sorted(routes.items())
     ]
     results = run.stage.map("attach", run_attach_task, attach, collect=False, isolated=True)
     run.count(results, "candidate_pairs", "prior_files_read", "prior_rows_matched")
     second = _routes(attach, results)
-    verify = [VerifyTask(p, run.work, tuple(src), tuple(payload.get(p, ())), run.config) for p, src in sorted(second.items())]
+    verify = [
+        VerifyTask(p, run.work, tuple(src), payload.get(p, shard_numbers()), run.config) for p, src in sorted(second.items())
+    ]
     run.count(run.stage.map("verify", run_verify_task, verify, collect=False, isolated=True), "verified_pairs")
     return [run.work.key("edges", t.index) for t in verify]
 
@@ -1070,7 +1084,7 @@ def _index_tasks(plan: _Plan, stage: StageRun, work: WorkArea, wrote: Wrote) -> 
         IndexTask(
             p,
             work,
-            tuple((k, tuple(wrote[k].get(p, ()))) for k in kinds),
+            tuple((k, wrote[k].get(p, shard_numbers())) for k in kinds),
             work.bitmap_key("dropped"),
             plan.store.location,
             stage.prefix,
@@ -1101,7 +1115,7 @@ def _commit_index(
         rows: dict[str, int] = {}
         for result in results:
             add_counts(rows, result.payload["rows"])
-        stage.report.bytes_out = sum(s.bytes for s in stage.writer.shards)
+        stage.report.bytes_out = sum(stage.writer.shards.totals(t)[2] for t in stage.writer.shards.tables())
         stage.commit(
             {
                 "rows": rows.get(names.INDEX_EXACT, 0) + rows.get(names.INDEX_BANDS, 0),

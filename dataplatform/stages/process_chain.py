@@ -24,9 +24,9 @@ from dataplatform import names
 from dataplatform.core.schemas import PROCESSED, conform
 from dataplatform.execution.shard_executor import ShardExecutor
 from dataplatform.io.crawl_sources import CrawlSource
-from dataplatform.io.datasets import DatasetStore, ShardSink, iter_shard_batches
+from dataplatform.io.datasets import DatasetStore, ShardsByIndex, ShardSink, iter_shard_batches
 from dataplatform.io.object_store import StoreLocation
-from dataplatform.stages.decontamination import decontaminate_partition, materialize_eval_benchmarks, shards_by_index
+from dataplatform.stages.decontamination import decontaminate_partition, materialize_eval_benchmarks
 from dataplatform.stages.dedup import materialize_deduplicated
 from dataplatform.stages.filtering import materialize_filtered
 from dataplatform.stages.ingest import materialize_documents_from_warcs
@@ -214,10 +214,7 @@ def assemble_processed(
     """Union, shard by shard, the tables where each page ended up into ``processed/<snapshot>``;
     ``set_aside`` adds tables of optional steps that ran (the toxicity step's ``dropped``)."""
     sources = [*_final_tables(store, snapshot), *set_aside]
-    groups: dict[int, list[tuple[str, str]]] = {}
-    for asset, tables in sources:
-        for index, keys in shards_by_index(store, asset, snapshot, tables).items():
-            groups.setdefault(index, []).extend((f"{asset}/{table}", key) for table, key in keys)
+    shards = ShardsByIndex(store, snapshot, [(f"{asset}/{table}", asset, table) for asset, tables in sources for table in tables])
     upstream = upstream_versions(store, [(asset, snapshot) for asset in dict(sources)])
     with StageRun(store, names.PROCESSED, snapshot, executor, upstream=upstream, progress=progress) as run:
         if run.up_to_date:
@@ -227,9 +224,9 @@ def assemble_processed(
             "assemble",
             run_assemble_task,
             TaskList(
-                list(groups.items()),
-                lambda _, group: AssembleTask(
-                    group[0], store.location, tuple(group[1]), store.location, run.prefix, run.shard_key(group[0])
+                shards.indices,
+                lambda _, i: AssembleTask(
+                    int(i), store.location, tuple(shards.group(int(i))), store.location, run.prefix, run.shard_key(int(i))
                 ),
             ),
         )
