@@ -1,12 +1,15 @@
 """What a step's driver keeps per shard: the writer's shard list (published as the shard index) and
 the aligned shard keys that decontamination and assembly map over. Both are compact columns, so
 the tests check that nothing a reader sees changes: the published index, its order, the totals
-and which keys a shard number's task gets."""
+and which keys a shard number's task gets. And the Arrow allocator our processes use."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
+import subprocess
+import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -90,3 +93,17 @@ def test_aligned_shards_keep_a_key_off_the_pattern_and_refuse_one_without_a_numb
         mp.setattr(store, "shard_keys", lambda *a: ["deduplicated/x/v1/data/whole.parquet"])
         with pytest.raises(ValueError, match="not named part-NNNNN"):
             ShardsByIndex(store, PARTITION, [("kept", "deduplicated", "data")])
+
+
+def test_dataplatform_processes_use_arrows_system_allocator_unless_told_otherwise():
+    probe = "import dataplatform.io.datasets, pyarrow; print(pyarrow.default_memory_pool().backend_name)"
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    assert (
+        subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout.strip()
+        == "system"
+    )
+    chosen = {**env, "ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}
+    assert (
+        subprocess.run([sys.executable, "-c", probe], env=chosen, capture_output=True, text=True, check=True).stdout.strip()
+        == "mimalloc"
+    )
