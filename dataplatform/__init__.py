@@ -11,5 +11,6 @@ __version__ = "0.2.0"
 # `dataplatform process` (benchmarks/RESULTS.md, driver fourth pass): committing a 40k-shard index
 # left RSS 43 MB higher under mimalloc and 8 MB under the system allocator, and at 16x the driver
 # grew 3 MB over 4x instead of 20, with lower worker peaks and no loss of speed. Read once, when
-# pyarrow is first imported, so it is set here, before any of our modules imports pyarrow.
+# pyarrow is first imported, so it is set here, before any of our modules imports pyarrow (a
+# script that imports pyarrow before dataplatform keeps mimalloc in its own process).
 _os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")

@@ -52,13 +52,22 @@ def test_the_ledger_round_trips_many_shards_in_chunks(monkeypatch):
     infos = [ShardInfo(t, f"v1/{t}/part-{i:05d}.parquet", i, 10 * i, f"{i:064x}") for t in ("data", "a") for i in range(30)]
     for info in reversed(infos):
         ledger.add(info)
-    index = pq.read_table(io.BytesIO(ledger.index_bytes()))
+    raw = ledger.index_bytes()
+    index = pq.read_table(io.BytesIO(raw))
     expected = sorted(infos, key=lambda s: (s.table, s.key))
     assert index.column("path").to_pylist() == [s.key for s in expected]
     assert index.column("sha256").to_pylist() == [s.sha256 for s in expected]
     assert list(ledger) == expected and len(ledger) == 60
     assert ledger.totals("data") == (30, sum(range(30)), 10 * sum(range(30)))
     assert pq.read_table(io.BytesIO(ShardLedger().index_bytes())).num_rows == 0
+    # Deterministic: the same shards give the same file, whatever order they were added in.
+    again = ShardLedger()
+    for info in infos:
+        again.add(info)
+    assert again.index_bytes() == raw
+    assert pq.ParquetFile(io.BytesIO(raw)).metadata.num_row_groups == 2 * 5  # a row group per table and chunk
+    with pytest.raises(ValueError, match="64 hex digits"):
+        ledger.add(ShardInfo("data", "v1/data/part-99999.parquet", 1, 1, "abc"))
 
 
 def test_aligned_shards_give_each_number_the_keys_of_the_tables_that_have_it(tmp_path):
@@ -81,7 +90,7 @@ def test_aligned_shards_give_each_number_the_keys_of_the_tables_that_have_it(tmp
     assert {key for i in shards.indices.tolist() for _, key in shards.group(i)} == listed
 
 
-def test_aligned_shards_keep_a_key_off_the_pattern_and_refuse_one_without_a_number(tmp_path):
+def test_aligned_shards_keep_a_key_off_the_pattern_and_refuse_ambiguous_numbers(tmp_path):
     store = DatasetStore(LocalLocation(str(tmp_path)))
     _write(store, "deduplicated", {"data": [0]})
     keys = ["d/x/v1/data/part-00000.parquet", "d/x/v1/moved/part-00002.parquet", "d/x/v1/data/part-00003.parquet"]
@@ -89,6 +98,10 @@ def test_aligned_shards_keep_a_key_off_the_pattern_and_refuse_one_without_a_numb
         mp.setattr(store, "shard_keys", lambda *a: keys)
         shards = ShardsByIndex(store, PARTITION, [("kept", "deduplicated", "data")])
     assert [shards.group(i) for i in shards.indices.tolist()] == [[("kept", k)] for k in keys]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(store, "shard_keys", lambda *a: [keys[0], "d/x/v1/data/part-0.parquet"])
+        with pytest.raises(ValueError, match="two data shards are numbered 0"):
+            ShardsByIndex(store, PARTITION, [("kept", "deduplicated", "data")])
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(store, "shard_keys", lambda *a: ["deduplicated/x/v1/data/whole.parquet"])
         with pytest.raises(ValueError, match="not named part-NNNNN"):
