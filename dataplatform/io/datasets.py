@@ -284,7 +284,7 @@ class ShardLedger:
 
     def totals(self, table: str) -> tuple[int, int, int]:
         """(shards, rows, bytes) of ``table``."""
-        return len(self.keys(table)), sum(self._rows.get(table, ())), sum(self._bytes.get(table, ()))
+        return len(self._keys.get(table, ())), sum(self._rows.get(table, ())), sum(self._bytes.get(table, ()))
 
     def __iter__(self) -> Iterator[ShardInfo]:
         for table in self.tables():
@@ -353,9 +353,6 @@ class ShardsByIndex:
             self._sources.append((label, pattern, numbers[order], odd))
         present = [numbers for _, _, numbers, _ in self._sources]
         self.indices: np.ndarray = np.unique(np.concatenate(present)) if present else np.empty(0, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.indices)
 
     def group(self, index: int) -> list[tuple[str, str]]:
         """``(label, key)`` of every source table that has shard ``index``."""

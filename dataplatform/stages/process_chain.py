@@ -214,11 +214,11 @@ def assemble_processed(
     """Union, shard by shard, the tables where each page ended up into ``processed/<snapshot>``;
     ``set_aside`` adds tables of optional steps that ran (the toxicity step's ``dropped``)."""
     sources = [*_final_tables(store, snapshot), *set_aside]
-    shards = ShardsByIndex(store, snapshot, [(f"{asset}/{table}", asset, table) for asset, tables in sources for table in tables])
     upstream = upstream_versions(store, [(asset, snapshot) for asset in dict(sources)])
     with StageRun(store, names.PROCESSED, snapshot, executor, upstream=upstream, progress=progress) as run:
         if run.up_to_date:
             return run.report
+        shards = ShardsByIndex(store, snapshot, [(f"{asset}/{t}", asset, t) for asset, tables in sources for t in tables])
         run.declare(names.DATA, PROCESSED)
         run.map_into_report(
             "assemble",
